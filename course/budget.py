@@ -1,0 +1,89 @@
+"""The training budget: how long the notebook trains, read from the environment.
+
+Students get the full run by default. The autograder and CI set ``VAE_MODE=grading`` (done in
+``nbgrader_config.py`` and the test suite) and get a run short enough to grade a submission in
+seconds; single knobs can still be overridden for experiments. Keeping this in one place means
+the notebook, the hidden tests and the grader always agree on what "trained" means.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+MODE_VAR = "VAE_MODE"
+
+
+@dataclass(frozen=True)
+class TrainingBudget:
+    """How much training the notebook does, and on how many images it validates."""
+
+    mode: str
+    epochs: int
+    train_images: int
+    val_images: int
+    batch_size: int
+    learning_rate: float
+    seed: int
+
+    @property
+    def verbose(self) -> int:
+        """Keras ``fit`` verbosity: a live progress bar for students, one line per epoch when grading."""
+        return 1 if self.mode == "student" else 2
+
+    def describe(self) -> str:
+        return (
+            f"{self.mode} mode: {self.epochs} epoch(s) on {self.train_images:,} training images, "
+            f"batch size {self.batch_size}, Adam lr {self.learning_rate:g}, validation on "
+            f"{self.val_images:,} test images, seed {self.seed}"
+        )
+
+
+# Student default: the full data set for 10 epochs (see README for the measured val_loss and time).
+STUDENT = TrainingBudget(
+    mode="student", epochs=10, train_images=60000, val_images=10000, batch_size=128,
+    learning_rate=1e-3, seed=0,
+)
+# Grading: calibrated so the whole notebook runs in well under 20 s of kernel time on 2 cores
+# while the reconstruction test still passes with a margin (calibration in source/vae/README.md).
+GRADING = TrainingBudget(
+    mode="grading", epochs=1, train_images=8000, val_images=1000, batch_size=32,
+    learning_rate=1e-3, seed=0,
+)
+
+_MODES = {"student": STUDENT, "grading": GRADING}
+_OVERRIDES = {
+    "VAE_EPOCHS": ("epochs", int),
+    "VAE_TRAIN_IMAGES": ("train_images", int),
+    "VAE_VAL_IMAGES": ("val_images", int),
+    "VAE_BATCH_SIZE": ("batch_size", int),
+    "VAE_LEARNING_RATE": ("learning_rate", float),
+    "VAE_SEED": ("seed", int),
+}
+
+
+def training_budget(environ: Mapping[str, str] | None = None) -> TrainingBudget:
+    """Budget for this run: ``VAE_MODE`` picks student/grading, ``VAE_EPOCHS`` etc. override."""
+    env = os.environ if environ is None else environ
+    mode = env.get(MODE_VAR, "student").strip().lower() or "student"
+    if mode not in _MODES:
+        raise ValueError(f"{MODE_VAR}={mode!r} is not a known mode; use one of {sorted(_MODES)}.")
+    budget = _MODES[mode]
+    changes: dict[str, int | float] = {}
+    for var, (field, kind) in _OVERRIDES.items():
+        raw = env.get(var, "").strip()
+        if not raw:
+            continue
+        try:
+            value = kind(raw)
+        except ValueError:
+            raise ValueError(f"{var}={raw!r} is not a valid {kind.__name__}.") from None
+        if value <= 0 and field != "seed":
+            raise ValueError(f"{var} must be positive, got {raw}.")
+        changes[field] = value
+    if changes.get("train_images", budget.train_images) > 60000:
+        raise ValueError("VAE_TRAIN_IMAGES cannot exceed the 60,000 MNIST training images.")
+    if changes.get("val_images", budget.val_images) > 10000:
+        raise ValueError("VAE_VAL_IMAGES cannot exceed the 10,000 MNIST test images.")
+    return replace(budget, **changes)

@@ -1,0 +1,99 @@
+"""Assertion helpers for the notebook's visible and hidden tests.
+
+A failed test is the main way a student learns what is wrong, so every helper raises an
+``AssertionError`` whose text names the object in the student's terms, what was expected, what
+was found, and where to look. These helpers know nothing about the solution: the expected values
+live in the tests that call them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+Shape = Sequence[int | None]
+
+
+def expect(condition: bool, message: str) -> None:
+    """``assert`` with a message that survives ``python -O`` and reads well in feedback."""
+    if not condition:
+        raise AssertionError(message)
+
+
+def fmt_shape(shape: Iterable[int | None]) -> str:
+    parts = ["None" if d is None else str(int(d)) for d in shape]
+    return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
+
+
+def expect_shape(what: str, actual: Shape, expected: Shape, hint: str = "") -> None:
+    """E.g. "z_mean has shape (None, 3); expected (None, 2): check latent_dim"."""
+    actual_t = tuple(None if d is None else int(d) for d in actual)
+    expected_t = tuple(expected)
+    expect(
+        actual_t == expected_t,
+        f"{what} has shape {fmt_shape(actual_t)}; expected {fmt_shape(expected_t)}" + (f": {hint}" if hint else ""),
+    )
+
+
+def expect_close(what: str, actual: Any, expected: Any, *, atol: float, hint: str = "") -> None:
+    actual_a = np.asarray(actual, dtype=np.float64)
+    expected_a = np.asarray(expected, dtype=np.float64)
+    expect(
+        actual_a.shape == expected_a.shape,
+        f"{what} has shape {actual_a.shape}; expected {expected_a.shape}" + (f": {hint}" if hint else ""),
+    )
+    expect(bool(np.all(np.isfinite(actual_a))), f"{what} contains NaN or infinity" + (f": {hint}" if hint else ""))
+    worst = float(np.max(np.abs(actual_a - expected_a))) if actual_a.size else 0.0
+    expect(
+        worst <= atol,
+        f"{what} is {_short(actual_a)}; expected {_short(expected_a)} (off by {worst:.3g}, tolerance {atol:g})"
+        + (f": {hint}" if hint else ""),
+    )
+
+
+def expect_raises_nothing(what: str, fn: Callable[[], Any], hint: str = "") -> Any:
+    """Run ``fn`` and turn any exception into a readable failure instead of a bare traceback."""
+    try:
+        return fn()
+    except NotImplementedError:
+        raise AssertionError(f"{what}: this part is not filled in yet (it still raises NotImplementedError).") from None
+    except Exception as exc:  # the student's code may raise anything
+        raise AssertionError(
+            f"{what} raised {type(exc).__name__}: {_first_line(exc)}" + (f". {hint}" if hint else "")
+        ) from exc
+
+
+def expect_layers(what: str, model: Any, expected: Sequence[dict[str, Any]]) -> None:
+    """Compare layer by layer and report the first difference in plain words."""
+    from course.architecture import model_signature
+
+    actual = model_signature(model)
+    for index, (got, want) in enumerate(zip(actual, expected), start=1):
+        for key, value in want.items():
+            if got.get(key) != value:
+                raise AssertionError(
+                    f"{what}: layer {index} ({got['type']}) has {key}={got.get(key)!r}; expected {key}={value!r}"
+                )
+    expect(
+        len(actual) == len(expected),
+        f"{what} has {len(actual)} layers after the input; expected {len(expected)} "
+        f"(found: {', '.join(s['type'] for s in actual)})",
+    )
+
+
+def expect_param_count(what: str, model: Any, expected: int) -> None:
+    actual = int(model.count_params())
+    expect(actual == expected, f"{what} has {actual:,} parameters; expected {expected:,}: compare its layers with the description")
+
+
+def _short(array: np.ndarray) -> str:
+    if array.size <= 6:
+        return np.array2string(array, precision=5, separator=", ")
+    return f"array of shape {array.shape}, mean {float(np.mean(array)):.5g}"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else "(no message)"
