@@ -28,34 +28,46 @@ def clean_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
         "kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"},
         "language_info": {"name": "python"},
     })
+    code_index = 0
     for cell in nb.cells:
         cell.metadata = nbformat.from_dict({k: cell.metadata[k] for k in _KEPT_CELL_METADATA if k in cell.metadata})
-        if cell.cell_type == "code":
+        if cell.cell_type != "code":
+            continue
+        code_index += 1
+        if _is_checked(cell) and cell.outputs:
+            # nbval refuses a reference cell with outputs but no execution count ("Unrun reference
+            # cell"), so checked cells keep one: their position, which only moves when cells do.
+            cell.execution_count = code_index
+            for output in cell.outputs:
+                if "execution_count" in output:
+                    output.execution_count = code_index
+        else:
             cell.execution_count = None
-            if CHECKED_OUTPUT_TAG in cell.metadata.get("tags", []):
-                for output in cell.outputs:
-                    if "execution_count" in output:
-                        output.execution_count = None
-            else:
-                cell.outputs = []
-        cell.pop("attachments", None) if cell.cell_type == "code" else None
+            cell.outputs = []
     return nb
+
+
+def _is_checked(cell: nbformat.NotebookNode) -> bool:
+    return CHECKED_OUTPUT_TAG in cell.metadata.get("tags", [])
 
 
 def is_clean(path: Path) -> list[str]:
     """Reasons the committed notebook at ``path`` is not clean (empty list: clean)."""
     nb = nbformat.read(path, as_version=4)
     reasons = []
-    for index, cell in enumerate(nb.cells):
+    expected = clean_notebook(nbformat.read(path, as_version=4))
+    for index, (cell, clean) in enumerate(zip(nb.cells, expected.cells)):
         if cell.cell_type != "code":
             continue
-        if cell.execution_count is not None:
-            reasons.append(f"cell {index} has execution_count {cell.execution_count}")
-        if cell.outputs and CHECKED_OUTPUT_TAG not in cell.metadata.get("tags", []):
+        if cell.execution_count != clean.execution_count:
+            reasons.append(f"cell {index} has execution_count {cell.execution_count}, expected {clean.execution_count}")
+        if cell.outputs and not _is_checked(cell):
             reasons.append(f"cell {index} has outputs but nbval does not check them")
         extra = set(cell.metadata) - set(_KEPT_CELL_METADATA)
         if extra:
             reasons.append(f"cell {index} has volatile metadata {sorted(extra)}")
+    if nb.metadata != expected.metadata:
+        reasons.append(f"notebook metadata {dict(nb.metadata)} is not the standard kernelspec/language_info")
     text = path.read_text()
     for marker in ("/root/", "/home/", "/tmp/", "/Users/"):
         if marker in text:
