@@ -39,7 +39,57 @@ c.Execute.interrupt_on_timeout = True
 c.Execute.allow_errors = True
 
 # --- Feedback pages (course/grading/feedback.py, issue 4) -------------------------------------
-# (filled in by the pipeline work)
+# Feedback is rendered from the autograded notebooks, which hold the hidden tests; nbgrader alone
+# shows their source and quotes them in tracebacks (upstream #917, #1363). StudentFeedback removes
+# the hidden regions and cuts each error down to the message written for the student.
+from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402
+from nbgrader.preprocessors import GetGrades  # noqa: E402
+
+from course.grading.feedback import StudentFeedback  # noqa: E402
+
+c.GenerateFeedback.preprocessors = [GetGrades, StudentFeedback, CSSHTMLHeaderPreprocessor]
 
 # --- Sandboxed grading kernel and robust execution (course/grading/sandbox.py, issue 5) --------
-# (filled in by the hardening work)
+# Autograding runs student code. It runs in a bubblewrap sandbox: the system read-only, a private
+# /tmp, no network, the course folder (source/, the gradebook, every submitted/, autograded/,
+# feedback/, tests/) invisible, and the limits below. Without a working `bwrap`, `nbgrader
+# autograde` refuses with one line; VAE_SANDBOX=off grades without the sandbox (the robust
+# executor still applies). Everything below is measured; the reasons are in the modules named.
+from nbconvert.preprocessors import ClearMetadataPreprocessor  # noqa: E402
+from nbgrader.preprocessors import (  # noqa: E402
+    AssignLatePenalties, CheckCellMetadata, ClearOutput, DeduplicateIds, IgnorePattern, LimitOutput,
+    OverwriteCells, OverwriteKernelspec, SaveAutoGrades,
+)
+
+from course.grading.repair import RepairSubmission, TolerantNotebookExporter, intake_hook  # noqa: E402
+from course.grading.robust_execute import FlagForReview, RobustExecute  # noqa: E402
+from course.grading.sandbox import GiB, MiB, refuse_unsandboxed_autograde  # noqa: E402
+
+refuse_unsandboxed_autograde()  # only stops `nbgrader autograde`, never the other commands
+
+# Reading submissions (course/grading/repair.py): a file that is not a notebook, or a notebook
+# under another name, still gets graded as far as it can be, with a note in its feedback; the
+# notebook's graded cells are put back in order from the gradebook before nbgrader's own checks.
+c.Autograde.exporter_class = TolerantNotebookExporter
+c.Autograde.pre_convert_hook = intake_hook
+c.Autograde.sanitize_preprocessors = [
+    ClearOutput, RepairSubmission, DeduplicateIds, OverwriteKernelspec, OverwriteCells, CheckCellMetadata,
+]
+# Executing (course/grading/robust_execute.py): survives kernel crashes and timeouts, checks after
+# each cell that the grading tools were not replaced, caps output, flags what it could not run.
+c.Autograde.autograde_preprocessors = [
+    RobustExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput, SaveAutoGrades, FlagForReview,
+    AssignLatePenalties, CheckCellMetadata,
+]
+c.RobustExecute.max_restarts = 6                        # new kernels per notebook before the rest is flagged
+c.RobustExecute.interrupt_grace = 10                    # s a timed-out cell gets to stop before its kernel is replaced
+c.RobustExecute.max_output_bytes = 2 * MiB              # output kept per cell (largest in the master: ~60 kB)
+c.RobustExecute.max_notebook_output_bytes = 16 * MiB    # output kept per notebook
+c.RobustExecute.check_integrity = True                  # detect replaced checks/numpy/keras/builtins/IPython hooks
+# The kernel's limits (course/grading/sandbox.py); 0 disables one.
+c.SandboxedKernelManager.memory_limit = 8 * GiB         # RLIMIT_AS; the master peaks at 3.6 GB virtual, 1.5 GB resident
+c.SandboxedKernelManager.max_processes = 256            # RLIMIT_NPROC (threads count; training uses 26)
+c.SandboxedKernelManager.max_file_size = 256 * MiB      # RLIMIT_FSIZE
+c.SandboxedKernelManager.cpu_seconds = 1200             # RLIMIT_CPU for the kernel (whole master notebook: ~60 s)
+c.SandboxedKernelManager.scratch_size = 512 * MiB       # each private tmpfs: /tmp, /dev/shm, the working folder
+c.SandboxedKernelManager.kernel_uid = 0                 # grading as root: kernel's uid (0: 100000 + pid mod 50000)

@@ -69,6 +69,8 @@ class Submission:
     filename: str = "vae.ipynb"
     expected_feedback: tuple[str, ...] = field(default=())
     """Phrases the student's feedback page must contain."""
+    lost: Mapping[str, str] = field(default_factory=dict)
+    """Why each graded cell missing from ``expected`` scores nothing: grade_id -> one-line reason."""
 
 
 def filled(

@@ -1,0 +1,105 @@
+"""``make demo``: the whole instructor pipeline on the sample submissions, from a fresh clone.
+
+    python -m course.grading.demo              # release, submit, autograde, feedback, export, table
+    python -m course.grading.demo --manifest   # print what every sample student should score
+
+Steps: regenerate ``release/`` from the master, write the demo submissions (and the adversarial
+corpus, when course.grading.adversarial exists) to ``submitted/<student>/vae/``, then run plain
+nbgrader commands in the course root (see course/grading/pipeline.py), print the grade table with
+the manifest's expected totals, the grade CSV and the feedback pages. Exits 1 when any student's
+per-cell points differ from the manifest, so the command doubles as an end-to-end check.
+Re-running it regrades from scratch and prints the same table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+import time
+
+from course.grading.paths import COURSE_ROOT
+from course.grading.submission_kit import Submission
+
+MANIFEST_TITLE = "Demo submissions: expected points"
+
+
+def demo_submissions() -> list[Submission]:
+    from course.grading.demo_submissions import SUBMISSIONS
+
+    return list(SUBMISSIONS)
+
+
+def adversarial_submissions() -> list[Submission]:
+    """The hardening corpus (issue 5), once its module exists."""
+    if importlib.util.find_spec("course.grading.adversarial") is None:
+        return []
+    from course.grading.adversarial import SUBMISSIONS
+
+    return list(SUBMISSIONS)
+
+
+def all_submissions() -> list[Submission]:
+    return demo_submissions() + adversarial_submissions()
+
+
+def manifest() -> str:
+    import nbformat
+
+    from course.grading.paths import MASTER
+    from course.grading.report import manifest_markdown
+    from course.grading.submission_kit import points_by_cell
+
+    return manifest_markdown(demo_submissions(), points_by_cell(nbformat.read(MASTER, as_version=4)), MANIFEST_TITLE)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--manifest", action="store_true", help="print the expected points of every demo student and exit")
+    args = parser.parse_args(argv)
+    if args.manifest:
+        print(manifest())
+        return 0
+
+    from course.grading.pipeline import PipelineError, course_config, run_pipeline
+    from course.grading.release import generate_release
+    from course.grading.report import cell_differences, grade_table
+
+    start = time.monotonic()
+    print("Regenerating release/ from the master (nbgrader generate_assignment in a scratch copy) ...", flush=True)
+    generate_release()
+    submissions = all_submissions()
+    print(f"Grading {len(submissions)} sample submission(s) in {COURSE_ROOT} with plain nbgrader commands ...", flush=True)
+    try:
+        run = run_pipeline(COURSE_ROOT, submissions, progress=lambda message: print(message, flush=True))
+    except PipelineError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+    print()
+    print(grade_table(run, submissions))
+    print()
+    print(f"Grade CSV:      {run.csv_path.relative_to(COURSE_ROOT)}")
+    from sqlalchemy.engine import make_url
+
+    db_url = make_url(course_config(COURSE_ROOT).db_url).render_as_string(hide_password=True)
+    print(f"Gradebook:      {db_url} (set NBGRADER_DB_URL for another database)")
+    print("Feedback pages:")
+    for submission in submissions:
+        page = run.results[submission.student].feedback
+        print(f"  {submission.student:<{max(len(s.student) for s in submissions)}}  "
+              f"{page.relative_to(COURSE_ROOT) if page else '(none written)'}")
+    seconds = sorted(r.autograde_seconds for r in run.results.values())
+    median = seconds[len(seconds) // 2] if len(seconds) % 2 else sum(seconds[len(seconds) // 2 - 1:len(seconds) // 2 + 1]) / 2
+    print(f"\nAutograde per submission: median {median:.1f} s, max {seconds[-1]:.1f} s; "
+          f"whole demo {time.monotonic() - start:.0f} s")
+    mismatched = [s.student for s in submissions if cell_differences(run, s)]
+    if mismatched:
+        print(f"\n✗ {len(mismatched)} student(s) differ from the manifest: {', '.join(mismatched)}", file=sys.stderr)
+        return 1
+    print(f"\n✓ all {len(submissions)} students scored exactly what the manifest expects")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,644 @@
+"""Executing a student notebook so that one bad cell costs only what depends on it.
+
+nbgrader's ``Execute`` (an nbclient ``NotebookClient``) gives up on the whole submission when the
+kernel dies: measured with nbgrader 0.9.6, ``os._exit`` in one cell removes the student's
+autograded notebook and makes ``autograde`` exit 1, and a cell stuck in a loop that ignores the
+interrupt times out every following cell. :class:`RobustExecute` replaces it in
+``Autograde.autograde_preprocessors`` and runs the cells itself:
+
+* **Kernel death** (``os._exit``, ``exit()``, a fatal signal, the CPU limit): the cell gets an
+  error that says so, a new kernel starts, the cells that had completed are run again (their
+  outputs kept from the first run) so the state is back, and grading goes on after the crashing
+  cell. Later parts that do not need that cell still earn their points.
+* **Timeout**: the kernel is interrupted; if the cell does not stop within ``interrupt_grace``
+  seconds, the kernel is replaced as above. The cell gets a "ran longer than N s" error.
+* **Tampering**: before the first cell the kernel imports the modules the tests use and the
+  grader records what they contain; after every cell it checks that nothing the tests rely on
+  was replaced (the ``course`` package, NumPy, Keras, builtins, IPython's input/AST transformers
+  and event hooks, ``sys`` hooks, and the names the locked set-up cell defines). A cell that
+  changed them is not counted: the kernel is replaced, the earlier cells replayed without it, and
+  the student sees which name their cell changed. A test cell during which student code changed
+  them scores 0 with that message.
+* **Output size**: a cell's output past ``max_output_bytes`` (a notebook's past
+  ``max_notebook_output_bytes``) is dropped with a note, so a print loop cannot exhaust the
+  grader's memory.
+* Notes for the student (from the sanitize step in ``course.grading.repair`` and from here) go
+  into a Markdown cell at the top of the autograded notebook, which the feedback page shows.
+  Where a graded cell could not be run at all (the kernel kept dying), it is flagged for manual
+  grading with the reason (:class:`FlagForReview`), never silently zeroed.
+
+The kernel itself is the sandboxed one from ``course.grading.sandbox`` unless ``VAE_SANDBOX=off``.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from queue import Empty
+
+from jupyter_core.utils import ensure_async, run_sync
+from nbclient.client import NotebookClient
+from nbformat import v4
+from nbformat.notebooknode import NotebookNode, from_dict
+from nbgrader import utils
+from nbgrader.api import Gradebook, MissingEntry
+from nbgrader.preprocessors import Execute, NbGraderPreprocessor
+from traitlets import Bool, Integer, List, Unicode
+
+from course.grading.repair import METADATA_KEY, add_note, flags_of, notes_of, student_text
+from course.grading.sandbox import SANDBOX_ENV, SandboxedKernelManager, kernel_manager_class, sandbox_disabled
+
+_TIMEOUT = "timeout"
+_DEAD = "dead"
+
+# Allowed owners of hooks added after the baseline (IPython's own, matplotlib's inline backend,
+# import machinery of installed packages). Anything defined in the notebook (module __main__) or
+# elsewhere is tampering.
+_TRUSTED_OWNERS = ("IPython", "ipykernel", "matplotlib", "matplotlib_inline", "six", "importlib", "_frozen_importlib",
+                   "setuptools", "_distutils_hack", "pkg_resources", "__editable__", "keras", "tensorflow", "numpy",
+                   "scipy", "jax", "torch", "google", "absl", "jupyter_client", "comm", "traitlets", "zmq", "tornado")
+_SHELL_METHODS = ("run_cell", "run_cell_async", "run_ast_nodes", "run_code", "showtraceback", "_showtraceback",
+                  "showsyntaxerror", "transform_cell", "transform_ast", "should_run_async", "ex", "ev")
+_KERNEL_METHODS = ("do_execute", "execute_request", "dispatch_shell", "send_response")
+
+# Runs inside the kernel (exec'd in a private namespace) and returns, as JSON, the identity of
+# everything the tests rely on. Only ids and owners travel back: the grader compares them.
+_PROBE = r"""
+import sys, json
+def _entry(v):
+    code = getattr(v, '__code__', None)
+    return [id(v), id(code) if code is not None else 0]
+def _watch(obj):
+    out = {}
+    try:
+        items = list(vars(obj).items())
+    except TypeError:
+        return out
+    for k, v in items:
+        if k == '_' or (k.startswith('__') and k not in ('__import__', '__build_class__', '__init__', '__call__')):
+            continue
+        if callable(v) or isinstance(v, type(sys)):
+            out[k] = _entry(v)
+    return out
+def _owner(f):
+    return getattr(f, '__module__', None) or getattr(type(f), '__module__', '') or ''
+def _hooks(seq):
+    return [[id(x), _owner(x)] for x in seq]
+R = {'modules': {}, 'sysmods': {}, 'ns': {}, 'hooks': {}}
+for name in MODULES:
+    m = sys.modules.get(name)
+    if m is not None:
+        R['sysmods'][name] = id(m)
+        R['modules'][name] = _watch(m)
+for dotted in CLASSES:
+    mod, _, attr = dotted.rpartition('.')
+    m = sys.modules.get(mod)
+    obj = getattr(m, attr, None) if m is not None else None
+    if isinstance(obj, type):
+        R['modules'][dotted] = _watch(obj)
+for k in NAMES:
+    if k in user_ns:
+        v = user_ns[k]
+        R['ns'][k] = ['id', id(v)] if (callable(v) or isinstance(v, type(sys))) else ['repr', repr(v)[:300]]
+    else:
+        R['ns'][k] = ['missing', '']
+ip = sys.modules['IPython'].get_ipython() if 'IPython' in sys.modules else None
+H = R['hooks']
+if ip is not None:
+    H['input_transformers_cleanup'] = _hooks(ip.input_transformers_cleanup)
+    H['input_transformers_post'] = _hooks(ip.input_transformers_post)
+    H['ast_transformers'] = _hooks(ip.ast_transformers)
+    for ev, cbs in ip.events.callbacks.items():
+        H['event ' + ev] = _hooks(cbs)
+    H['custom_exceptions'] = [[id(ip.custom_exceptions), repr(ip.custom_exceptions)[:200]]]
+    for k in SHELL_METHODS:
+        H['shell.' + k] = [[id(getattr(type(ip), k, None)), 'shadowed' if k in vars(ip) else '']]
+    kernel = getattr(ip, 'kernel', None)
+    if kernel is not None:
+        for k in KERNEL_METHODS:
+            H['kernel.' + k] = [[id(getattr(type(kernel), k, None)), 'shadowed' if k in vars(kernel) else '']]
+H['sys.excepthook'] = [[id(sys.excepthook), _owner(sys.excepthook)]]
+H['sys.settrace'] = [[id(sys.gettrace()), '']]
+H['sys.setprofile'] = [[id(sys.getprofile()), '']]
+H['sys.meta_path'] = _hooks(sys.meta_path)
+H['sys.path_hooks'] = _hooks(sys.path_hooks)
+result = json.dumps(R)
+"""
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (from /proc; threads are not processes here)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                stat = handle.read().decode("utf-8", "replace")
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()
+        if len(fields) > 1 and fields[0] != "Z":
+            children.setdefault(int(fields[1]), []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def stray_processes(km) -> int:
+    """Processes the student's code left running beside the kernel (a fork bomb's children, say)."""
+    process = getattr(getattr(km, "provisioner", None), "process", None)
+    if process is None or process.poll() is not None or not os.path.isdir("/proc"):
+        return 0
+    expected = 2 if isinstance(km, SandboxedKernelManager) else 0  # bwrap's init and the kernel itself
+    return max(0, len(_descendants(process.pid)) - expected)
+
+
+def _names_defined(source: str) -> list[str]:
+    """Top-level names a (locked set-up) cell binds: the tests rely on them."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    names: list[str] = []
+    for node in tree.body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            names += [(alias.asname or alias.name).split(".")[0] for alias in node.names if alias.name != "*"]
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names += [leaf.id for t in targets for leaf in ast.walk(t) if isinstance(leaf, ast.Name)]
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.append(node.name)
+    return sorted({n for n in names if not n.startswith("_")})
+
+
+def _changes(before: dict, after: dict | None) -> list[str]:
+    """What changed between two probes, in words a student can follow (empty: nothing)."""
+    if after is None:
+        return ["the grader could not inspect the kernel after this cell"]
+    changed: list[str] = []
+    for module, attrs in before.get("modules", {}).items():
+        now = after.get("modules", {}).get(module, {})
+        for attr, ident in attrs.items():
+            if now.get(attr) != ident:
+                changed.append(f"{module}.{attr}")
+    for module, ident in before.get("sysmods", {}).items():
+        if after.get("sysmods", {}).get(module) != ident:
+            changed.append(f"the module {module} in sys.modules")
+    for name, value in before.get("ns", {}).items():
+        if after.get("ns", {}).get(name) != value:
+            changed.append(f"the name {name} defined by the set-up cell")
+    for hook, entries in before.get("hooks", {}).items():
+        now = after.get("hooks", {}).get(hook)
+        if now is None:
+            changed.append(hook)
+            continue
+        old_ids = {e[0] for e in entries}
+        now_ids = {e[0] for e in now}
+        if hook.startswith(("shell.", "kernel.", "sys.excepthook", "sys.settrace", "sys.setprofile", "custom_exceptions")):
+            if entries != now:
+                changed.append(hook)
+            continue
+        removed = old_ids - now_ids
+        added = [e for e in now if e[0] not in old_ids and not str(e[1]).startswith(_TRUSTED_OWNERS)]
+        if removed or added:
+            changed.append(hook)
+    return changed
+
+
+@dataclass
+class _RunState:
+    timeline: list[int] = field(default_factory=list)
+    """Cells that completed normally, in order: replayed after a new kernel starts."""
+    restarts: int = 0
+    given_up: str | None = None
+    baseline: dict | None = None
+    names: list[str] = field(default_factory=list)
+    notebook_bytes: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+    """Where the time went: kernel start, cells, checks, restarts (logged at the end)."""
+    slowest: list[tuple[float, int]] = field(default_factory=list)
+    attempted: set[int] = field(default_factory=set)
+    """Cells sent to a kernel (whatever happened): the others were never run."""
+
+
+class RobustExecute(Execute):
+    """nbgrader's ``Execute`` that survives crashes, timeouts and tampering (see the module docstring)."""
+
+    max_restarts = Integer(
+        6, help="New kernels one notebook may need before the remaining cells are flagged instead of run.",
+    ).tag(config=True)
+    interrupt_grace = Integer(
+        10, help="Seconds a timed-out cell gets to stop after the interrupt before its kernel is replaced.",
+    ).tag(config=True)
+    max_output_bytes = Integer(
+        2 * 2**20, help="Output kept per cell, in bytes (the master's largest cell output, a plot, is ~60 kB).",
+    ).tag(config=True)
+    max_notebook_output_bytes = Integer(
+        16 * 2**20, help="Output kept per notebook, in bytes.",
+    ).tag(config=True)
+    check_integrity = Bool(
+        True, help="Check after every cell that the tools the tests use were not replaced.",
+    ).tag(config=True)
+    probe_timeout = Integer(
+        30, help="Seconds the kernel gets to answer the check after a cell before it counts as dead.",
+    ).tag(config=True)
+    preload = Unicode(
+        "import course\nimport course.checks, course.architecture, course.autodiff, course.quality, course.stand_ins\n"
+        "import numpy, numpy.testing\nimport keras\nimport scipy.stats\n",
+        help="Imported before any student code, so the check has an untouched reference.",
+    ).tag(config=True)
+    watched_modules = List(
+        Unicode(),
+        ["builtins", "course", "course.checks", "course.architecture", "course.autodiff", "course.quality",
+         "course.stand_ins", "course.budget", "course.data", "numpy", "numpy.testing", "numpy.linalg", "keras",
+         "keras.ops", "keras.random", "keras.utils", "keras.saving", "keras.layers", "keras.losses",
+         "keras.optimizers", "scipy.stats"],
+        help="Modules whose functions, classes and submodules must stay as imported.",
+    ).tag(config=True)
+    watched_classes = List(
+        Unicode(), ["keras.Model", "keras.layers.Layer"],
+        help="Classes whose methods must stay as imported.",
+    ).tag(config=True)
+
+    def __init__(self, **kw):
+        kw.setdefault("kernel_manager_class", kernel_manager_class())
+        super().__init__(**kw)
+        if sandbox_disabled():
+            self.log.warning("%s=off: student code runs WITHOUT the sandbox, with your rights", SANDBOX_ENV)
+
+    # --- the whole notebook -----------------------------------------------------------------------------
+
+    def preprocess(self, nb: NotebookNode, resources=None, km=None):
+        NotebookClient.__init__(self, nb, km)
+        self.reset_execution_trackers()
+        self._check_assign_resources(resources)
+        self._state = _RunState()
+        started = time.monotonic()
+        run_sync(self._async_preprocess)()
+        self._render_notes()
+        spent = ", ".join(f"{k} {v:.1f} s" for k, v in self._state.seconds.items())
+        slowest = ", ".join(f"cell {i} {t:.1f} s" for t, i in sorted(self._state.slowest, reverse=True)[:3])
+        self.log.info("Executed %d cells in %.1f s (%s; slowest: %s; %d new kernel(s))", self.code_cells_executed,
+                      time.monotonic() - started, spent, slowest, self._state.restarts)
+        return self.nb, self.resources
+
+    async def _async_preprocess(self) -> None:
+        self._kernel_started = time.monotonic()
+        try:
+            async with self.async_setup_kernel():
+                await self._async_kernel_ready()
+                for index, cell in enumerate(self.nb.cells):
+                    if cell.cell_type == "code" and cell.source.strip():
+                        await self._async_run_cell(index, cell)
+                self.set_widgets_metadata()
+        except Exception as exc:  # the kernel could not even start: nothing here is the student's doing
+            reason = f"the grading kernel could not be started ({type(exc).__name__}: {str(exc)[:200]})"
+            self.log.error("%s", reason)
+            for index, cell in enumerate(self.nb.cells):
+                if cell.cell_type == "code" and cell.source.strip() and index not in self._state.attempted:
+                    self._not_run(cell, reason)
+
+    async def _async_kernel_ready(self) -> None:
+        assert self.kc is not None
+        self._spent("kernel start", time.monotonic() - getattr(self, "_kernel_started", time.monotonic()))
+        info = await self._async_wait_reply(await ensure_async(self.kc.kernel_info()), self.startup_timeout)
+        if isinstance(info, dict) and "language_info" in info["content"]:
+            self.nb.metadata["language_info"] = info["content"]["language_info"]
+        if self.preload.strip():
+            started = time.monotonic()
+            await self._async_quiet(self.preload, self.startup_timeout)
+            self._spent("preload", time.monotonic() - started)
+        if self.check_integrity:
+            self._state.baseline = await self._async_probe()
+
+    # --- one cell -----------------------------------------------------------------------------------------
+
+    async def _async_run_cell(self, index: int, cell: NotebookNode) -> None:
+        state = self._state
+        if state.given_up:
+            self._not_run(cell, state.given_up)
+            return
+        state.attempted.add(index)
+        started = time.monotonic()
+        outcome, reply = await self._async_execute(index, cell)
+        took = time.monotonic() - started
+        self._spent("cells", took)
+        state.slowest.append((took, index))
+        restarted = ("the grader started a new kernel, re-ran the cells above and went on without this cell")
+        if outcome in ("ok", "timeout"):
+            strays = stray_processes(self.km)
+            if strays:
+                if outcome == "timeout":
+                    self._drop_interrupt_errors(cell)
+                await self._incident(index, cell, "StrayProcesses", f"left {strays} process(es) running (os.fork or "
+                                     f"subprocess); the grader stopped them: {restarted}", restart=True)
+                return
+        if outcome == "ok":
+            if self._is_setup(cell):
+                await self._async_snapshot_names(cell)
+            if not self.check_integrity:
+                state.timeline.append(index)
+                return
+            probe = await self._async_probe()
+            if probe is None:
+                if not await ensure_async(self.km.is_alive()):
+                    await self._incident(index, cell, "KernelStopped", "ended the kernel (exit(), quit() or os._exit() "
+                                         f"stop the Python process); {restarted}", restart=True)
+                else:
+                    await self._incident(index, cell, "KernelUnresponsive", "left the kernel unable to answer the "
+                                         f"grader's check within {self.probe_timeout} s; {restarted}", restart=True)
+                return
+            changed = _changes(state.baseline or {}, probe) if state.baseline is not None else []
+            if changed:
+                shown = ", ".join(changed[:4]) + (f" and {len(changed) - 4} more" if len(changed) > 4 else "")
+                if utils.is_grade(cell):
+                    message = (f"ran student code that changed {shown}, which the tests rely on; the test scores 0 "
+                               "and the grader started a new kernel without that change")
+                else:
+                    message = f"changed {shown}, which the tests rely on, so it was not counted: {restarted}"
+                await self._incident(index, cell, "GradingIntegrityError", message, restart=True)
+                return
+            state.timeline.append(index)
+            return
+        limit = self._get_timeout(cell)
+        if outcome == "timeout":
+            self._drop_interrupt_errors(cell)
+            await self._incident(index, cell, "CellTimeoutError", f"ran longer than the grader's limit of {limit} s "
+                                 "and was stopped; the cells after it still ran", restart=False)
+            if self._is_setup(cell):
+                await self._async_snapshot_names(cell)
+        elif outcome == "stuck":
+            await self._incident(index, cell, "CellTimeoutError", f"ran longer than the grader's limit of {limit} s "
+                                 f"and did not stop when interrupted; {restarted}", restart=True)
+        else:  # "dead"
+            await self._incident(index, cell, "KernelDied", f"stopped the kernel ({self._death_reason()}); {restarted}",
+                                 restart=True)
+
+    async def _incident(self, index: int, cell: NotebookNode, ename: str, what: str, *, restart: bool) -> None:
+        """Tell the student what happened (in the cell and in the notes at the top), then go on."""
+        self._error(cell, ename, f"this cell {what}")
+        add_note(self.nb, f"{ename}: {self._label(index, cell)} {what}.", cell=self._grade_id(cell))
+        if restart:
+            await self._async_recover(f"{ename} in cell {index}")
+
+    async def _async_execute(self, index: int, cell: NotebookNode) -> tuple[str, dict | None]:
+        """Run one cell the way nbclient does, but report a dead or stuck kernel instead of raising."""
+        assert self.kc is not None
+        cell.outputs = []
+        if self.record_timing:
+            cell.setdefault("metadata", {})["execution"] = {}
+        self.clear_before_next_output = False
+        self._cell_bytes = 0
+        self._truncated = False
+        msg_id = await ensure_async(self.kc.execute(cell.source, store_history=True, stop_on_error=False, allow_stdin=False))
+        self.code_cells_executed += 1
+        poller = asyncio.ensure_future(self._async_poll_output_msg(msg_id, cell, index))
+        reply = await self._async_wait_reply(msg_id, self._get_timeout(cell))
+        outcome = "ok"
+        if reply == _TIMEOUT:
+            try:
+                await ensure_async(self.km.interrupt_kernel())
+            except Exception as exc:  # a kernel that cannot even be interrupted is treated as stuck
+                self.log.warning("Could not interrupt the kernel: %s", exc)
+            reply = await self._async_wait_reply(msg_id, self.interrupt_grace)
+            outcome = "timeout" if isinstance(reply, dict) else "stuck"
+        elif reply == _DEAD:
+            outcome = "dead"
+        if isinstance(reply, dict):
+            try:
+                await asyncio.wait_for(poller, timeout=max(self.iopub_timeout, 10))
+            except (asyncio.TimeoutError, asyncio.CancelledError):
+                self.log.warning("Output of cell %d still incomplete when its reply arrived; continuing", index)
+            except Exception as exc:
+                self.log.warning("Reading the output of cell %d failed: %s", index, exc)
+            cell.execution_count = self.code_cells_executed
+            if outcome == "ok":
+                self.on_cell_executed(cell=cell, cell_index=index, execute_reply=reply)
+        else:
+            poller.cancel()
+            try:
+                await poller
+            except BaseException:
+                pass
+        return outcome, reply if isinstance(reply, dict) else None
+
+    async def _async_wait_reply(self, msg_id: str, timeout: float | None):
+        """The shell reply to ``msg_id``, or _TIMEOUT, or _DEAD when the kernel process ended."""
+        assert self.kc is not None and self.km is not None
+        deadline = None if not timeout else time.monotonic() + timeout
+        while True:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return _TIMEOUT
+            try:
+                msg = await ensure_async(self.kc.shell_channel.get_msg(timeout=1.0 if remaining is None else min(1.0, remaining)))
+            except Empty:
+                if not await ensure_async(self.km.is_alive()):
+                    return _DEAD
+                continue
+            if msg.get("parent_header", {}).get("msg_id") == msg_id:
+                return msg
+
+    async def _async_quiet(self, code: str, timeout: float | None, user_expressions: dict | None = None):
+        """Execute ``code`` without recording anything; the reply, or _TIMEOUT / _DEAD."""
+        assert self.kc is not None
+        msg_id = await ensure_async(self.kc.execute(code, silent=True, store_history=False, allow_stdin=False,
+                                                    user_expressions=user_expressions or {}, stop_on_error=False))
+        return await self._async_wait_reply(msg_id, timeout)
+
+    # --- tamper checks -------------------------------------------------------------------------------------
+
+    def _spent(self, what: str, seconds: float) -> None:
+        self._state.seconds[what] = self._state.seconds.get(what, 0.0) + seconds
+
+    async def _async_probe(self) -> dict | None:
+        """The identities of everything the tests rely on, or None if the kernel did not answer."""
+        started = time.monotonic()
+        try:
+            return await self._async_probe_once()
+        finally:
+            self._spent("checks", time.monotonic() - started)
+
+    async def _async_probe_once(self) -> dict | None:
+        code = (_PROBE.replace("MODULES", repr(list(self.watched_modules)))
+                .replace("CLASSES", repr(list(self.watched_classes)))
+                .replace("NAMES", repr(list(self._state.names)))
+                .replace("SHELL_METHODS", repr(_SHELL_METHODS)).replace("KERNEL_METHODS", repr(_KERNEL_METHODS)))
+        expression = f"(lambda g: (exec({code!r}, g), g['result'])[1])({{'user_ns': globals()}})"
+        reply = await self._async_quiet("", self.probe_timeout, {"probe": expression})
+        if not isinstance(reply, dict):
+            return None
+        value = reply.get("content", {}).get("user_expressions", {}).get("probe", {})
+        if value.get("status") != "ok":
+            return None
+        try:
+            return json.loads(ast.literal_eval(value["data"]["text/plain"]))
+        except (KeyError, ValueError, SyntaxError, TypeError):
+            return None
+
+    def _is_setup(self, cell: NotebookNode) -> bool:
+        """The instructor's locked, ungraded cells (the set-up) define names the tests rely on."""
+        return utils.is_locked(cell) and not utils.is_grade(cell) and not utils.is_solution(cell)
+
+    async def _async_snapshot_names(self, cell: NotebookNode) -> None:
+        if not self.check_integrity:
+            return
+        names = sorted(set(self._state.names) | set(_names_defined(cell.source)))
+        self._state.names = names
+        probe = await self._async_probe()
+        if probe is not None and self._state.baseline is not None:
+            self._state.baseline["ns"] = probe.get("ns", {})
+
+    # --- a new kernel ------------------------------------------------------------------------------------
+
+    def _death_reason(self) -> str:
+        code = None
+        provisioner = getattr(self.km, "provisioner", None)
+        process = getattr(provisioner, "process", None)
+        if process is not None:
+            code = process.poll()
+        tail = " ".join(self.km.output_tail()[-3:]) if isinstance(self.km, SandboxedKernelManager) else ""
+        if "MemoryError" in tail or code == 128 + 9 or code == -9:
+            reason = "it was killed: it ran out of memory or killed itself"
+        elif code in (128 + 24, -24):
+            reason = "it used up the grader's CPU time limit"
+        elif code is None:
+            reason = "it stopped responding"
+        else:
+            reason = f"the Python process exited with code {code}"
+        return reason
+
+    async def _async_recover(self, why: str) -> None:
+        """Replace the kernel and replay the cells that completed, so the state is as before."""
+        state = self._state
+        if state.restarts >= self.max_restarts:
+            state.given_up = f"the kernel had to be restarted {state.restarts} times ({why})"
+            return
+        state.restarts += 1
+        self.log.warning("Starting a new kernel: %s", why)
+        try:
+            await self._async_cleanup_kernel()
+        except Exception as exc:
+            self.log.warning("Cleaning up the old kernel failed: %s", exc)
+        self.km = self.create_kernel_manager()
+        self._kernel_started = time.monotonic()
+        await self.async_start_new_kernel()
+        await self.async_start_new_kernel_client()
+        await self._async_kernel_ready()
+        replay_started = time.monotonic()
+        try:
+            await self._async_replay()
+        finally:
+            self._spent("replay", time.monotonic() - replay_started)
+
+    async def _async_replay(self) -> None:
+        state = self._state
+        for index in list(state.timeline):
+            cell = self.nb.cells[index]
+            reply = await self._async_quiet_replay(cell)
+            if not isinstance(reply, dict):
+                state.given_up = (f"after a restart the cells above could not be re-run (cell {index} "
+                                  f"{'timed out' if reply == _TIMEOUT else 'stopped the kernel'} the second time)")
+                add_note(self.nb, f"The grader could not restore your notebook's state: {state.given_up}. "
+                         "The remaining graded cells were not run and are flagged for your instructor.")
+                return
+            if self._is_setup(cell):
+                await self._async_snapshot_names(cell)
+
+    async def _async_quiet_replay(self, cell: NotebookNode):
+        assert self.kc is not None
+        msg_id = await ensure_async(self.kc.execute(cell.source, store_history=True, stop_on_error=False, allow_stdin=False))
+        return await self._async_wait_reply(msg_id, self._get_timeout(cell))
+
+    # --- outputs and messages ------------------------------------------------------------------------------
+
+    def output(self, outs, msg, display_id, cell_index):
+        content = msg.get("content", {})
+        size = len(json.dumps(content.get("data", content.get("text", "")), default=str))
+        cell_bytes = getattr(self, "_cell_bytes", 0)
+        state = getattr(self, "_state", None)
+        total = state.notebook_bytes if state is not None else 0
+        if cell_bytes + size > self.max_output_bytes or total + size > self.max_notebook_output_bytes:
+            if not getattr(self, "_truncated", False):
+                self._truncated = True
+                limit = self.max_output_bytes if cell_bytes + size > self.max_output_bytes else self.max_notebook_output_bytes
+                # First, so that nbgrader's LimitOutput (which keeps the first lines) keeps it too.
+                outs.insert(0, from_dict({"output_type": "stream", "name": "stdout",
+                                          "text": f"[output truncated by the grader: this cell printed more than "
+                                                  f"{limit // 2**20} MB; the rest was dropped]\n"}))
+                add_note(self.nb, f"A cell printed more than {limit // 2**20} MB of output; the rest was dropped "
+                         "(output truncated by the grader).")
+            return None
+        self._cell_bytes = cell_bytes + size
+        if state is not None:
+            state.notebook_bytes = total + size
+        return super().output(outs, msg, display_id, cell_index)
+
+    def _error(self, cell: NotebookNode, ename: str, evalue: str) -> None:
+        cell.setdefault("outputs", []).append(from_dict({
+            "output_type": "error", "ename": ename, "evalue": evalue, "traceback": [f"{ename}: {evalue}"],
+        }))
+
+    def _drop_interrupt_errors(self, cell: NotebookNode) -> None:
+        cell.outputs = [o for o in cell.get("outputs", []) if not (o.get("output_type") == "error" and o.get("ename") == "KeyboardInterrupt")]
+
+    def _not_run(self, cell: NotebookNode, reason: str) -> None:
+        self._error(cell, "NotGraded", f"this cell was not run: {reason}; your instructor will look at it")
+        grade_id = self._grade_id(cell)
+        if utils.is_grade(cell) and grade_id:
+            add_note(self.nb, f"The test {grade_id} could not be run ({reason}); it is flagged for your instructor.",
+                     cell=grade_id, flag=reason)
+
+    @staticmethod
+    def _grade_id(cell: NotebookNode) -> str | None:
+        meta = cell.metadata.get("nbgrader")
+        return meta.get("grade_id") if isinstance(meta, dict) else None
+
+    def _label(self, index: int, cell: NotebookNode) -> str:
+        grade_id = self._grade_id(cell)
+        if grade_id:
+            return f"the cell {grade_id}"
+        first = next((line.strip() for line in cell.source.splitlines() if line.strip()), "")
+        return f"your cell that starts with `{first[:50].replace('`', '')}`"
+
+    def _render_notes(self) -> None:
+        notes = notes_of(self.nb)
+        if not notes:
+            return
+        lines = ["## Notes from the autograder", "",
+                 "Your notebook was graded with these adjustments (details also appear next to the cells concerned):", ""]
+        lines += [f"- {student_text(note['text'])}" for note in notes]
+        cell = v4.new_markdown_cell("\n".join(lines))
+        cell.metadata[METADATA_KEY] = {"notes": True}
+        self.nb.cells.insert(0, cell)
+
+
+class FlagForReview(NbGraderPreprocessor):
+    """After ``SaveAutoGrades``: mark the cells the grader could not grade as needing manual grading."""
+
+    def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
+        flags = flags_of(nb)
+        if not flags:
+            return nb, resources
+        info = resources["nbgrader"]
+        graded = [c.metadata["nbgrader"]["grade_id"] for c in nb.cells if utils.is_grade(c)]
+        with Gradebook(info["db_url"]) as gb:
+            for grade_id in graded if "*" in flags else [g for g in flags if g in graded]:
+                try:
+                    grade = gb.find_grade(grade_id, info["notebook"], info["assignment"], info["student"])
+                except MissingEntry:
+                    continue
+                grade.needs_manual_grade = True
+                reasons = flags.get(grade_id, []) + flags.get("*", [])
+                self.log.warning("Flagged %s of %s for manual grading: %s", grade_id, info["student"], "; ".join(reasons))
+            gb.db.commit()
+        return nb, resources
+

@@ -1,0 +1,71 @@
+"""Shared fixtures: one grading run of every sample submission per test session.
+
+Grading a submission takes tens of seconds, so the demo set and the adversarial corpus are graded
+ONCE, together, by the session fixture ``graded_course``; every test that needs grades or
+feedback pages reads that run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+import pytest
+
+from course.grading.pipeline import GradingRun, copy_course, run_pipeline
+from course.grading.submission_kit import Submission
+
+
+@dataclass(frozen=True)
+class GradedCourse:
+    """What ``graded_course`` returns.
+
+    run: the pipeline's result. ``run.course_root`` is the scratch course directory;
+         ``run.results[student]`` has ``scores`` (grade_id -> points), ``total``,
+         ``needs_manual_grade``, ``autograde_seconds``, ``feedback`` (Path of the HTML page or None)
+         and ``error`` (one line when nbgrader could not grade it); ``run.max_points`` maps every
+         graded cell to its maximum, ``run.csv_path`` is the exported CSV.
+    demo: the demo submissions (course.grading.demo_submissions.SUBMISSIONS).
+    adversarial: course.grading.adversarial.SUBMISSIONS, or () while that module does not exist.
+    """
+
+    run: GradingRun
+    demo: tuple[Submission, ...]
+    adversarial: tuple[Submission, ...]
+
+    @property
+    def submissions(self) -> tuple[Submission, ...]:
+        return self.demo + self.adversarial
+
+
+@pytest.fixture(scope="session")
+def live_print(request: pytest.FixtureRequest):
+    """print() that reaches the terminal even while pytest captures output (progress of long runs)."""
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+
+    def say(message: str) -> None:
+        with capture.global_and_fixture_disabled():
+            print(message, flush=True)
+
+    return say
+
+
+@pytest.fixture(scope="session")
+def course_env() -> Iterator[None]:
+    """Grading in scratch courses must use their own SQLite gradebook, whatever the shell says."""
+    saved = os.environ.pop("NBGRADER_DB_URL", None)
+    yield
+    if saved is not None:
+        os.environ["NBGRADER_DB_URL"] = saved
+
+
+@pytest.fixture(scope="session")
+def graded_course(tmp_path_factory: pytest.TempPathFactory, live_print, course_env) -> GradedCourse:
+    """Every demo and adversarial submission, graded once with plain nbgrader commands (see GradedCourse)."""
+    from course.grading.demo import adversarial_submissions, demo_submissions
+
+    demo, adversarial = tuple(demo_submissions()), tuple(adversarial_submissions())
+    root = copy_course(tmp_path_factory.mktemp("graded-course"))
+    live_print(f"\ngrading {len(demo)} demo + {len(adversarial)} adversarial submissions once for this session in {root}")
+    run = run_pipeline(root, demo + adversarial, progress=lambda message: live_print("  " + message))
+    return GradedCourse(run=run, demo=demo, adversarial=adversarial)

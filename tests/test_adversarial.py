@@ -1,0 +1,435 @@
+"""Grading hardening (issue 5): the adversarial corpus, the sandbox, and the notebook repairs.
+
+The corpus is graded ONCE per session with the demo set by the ``graded_course`` fixture
+(tests/conftest.py): these tests only read that run. Every case must get exactly its fair grade,
+show its message in the feedback page, leave every other student's files and gradebook rows
+intact and fail every attempt to escape. The fast tests at the end check the sandbox itself and
+the notebook repairs without grading anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from course.grading import adversarial
+from course.grading.paths import COURSE_ROOT, MASTER, RELEASE
+from course.grading.repair import Canonical, notes_of, repair, scan_source
+from course.grading.submission_kit import PARTS, points_by_cell
+from course.grading.submission_kit import test_cells as cells_of_part
+
+CASES = {s.student: s for s in adversarial.SUBMISSIONS}
+
+
+def _feedback_text(path: Path | None) -> str:
+    if path is None:
+        return ""
+    return html.unescape(re.sub(r"<[^>]+>", " ", path.read_text(errors="replace")))
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _rebuilt_bytes(submission, master, release, tmp: Path) -> bytes:
+    """The exact bytes the pipeline wrote for ``submission`` (it writes with nbformat.write)."""
+    content = submission.build(master, release)
+    if isinstance(content, bytes):
+        return content
+    path = tmp / "rebuilt.ipynb"
+    nbformat.write(content, path)
+    return path.read_bytes()
+
+
+# --- the corpus, graded once with the demo set ------------------------------------------------------------
+
+
+def test_corpus_is_large_and_covers_the_issue():
+    assert len(adversarial.SUBMISSIONS) >= 20
+    students = [s.student for s in adversarial.SUBMISSIONS]
+    assert len(set(students)) == len(students)
+    for submission in adversarial.SUBMISSIONS:
+        assert submission.expected_feedback, f"{submission.student}: no message the student must see"
+        graded = {cell for part in PARTS for cell in cells_of_part(part)}
+        assert set(submission.expected) | set(submission.lost) == graded, submission.student
+    assert set(adversarial.FLAGGED) <= set(CASES) and set(adversarial.ESCAPES) <= set(CASES)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("student", sorted(CASES))
+def test_each_case_gets_its_fair_grade_and_message(graded_course, student):
+    submission = CASES[student]
+    result = graded_course.run.results[student]
+    assert result.error is None, f"{student}: nbgrader could not grade it: {result.error}"
+    expected = {cell: submission.expected.get(cell, 0.0) for cell in graded_course.run.max_points}
+    assert result.scores == expected, (
+        f"{student} ({submission.description}): expected {sum(expected.values())}, got {result.total}; "
+        + ", ".join(f"{c}: expected {expected[c]} got {result.scores[c]}" for c in expected if expected[c] != result.scores[c]))
+    text = _feedback_text(result.feedback)
+    assert result.feedback is not None, f"{student}: no feedback page"
+    for phrase in submission.expected_feedback:
+        assert phrase in text, f"{student}: the feedback page does not say {phrase!r}"
+    assert result.needs_manual_grade == (student in adversarial.FLAGGED), (
+        f"{student}: needs_manual_grade is {result.needs_manual_grade}")
+
+
+@pytest.mark.slow
+def test_corpus_table(graded_course, live_print):
+    """The table the issue asks for (case, expected, got), printed and checked as a whole."""
+    rows, wrong = [], []
+    for submission in adversarial.SUBMISSIONS:
+        result = graded_course.run.results[submission.student]
+        expected = sum(submission.expected.values())
+        rows.append(f"| {submission.student} | {expected:g} | {result.total:g} | {result.autograde_seconds:.0f} s |")
+        if result.total != expected:
+            wrong.append(submission.student)
+    seconds = sum(graded_course.run.results[s].autograde_seconds for s in CASES)
+    live_print("\n| case | expected | got | autograde |\n|---|---|---|---|\n" + "\n".join(rows)
+               + f"\n\ncorpus: {len(CASES)} cases autograded in {seconds:.0f} s")
+    assert not wrong, f"cases with the wrong total: {wrong}"
+
+
+@pytest.mark.slow
+def test_source_and_submissions_untouched(graded_course, tmp_path):
+    """source/ and every student's submitted file are byte-identical to what went in."""
+    root = graded_course.run.course_root
+    for path in sorted((COURSE_ROOT / "source").rglob("*")):
+        if path.is_file():
+            copy = root / path.relative_to(COURSE_ROOT)
+            assert copy.is_file() and _sha256(copy) == _sha256(path), f"{copy} changed during grading"
+    master, release = nbformat.read(MASTER, as_version=4), nbformat.read(RELEASE, as_version=4)
+    for submission in graded_course.submissions:
+        path = root / "submitted" / submission.student / "vae" / submission.filename
+        want = hashlib.sha256(_rebuilt_bytes(submission, master, release, tmp_path)).hexdigest()
+        assert _sha256(path) == want, f"{path} changed during grading"
+    for student in ("complete",):
+        graded = root / "autograded" / student / "vae" / "vae.ipynb"
+        assert len(nbformat.read(graded, as_version=4).cells) > 10, f"{graded} was overwritten"
+
+
+@pytest.mark.slow
+def test_gradebook_rows_of_other_students_intact(graded_course):
+    """Every demo student's gradebook rows are exactly their expected points (checksummed), and the
+    gradebook itself is sound: the write attempts of the corpus changed nothing."""
+    db = graded_course.run.course_root / "gradebook.db"
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as connection:
+        assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        rows = connection.execute(
+            "SELECT submitted_assignment.student_id, grade_cell.name, grade.auto_score, grade.manual_score "
+            "FROM grade JOIN grade_cell ON grade.cell_id = grade_cell.id "
+            "JOIN submitted_notebook ON grade.notebook_id = submitted_notebook.id "
+            "JOIN submitted_assignment ON submitted_notebook.assignment_id = submitted_assignment.id").fetchall()
+    got: dict[str, list] = {}
+    for student, cell, auto, manual in rows:
+        got.setdefault(student, []).append((cell, float(auto or 0), manual))
+    for submission in graded_course.demo:
+        expected = sorted((cell, float(submission.expected.get(cell, 0.0)), None) for cell in graded_course.run.max_points)
+        digest = lambda rows: hashlib.sha256(json.dumps(sorted(rows)).encode()).hexdigest()  # noqa: E731
+        assert digest(got.get(submission.student, [])) == digest(expected), (
+            f"{submission.student}'s gradebook rows differ from their expected points")
+    assert not any(auto == 99 for rows in got.values() for _, auto, _ in rows), "a submission raised its own scores"
+
+
+@pytest.mark.slow
+def test_escape_attempts_all_failed(graded_course):
+    """The cells that attack the machine printed one line per attempt, and every one was blocked."""
+    root = graded_course.run.course_root
+    for student in adversarial.ESCAPES:
+        nb = nbformat.read(root / "autograded" / student / "vae" / "vae.ipynb", as_version=4)
+        lines = [line for cell in nb.cells if cell.cell_type == "code" for output in cell.outputs
+                 for line in output.get("text", "").splitlines() if line.startswith("ESCAPE-")]
+        assert len(lines) >= 3, f"{student}: the attempts did not run ({lines})"
+        succeeded = [line for line in lines if "SUCCEEDED" in line]
+        assert not succeeded, f"{student} escaped the sandbox: {succeeded}"
+    checks = COURSE_ROOT / "course" / "checks.py"
+    assert checks.read_text().endswith("\n") and not checks.read_text().endswith("#"), "course/checks.py was appended to"
+
+
+@pytest.mark.slow
+def test_nothing_written_outside_allowed_places(graded_course):
+    root = graded_course.run.course_root
+    allowed = {"nbgrader_config.py", "source", "release", "submitted", "autograded", "feedback", "exports",
+               "gradebook.db", "gradebook.db-journal", "__pycache__"}
+    assert {p.name for p in root.iterdir()} <= allowed, sorted(p.name for p in root.iterdir())
+    for student in CASES:
+        folder = root / "autograded" / student / "vae"
+        assert {p.name for p in folder.iterdir()} <= {"vae.ipynb", "timestamp.txt"}, f"{folder}: {sorted(os.listdir(folder))}"
+
+
+# --- the sandbox itself (seconds, no grading) ---------------------------------------------------------------
+
+_PROBE = textwrap.dedent('''
+    import os, socket, resource, json
+    def attempt(action):
+        try:
+            action()
+            return "allowed"
+        except Exception as exc:
+            return type(exc).__name__
+    result = {
+        "read_source": attempt(lambda: open(os.environ["PROBE_SOURCE"]).read()),
+        "write_gradebook": attempt(lambda: open(os.environ["PROBE_GRADEBOOK"], "ab").write(b"x")),
+        "read_gradebook": attempt(lambda: open(os.environ["PROBE_GRADEBOOK"], "rb").read(1)),
+        "read_other_student": attempt(lambda: open(os.environ["PROBE_OTHER"]).read()),
+        "network": attempt(lambda: socket.create_connection(("1.1.1.1", 80), timeout=3)),
+        "write_system": attempt(lambda: open("/usr/lib/sandbox-probe", "w")),
+        "write_tmp": attempt(lambda: open("/tmp/probe", "w").write("x")),
+        "write_cwd": attempt(lambda: open("scratch.txt", "w").write("x")),
+        "own_file": attempt(lambda: open("data.txt").read()),
+        "mnist": attempt(lambda: open(os.environ["MNIST_NPZ"], "rb").read(16)),
+        "as_limit": resource.getrlimit(resource.RLIMIT_AS)[0],
+        "nproc_limit": resource.getrlimit(resource.RLIMIT_NPROC)[0],
+        "uid": os.getuid(),
+        "secret": os.environ.get("NBGRADER_DB_URL", "unset"),
+    }
+    import keras
+    result["keras"] = keras.__version__
+    print("PROBE" + json.dumps(result))
+''')
+
+
+def _run_probe(course: Path, workdir: Path) -> dict:
+    """Start the sandboxed kernel the way autograde does and run the probe in it."""
+    script = textwrap.dedent(f'''
+        import asyncio, json
+        from traitlets.config import Config
+        from course.grading.sandbox import SandboxedKernelManager
+        config = Config()
+        config.CourseDirectory.root = {str(course)!r}
+        config.CourseDirectory.db_url = "sqlite:///{course}/gradebook.db"
+        async def main():
+            km = SandboxedKernelManager(kernel_name="python3", config=config)
+            await km.start_kernel(cwd={str(workdir)!r})
+            kc = km.client()
+            kc.start_channels()
+            try:
+                await kc.wait_for_ready(timeout=120)
+                out = []
+                await kc.execute_interactive({_PROBE!r}, timeout=180,
+                                             output_hook=lambda m: out.append(m["content"].get("text", "")))
+                print("".join(out))
+            finally:
+                kc.stop_channels()
+                await km.shutdown_kernel(now=True)
+        asyncio.run(main())
+    ''')
+    env = dict(os.environ, PROBE_SOURCE=str(course / "source" / "vae" / "vae.ipynb"),
+               PROBE_GRADEBOOK=str(course / "gradebook.db"),
+               PROBE_OTHER=str(course / "submitted" / "other" / "vae" / "vae.ipynb"),
+               NBGRADER_DB_URL="postgresql://grader:secret@db/vae")
+    env.pop("VAE_SANDBOX", None)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    line = [l for l in result.stdout.splitlines() if l.startswith("PROBE")]
+    assert line, f"the sandboxed kernel did not answer:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+    return json.loads(line[-1][len("PROBE"):])
+
+
+def test_sandboxed_kernel_is_confined(tmp_path):
+    if not os.environ.get("MNIST_NPZ"):
+        pytest.fail("MNIST_NPZ is not set: the sandbox must show the offline MNIST copy (see conftest.py)")
+    course = tmp_path / "course"
+    for relative in ("source/vae/vae.ipynb", "submitted/other/vae/vae.ipynb"):
+        (course / relative).parent.mkdir(parents=True)
+        (course / relative).write_text("{}")
+    (course / "gradebook.db").write_bytes(b"SQLite format 3\x00")
+    workdir = course / "autograded" / "me" / "vae"
+    workdir.mkdir(parents=True)
+    (workdir / "data.txt").write_text("the student's own file")
+    before = {p: _sha256(p) for p in course.rglob("*") if p.is_file()}
+    started = time.monotonic()
+    result = _run_probe(course, workdir)
+    seconds = time.monotonic() - started
+    assert result["read_source"] == "FileNotFoundError"
+    assert result["read_gradebook"] == "FileNotFoundError"
+    assert result["write_gradebook"] != "allowed"
+    assert result["read_other_student"] == "FileNotFoundError"
+    assert result["network"] == "OSError"
+    assert result["write_system"] != "allowed"
+    assert result["write_tmp"] == "allowed" and result["write_cwd"] == "allowed"
+    assert result["own_file"] == "allowed" and result["mnist"] == "allowed"
+    assert result["as_limit"] == 8 * 2**30 and result["nproc_limit"] == 256
+    assert result["uid"] != 0
+    assert result["secret"] == "unset"
+    assert result["keras"].startswith("3.")
+    assert {p: _sha256(p) for p in course.rglob("*") if p.is_file()} == before, "the kernel changed the course folder"
+    assert not (workdir / "scratch.txt").exists(), "the kernel's scratch files leaked into the real working folder"
+    assert seconds < 240, f"starting the sandboxed kernel and importing Keras took {seconds:.0f} s"
+
+
+def test_autograde_refuses_without_bubblewrap(monkeypatch, capsys):
+    from course.grading import sandbox
+
+    monkeypatch.delenv(sandbox.SANDBOX_ENV, raising=False)
+    monkeypatch.setattr(sandbox.shutil, "which", lambda name: None)
+    sandbox.bwrap_problem.cache_clear()
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            sandbox.refuse_unsandboxed_autograde(["nbgrader", "autograde", "vae"])
+        assert stopped.value.code == 2
+        message = capsys.readouterr().err
+        assert message.count("\n") == 1 and "bubblewrap" in message and "VAE_SANDBOX=off" in message
+        sandbox.refuse_unsandboxed_autograde(["nbgrader", "generate_feedback", "vae"])  # only autograde is refused
+        monkeypatch.setenv(sandbox.SANDBOX_ENV, "off")
+        sandbox.refuse_unsandboxed_autograde(["nbgrader", "autograde", "vae"])
+    finally:
+        sandbox.bwrap_problem.cache_clear()
+
+
+def test_secrets_are_not_passed_to_the_kernel():
+    from course.grading.sandbox import scrubbed_environment
+
+    env = scrubbed_environment({"PATH": "/bin", "NBGRADER_DB_URL": "postgresql://u:p@h/db", "GITHUB_TOKEN": "x",
+                                "MY_PASSWORD": "x", "AWS_SECRET_ACCESS_KEY": "x", "VAE_MODE": "grading", "MNIST_NPZ": "/m"})
+    assert env == {"PATH": "/bin", "VAE_MODE": "grading", "MNIST_NPZ": "/m"}
+
+
+# --- notebook repairs and the static scan (milliseconds, no kernel) ------------------------------------------
+
+
+def _canonical() -> list[Canonical]:
+    """The gradebook's view of the assignment, built from the master and the release."""
+    master, release = nbformat.read(MASTER, as_version=4), nbformat.read(RELEASE, as_version=4)
+    released = {c.metadata["nbgrader"]["grade_id"]: c.source for c in release.cells if "nbgrader" in c.metadata}
+    points = points_by_cell(master)
+    out = []
+    for cell in master.cells:
+        meta = cell.metadata.get("nbgrader")
+        if not meta:
+            continue
+        name = meta["grade_id"]
+        out.append(Canonical(name=name, cell_type=cell.cell_type, locked=bool(meta.get("locked")),
+                             grade=bool(meta.get("grade")), solution=bool(meta.get("solution")), points=points.get(name),
+                             checksum=None, source=cell.source if meta.get("locked") else released[name]))
+    return out
+
+
+@pytest.mark.parametrize("student", ["deleted_test_cells", "duplicated_cells", "retyped_cells", "reordered_cells",
+                                     "tampered_metadata", "edited_test_cells", "empty_notebook", "wrong_filename"])
+def test_repair_restores_the_graded_structure(student):
+    canon = _canonical()
+    master, release = nbformat.read(MASTER, as_version=4), nbformat.read(RELEASE, as_version=4)
+    submission = CASES[student]
+    nb = submission.build(master, release)
+    repaired = repair(nb, canon)
+    tagged = [c for c in repaired.cells if "nbgrader" in c.metadata]
+    assert [c.metadata["nbgrader"]["grade_id"] for c in tagged] == [c.name for c in canon]
+    by_name = {c.name: c for c in canon}
+    for cell in tagged:
+        want = by_name[cell.metadata["nbgrader"]["grade_id"]]
+        assert cell.metadata["nbgrader"] == want.metadata()
+        if want.locked:
+            assert cell.source == want.source
+    if student in ("duplicated_cells", "retyped_cells", "tampered_metadata", "wrong_filename"):
+        # every answer the student wrote is graded as the cell it answers
+        for part in adversarial.FAST:
+            graded = next(c for c in tagged if c.metadata["nbgrader"]["grade_id"] == part)
+            assert "NotImplementedError" not in graded.source, f"{part} lost its answer"
+    notes = " ".join(note["text"] for note in notes_of(repaired))
+    if student != "wrong_filename":
+        assert any(phrase in notes for phrase in submission.expected_feedback), notes
+
+
+def test_static_scan_finds_tampering_and_process_control():
+    findings = scan_source(textwrap.dedent('''
+        import os, signal
+        checks.expect = lambda *a: None
+        np.testing.assert_allclose = print
+        setattr(course.quality, "reconstruction_report", None)
+        get_ipython().input_transformers_cleanup.append(lambda lines: [])
+        os.kill(os.getppid(), signal.SIGKILL)
+        x = 1  # harmless
+        model.fit = None  # the student's own object: not a grading tool
+    '''), cell="encoder")
+    kinds = [(f.kind, f.what) for f in findings]
+    assert ("tamper", "replaces checks.expect") in kinds
+    assert ("tamper", "replaces np.testing.assert_allclose") in kinds
+    assert ("tamper", "calls setattr on course.quality") in kinds
+    assert ("tamper", "calls get_ipython()") in kinds
+    assert ("process", "calls os.kill()") in kinds
+    assert len(findings) == 5, kinds
+    assert scan_source("def f(:\n    pass") == []  # a syntax error is the kernel's to report
+
+
+# --- the executor on its own (a minute, no nbgrader, no TensorFlow) ------------------------------------------
+
+
+def test_executor_survives_crashes_timeouts_tampering_and_forks(tmp_path):
+    """Each incident costs only its own cell: after every one, the next test still sees f() from before."""
+    from nbformat.v4 import new_code_cell, new_notebook
+    from traitlets.config import Config
+
+    from course.grading.repair import flags_of
+    from course.grading.robust_execute import RobustExecute
+
+    def cell(source, grade_id=None, grade=False):
+        c = new_code_cell(source)
+        if grade_id:
+            c.metadata["nbgrader"] = {"grade_id": grade_id, "grade": grade, "locked": True, "solution": False,
+                                      "schema_version": 3, **({"points": 1} if grade else {})}
+        return c
+
+    check = "checks.expect(f() == 42, 'f() is not 42')"
+    nb = new_notebook(cells=[
+        cell("from course import checks\nimport numpy as np", "setup"),
+        cell("def f():\n    return 42"),
+        cell("import os\nos._exit(3)"),
+        cell(check, "t_after_crash", grade=True),
+        cell("checks.expect = lambda *args, **kwargs: None"),
+        cell("checks.expect(False, 'this test must still fail')", "t_after_patch", grade=True),
+        cell("while True:\n    pass"),
+        cell(check, "t_after_timeout", grade=True),
+        cell("import time\nwhile True:\n    try:\n        time.sleep(0.2)\n    except KeyboardInterrupt:\n        pass"),
+        cell(check, "t_after_stuck", grade=True),
+        cell("import os, time\nfor _ in range(3):\n    if os.fork() == 0:\n        time.sleep(3600)"),
+        cell(check, "t_after_fork", grade=True),
+        cell("print('x' * 3_000_000)"),
+        cell(check, "t_last", grade=True),
+    ])
+    config = Config()
+    config.CourseDirectory.root = str(tmp_path)
+    config.RobustExecute.timeout = 4
+    config.RobustExecute.interrupt_grace = 3
+    config.RobustExecute.preload = "import course.checks\nimport numpy\n"
+    workdir = tmp_path / "autograded" / "someone" / "vae"
+    workdir.mkdir(parents=True)
+    started = time.monotonic()
+    executor = RobustExecute(config=config)
+    nb, _ = executor.preprocess(nb, {"metadata": {"path": str(workdir)}})
+    seconds = time.monotonic() - started
+
+    def errors(grade_id_or_source):
+        for c in nb.cells:
+            if c.cell_type == "code" and (c.metadata.get("nbgrader", {}).get("grade_id") == grade_id_or_source
+                                          or c.source.startswith(grade_id_or_source)):
+                return [o.ename for o in c.outputs if o.output_type == "error"]
+        raise KeyError(grade_id_or_source)
+
+    for test in ("t_after_crash", "t_after_timeout", "t_after_stuck", "t_after_fork", "t_last"):
+        assert errors(test) == [], f"{test} failed: the state before the incident was not restored"
+    assert errors("t_after_patch") == ["AssertionError"], "the replaced checks.expect was still in effect"
+    assert errors("import os\nos._exit") == ["KernelDied"]
+    assert errors("checks.expect = ") == ["GradingIntegrityError"]
+    assert errors("while True") == ["CellTimeoutError"]
+    assert errors("import time\nwhile") == ["CellTimeoutError"]
+    assert errors("import os, time") == ["StrayProcesses"]
+    printed = next(c for c in nb.cells if c.cell_type == "code" and c.source.startswith("print('x'"))
+    assert sum(len(o.get("text", "")) for o in printed.outputs) < 2 * 2**20 + 1000
+    assert "output truncated by the grader" in printed.outputs[0]["text"]
+    notes = nb.cells[0]
+    assert notes.cell_type == "markdown" and "Notes from the autograder" in notes.source
+    for phrase in ("KernelDied", "GradingIntegrityError", "course.checks.expect", "CellTimeoutError", "StrayProcesses"):
+        assert phrase in notes.source, phrase
+    assert executor._state.restarts == 4 and not flags_of(nb)
+    assert seconds < 240, f"the executor test took {seconds:.0f} s"
