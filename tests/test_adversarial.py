@@ -103,43 +103,62 @@ def test_corpus_table(graded_course, live_print):
 
 @pytest.mark.slow
 def test_source_and_submissions_untouched(graded_course, tmp_path):
-    """source/ and every student's submitted file are byte-identical to what went in."""
+    """source/ and every student's submitted file are exactly what went in.
+
+    The scratch course's source/ was copied from the repository with its modification times
+    (shutil.copytree), before the scratch folder's own creation time was set: any write during
+    grading would give a file a later one. Where the repository's file still has the copied
+    time (nobody edited it while the tests ran), the contents must also be byte-identical; the same
+    holds for the submissions, which are rebuilt from the master to compare.
+    """
     root = graded_course.run.course_root
+    copied_at = root.stat().st_ctime
     for path in sorted((COURSE_ROOT / "source").rglob("*")):
-        if path.is_file():
-            copy = root / path.relative_to(COURSE_ROOT)
-            assert copy.is_file() and _sha256(copy) == _sha256(path), f"{copy} changed during grading"
+        if not path.is_file():
+            continue
+        copy = root / path.relative_to(COURSE_ROOT)
+        assert copy.is_file(), f"{copy} disappeared during grading"
+        assert copy.stat().st_mtime <= copied_at, f"{copy} was written during grading"
+        if copy.stat().st_mtime == path.stat().st_mtime:  # same version as the repository's (not edited since)
+            assert _sha256(copy) == _sha256(path), f"{copy} changed during grading"
+    # The pipeline writes every submission, then its marker file, then starts grading.
+    submitted_at = (root / "submitted" / ".pipeline-students.json").stat().st_mtime
+    same_master = (root / "source" / "vae" / "vae.ipynb").stat().st_mtime == MASTER.stat().st_mtime
     master, release = nbformat.read(MASTER, as_version=4), nbformat.read(RELEASE, as_version=4)
     for submission in graded_course.submissions:
         path = root / "submitted" / submission.student / "vae" / submission.filename
-        want = hashlib.sha256(_rebuilt_bytes(submission, master, release, tmp_path)).hexdigest()
-        assert _sha256(path) == want, f"{path} changed during grading"
-    for student in ("complete",):
-        graded = root / "autograded" / student / "vae" / "vae.ipynb"
-        assert len(nbformat.read(graded, as_version=4).cells) > 10, f"{graded} was overwritten"
+        assert path.stat().st_mtime <= submitted_at, f"{path} was written during grading"
+        if same_master:  # the submissions are rebuilt from the master: only comparable with the same one
+            want = hashlib.sha256(_rebuilt_bytes(submission, master, release, tmp_path)).hexdigest()
+            assert _sha256(path) == want, f"{path} changed during grading"
+    graded = root / "autograded" / "complete" / "vae" / "vae.ipynb"
+    assert len(nbformat.read(graded, as_version=4).cells) > 10, f"{graded} was overwritten"
 
 
 @pytest.mark.slow
 def test_gradebook_rows_of_other_students_intact(graded_course):
     """Every demo student's gradebook rows are exactly their expected points (checksummed), and the
-    gradebook itself is sound: the write attempts of the corpus changed nothing."""
+    gradebook itself is sound: the corpus's attempts to write it changed nothing."""
     db = graded_course.run.course_root / "gradebook.db"
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as connection:
         assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         rows = connection.execute(
-            "SELECT submitted_assignment.student_id, grade_cell.name, grade.auto_score, grade.manual_score "
-            "FROM grade JOIN grade_cell ON grade.cell_id = grade_cell.id "
-            "JOIN submitted_notebook ON grade.notebook_id = submitted_notebook.id "
-            "JOIN submitted_assignment ON submitted_notebook.assignment_id = submitted_assignment.id").fetchall()
+            "SELECT sa.student_id, cell.name, g.auto_score, g.manual_score, g.extra_credit, g.needs_manual_grade "
+            "FROM grade AS g JOIN base_cell AS cell ON g.cell_id = cell.id "
+            "JOIN submitted_notebook AS sn ON g.notebook_id = sn.id "
+            "JOIN submitted_assignment AS sa ON sn.assignment_id = sa.id").fetchall()
     got: dict[str, list] = {}
-    for student, cell, auto, manual in rows:
-        got.setdefault(student, []).append((cell, float(auto or 0), manual))
+    for student, cell, auto, manual, extra, manual_flag in rows:
+        got.setdefault(student, []).append([cell, float(auto or 0), manual, extra, int(manual_flag)])
+
+    def digest(student_rows: list) -> str:
+        return hashlib.sha256(json.dumps(sorted(student_rows)).encode()).hexdigest()
+
     for submission in graded_course.demo:
-        expected = sorted((cell, float(submission.expected.get(cell, 0.0)), None) for cell in graded_course.run.max_points)
-        digest = lambda rows: hashlib.sha256(json.dumps(sorted(rows)).encode()).hexdigest()  # noqa: E731
+        expected = [[cell, float(submission.expected.get(cell, 0.0)), None, None, 0] for cell in graded_course.run.max_points]
         assert digest(got.get(submission.student, [])) == digest(expected), (
-            f"{submission.student}'s gradebook rows differ from their expected points")
-    assert not any(auto == 99 for rows in got.values() for _, auto, _ in rows), "a submission raised its own scores"
+            f"{submission.student}'s gradebook rows differ from their expected points: {sorted(got.get(submission.student, []))}")
+    assert not any(row[1] == 99 for student_rows in got.values() for row in student_rows), "a submission raised its scores"
 
 
 @pytest.mark.slow

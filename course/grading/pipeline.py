@@ -34,6 +34,7 @@ import shutil
 import signal
 import subprocess
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -272,7 +273,9 @@ def _write_submission(root: Path, submission: Submission, master: nbformat.Noteb
     if isinstance(content, bytes):
         path.write_bytes(content)  # deliberately broken files are written exactly as given
     else:
-        nbformat.write(content, path)
+        with warnings.catch_warnings():  # e.g. DuplicateCellId for a copy-pasted cell: expected here
+            warnings.simplefilter("ignore")
+            nbformat.write(content, path)
 
 
 def _forget_stale_students(root: Path, config: CourseConfig, current: set[str], say: Progress) -> None:

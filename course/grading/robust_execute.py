@@ -19,6 +19,8 @@ interrupt times out every following cell. :class:`RobustExecute` replaces it in
   changed them is not counted: the kernel is replaced, the earlier cells replayed without it, and
   the student sees which name their cell changed. A test cell during which student code changed
   them scores 0 with that message.
+* **Stray processes** (a fork bomb's children, a background server): the kernel is replaced as
+  above, which ends every process in its sandbox, and the cell that started them is not counted.
 * **Output size**: a cell's output past ``max_output_bytes`` (a notebook's past
   ``max_notebook_output_bytes``) is dropped with a note, so a print loop cannot exhaust the
   grader's memory.
@@ -299,9 +301,9 @@ class RobustExecute(Execute):
                     if cell.cell_type == "code" and cell.source.strip():
                         await self._async_run_cell(index, cell)
                 self.set_widgets_metadata()
-        except Exception as exc:  # the kernel could not even start: nothing here is the student's doing
-            reason = f"the grading kernel could not be started ({type(exc).__name__}: {str(exc)[:200]})"
-            self.log.error("%s", reason)
+        except Exception as exc:  # e.g. no kernel could be started: nothing the student did
+            reason = f"the grader could not run the notebook ({type(exc).__name__}: {str(exc)[:200]})"
+            self.log.exception("%s", reason)
             for index, cell in enumerate(self.nb.cells):
                 if cell.cell_type == "code" and cell.source.strip() and index not in self._state.attempted:
                     self._not_run(cell, reason)

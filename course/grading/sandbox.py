@@ -122,6 +122,19 @@ def refuse_unsandboxed_autograde(argv: list[str] | None = None) -> None:
         raise SystemExit(2)
 
 
+@functools.lru_cache(maxsize=None)
+def _bwrap_supports(option: str) -> bool:
+    """Whether this bwrap knows ``option`` (--size and --disable-userns came with bubblewrap 0.8)."""
+    path = shutil.which("bwrap")
+    if path is None:
+        return False
+    try:
+        text = subprocess.run([path, "--help"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return f"{option} " in text
+
+
 def _namespace_flags() -> list[str]:
     """Namespaces to unshare.
 
@@ -132,7 +145,7 @@ def _namespace_flags() -> list[str]:
     common = ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try"]
     if os.geteuid() == 0:
         return common
-    return ["--unshare-user", "--disable-userns", *common]
+    return ["--unshare-user", *(["--disable-userns"] if _bwrap_supports("--disable-userns") else []), *common]
 
 
 def scrubbed_environment(env: dict[str, str]) -> dict[str, str]:
@@ -184,7 +197,7 @@ class SandboxedKernelManager(AsyncKernelManager):
     hidden_paths = List(
         Unicode(),
         help="Extra folders or files the kernel must not see (the course folder, the repository, the "
-             "home folder, Jupyter's runtime folder, nbgrader's exchange and /run are always hidden).",
+             "home folder, Jupyter's runtime folder, nbgrader's exchange, /run and /var/tmp are always hidden).",
     ).tag(config=True)
     visible_paths = List(
         Unicode(),
@@ -335,11 +348,11 @@ class SandboxedKernelManager(AsyncKernelManager):
 
     def bwrap_arguments(self) -> list[str]:
         """The bwrap options (without the command); public so tests and docs can show them."""
-        size = str(self.scratch_size)
+        sized = ["--size", str(self.scratch_size)] if _bwrap_supports("--size") else []
         args = [*_namespace_flags(), "--die-with-parent",
                 "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-                "--perms", "1777", "--size", size, "--tmpfs", "/tmp",
-                "--perms", "1777", "--size", size, "--tmpfs", "/dev/shm"]
+                "--perms", "1777", *sized, "--tmpfs", "/tmp",
+                "--perms", "1777", *sized, "--tmpfs", "/dev/shm"]
         workdir = Path(self._workdir) if getattr(self, "_workdir", None) else None
         runtime = Path(self._runtime_dir) if self._runtime_dir else None
         hidden = self.hidden()
@@ -385,7 +398,7 @@ class SandboxedKernelManager(AsyncKernelManager):
             # The student's working copy: a private, writable tmpfs with their own files read-only
             # (never the notebook itself: the autograded copy holds the hidden tests).
             own_copy = workdir not in hidden and not any(_is_within(h, workdir) for h in hidden)
-            args += make_parents(workdir) + ["--perms", "1777", "--size", size, "--tmpfs", str(workdir)]
+            args += make_parents(workdir) + ["--perms", "1777", *sized, "--tmpfs", str(workdir)]
             if own_copy and workdir.is_dir():
                 for entry in sorted(workdir.iterdir()):
                     if entry.is_file() and entry.suffix != ".ipynb" and not entry.name.startswith("."):
