@@ -113,6 +113,7 @@ def test_student_messages_are_plain():
     assert "name 'encoder' is not defined" in name_error and "a cell above failed" in name_error
     assert student_message("AssertionError", "z_mean has shape (None, 3)") == "Test failed: z_mean has shape (None, 3)"
     assert student_message("ValueError", "\x1b[31mbad\x1b[0m") == "ValueError: bad"
+    assert student_message("CellTimeoutError", "this cell ran longer than 60 s") == "stopped: this cell ran longer than 60 s"
 
 
 def test_feedback_filter_removes_hidden_source_and_tracebacks():
