@@ -68,11 +68,18 @@ def then(base: Builder, *steps: Callable[[NotebookNode], None]) -> Builder:
     return build
 
 
+def _new_cell(source: str, cell_id: str) -> NotebookNode:
+    """A plain code cell with a fixed id (nbformat would draw a random one), so builds are reproducible."""
+    cell = nbformat.v4.new_code_cell(source)
+    cell.id = cell_id
+    return cell
+
+
 def add_cell_after(grade_id: str, source: str) -> Callable[[NotebookNode], None]:
     """A step: a plain student cell (no nbgrader metadata) right after the cell ``grade_id``."""
 
     def step(nb: NotebookNode) -> None:
-        nb.cells.insert(_index(nb, grade_id) + 1, nbformat.v4.new_code_cell(source))
+        nb.cells.insert(_index(nb, grade_id) + 1, _new_cell(source, f"added-after-{grade_id}-{len(nb.cells)}"))
 
     return step
 
@@ -89,7 +96,9 @@ def duplicate_cell(grade_id: str) -> Callable[[NotebookNode], None]:
 
     def step(nb: NotebookNode) -> None:
         i = _index(nb, grade_id)
-        nb.cells.insert(i + 1, copy.deepcopy(nb.cells[i]))
+        duplicate = copy.deepcopy(nb.cells[i])
+        duplicate.id = f"{duplicate.get('id', grade_id)}-copy"  # Jupyter gives a pasted cell a new id
+        nb.cells.insert(i + 1, duplicate)
 
     return step
 
@@ -99,7 +108,7 @@ def strip_metadata(grade_id: str) -> Callable[[NotebookNode], None]:
 
     def step(nb: NotebookNode) -> None:
         cell = nb.cells[_index(nb, grade_id)]
-        nb.cells[_index(nb, grade_id)] = nbformat.v4.new_code_cell(cell.source)
+        nb.cells[_index(nb, grade_id)] = _new_cell(cell.source, f"retyped-{grade_id}")
 
     return step
 
