@@ -197,7 +197,7 @@ def test_no_feedback_page_shows_a_hidden_test_line(graded_course):
 
 
 @pytest.mark.slow
-def test_the_leak_check_catches_nbgraders_own_feedback(graded_course):
+def test_the_leak_check_catches_nbgraders_own_feedback(graded_course, tmp_path):
     """Without StudentFeedback, the same autograded notebook leaks: the check above can fail."""
     from nbconvert import HTMLExporter
 
@@ -209,7 +209,7 @@ def test_the_leak_check_catches_nbgraders_own_feedback(graded_course):
         if "### BEGIN HIDDEN TESTS" in cell.source:
             cell.source = re.sub(r"### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS", "", cell.source, flags=re.S)
     body, _ = HTMLExporter().from_notebook_node(nb)
-    unfiltered = Path(graded_course.run.course_root / "unfiltered.html")
+    unfiltered = tmp_path / "unfiltered.html"
     unfiltered.write_text(body, encoding="utf-8")
     assert leaks(page_text(unfiltered), secrets), "expected the unfiltered page to quote hidden tests in its tracebacks"
 
