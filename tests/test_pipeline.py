@@ -251,3 +251,47 @@ def test_every_part_has_points_in_the_master():
     for part in PARTS:
         for cell in cells_of_part(part):
             assert points.get(cell, 0) > 0, f"{cell} carries no points in the master"
+
+
+def test_grading_workers_come_from_the_environment_or_the_cores(monkeypatch):
+    from course.grading.pipeline import PipelineError, _core_groups, _usable_cores, grading_workers
+
+    monkeypatch.setenv("VAE_GRADING_WORKERS", "3")
+    assert grading_workers() == 3
+    for bad in ("0", "two", "-1"):
+        monkeypatch.setenv("VAE_GRADING_WORKERS", bad)
+        with pytest.raises(PipelineError, match="VAE_GRADING_WORKERS must be a whole number"):
+            grading_workers()
+    monkeypatch.delenv("VAE_GRADING_WORKERS")
+    cores = _usable_cores()
+    assert grading_workers() == max(1, min(4, len(cores)))
+    assert _core_groups(1) == [None]  # one worker: no pinning, it may use every core
+    if len(cores) >= 2:
+        groups = _core_groups(2)
+        assert sorted(c for group in groups for c in group) == cores  # every core used, by one worker only
+        assert all(groups) and not set(groups[0]) & set(groups[1])
+    assert _core_groups(len(cores) + 1) == [None] * (len(cores) + 1)  # more workers than cores: no pinning
+
+
+def test_training_cells_get_the_long_time_limit():
+    """The training cell (and any student cell that calls .fit) gets training_timeout; every other
+    cell, the test cells included, the short Execute.timeout, so an endless loop costs one minute."""
+    from nbformat.v4 import new_code_cell
+    from traitlets.config import Config
+
+    from course.grading.robust_execute import RobustExecute
+
+    config = Config()
+    config.Execute.timeout = 60
+    config.RobustExecute.training_timeout = 180
+    executor = RobustExecute(config=config)
+    master = nbformat.read(MASTER, as_version=4)
+    limits = {cell.metadata.get("nbgrader", {}).get("grade_id"): executor._get_timeout(cell)
+              for cell in master.cells if cell.cell_type == "code"}
+    assert limits.pop("training") == 180
+    assert set(limits.values()) == {60}
+    assert executor._get_timeout(new_code_cell("history2 = vae.fit(x_train, epochs=1)")) == 180  # a student's own training cell
+    locked_test = new_code_cell("model.fit(x, epochs=1)\nwhile True:\n    pass")
+    locked_test.metadata["nbgrader"] = {"grade": True, "solution": False, "locked": True, "grade_id": "t", "points": 1}
+    assert executor._get_timeout(locked_test) == 60  # test cells that fit a stand-in keep the short limit
+    assert executor._get_timeout(new_code_cell("while True:\n    pass")) == 60

@@ -83,7 +83,7 @@ SUBMISSIONS: list[Submission] = [
         mistakes={"sampling": ("ops.exp(0.5 * z_log_var)", "ops.exp(z_log_var)")},
         lost={"test_sampling_hidden": "the statistics of 20,000 draws fail: exp(z_log_var) as the s.d. squares the "
                                       "variance (ratios 4 and 1/4 to exp(z_log_var)); training still works"},
-        feedback=("of 20,000 draws",),
+        feedback=("the variance of 20,000 draws",),
     ),
     sample(
         "kl_sign_flipped",
@@ -137,12 +137,13 @@ SUBMISSIONS: list[Submission] = [
         lost={
             "test_data": "x_train ranges up to 255, expected [0, 1]",
             "test_data_hidden": "preprocess() returns 255 for a white pixel, expected 1.0",
-            # The visible training check passes: cross-entropy against 0..255 targets is negative
-            # (val_loss about -480), which is "below 0.5".
+            # Cross-entropy against 0..255 targets is negative (val_loss about -480): the visible
+            # training check says so and points back at part 6.
+            "test_training": "val_loss is negative (about -480): the self-check asks whether the images are scaled to [0, 1]",
             "test_training_hidden": "trained on 0..255 targets, reconstructions of [0, 1] test images are no "
                                     "closer to their own input than to other digits (error ratio 1.00)",
         },
-        feedback=("divide by 255",),
+        feedback=("divide by 255", "are the images scaled to [0, 1]"),
     ),
     sample(
         "manifold_linspace",
