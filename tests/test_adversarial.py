@@ -215,6 +215,15 @@ _PROBE = textwrap.dedent('''
         "uid": os.getuid(),
         "secret": os.environ.get("NBGRADER_DB_URL", "unset"),
     }
+    import logging
+    messages = []
+    catcher = logging.Handler()
+    catcher.emit = lambda record: messages.append(record.getMessage())
+    logging.getLogger("matplotlib").addHandler(catcher)
+    logging.getLogger("matplotlib").setLevel(logging.DEBUG)
+    import matplotlib.font_manager  # what Keras imports; it must find the lent font list
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)
+    result["font_cache_used"] = any(m.startswith("Using fontManager instance from") for m in messages)
     import keras
     result["keras"] = keras.__version__
     print("PROBE" + json.dumps(result))
@@ -284,6 +293,7 @@ def test_sandboxed_kernel_is_confined(tmp_path):
     assert result["uid"] != 0
     assert result["secret"] == "unset"
     assert result["keras"].startswith("3.")
+    assert result["font_cache_used"], "matplotlib rebuilt its font list in the sandbox (0.4 s per submission)"
     assert {p: _sha256(p) for p in course.rglob("*") if p.is_file()} == before, "the kernel changed the course folder"
     assert not (workdir / "scratch.txt").exists(), "the kernel's scratch files leaked into the real working folder"
     assert seconds < 240, f"starting the sandboxed kernel and importing Keras took {seconds:.0f} s"

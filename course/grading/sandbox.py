@@ -353,6 +353,9 @@ class SandboxedKernelManager(AsyncKernelManager):
                 "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
                 "--perms", "1777", *sized, "--tmpfs", "/tmp",
                 "--perms", "1777", *sized, "--tmpfs", "/dev/shm"]
+        fonts = _matplotlib_font_cache()
+        if fonts is not None:
+            args += ["--perms", "1777", "--dir", "/tmp/.matplotlib", "--ro-bind", str(fonts), f"/tmp/.matplotlib/{fonts.name}"]
         workdir = Path(self._workdir) if getattr(self, "_workdir", None) else None
         runtime = Path(self._runtime_dir) if self._runtime_dir else None
         hidden = self.hidden()
@@ -412,6 +415,19 @@ class SandboxedKernelManager(AsyncKernelManager):
         return args
 
 
+def _matplotlib_font_cache() -> Path | None:
+    """The grader's matplotlib font list, lent read-only to the kernel, or None where none is built.
+
+    Keras imports matplotlib, and in a fresh private /tmp matplotlib would rebuild its font list
+    for every submission (0.37 s of import time measured in the sandbox). The file only lists font
+    paths, which the kernel sees anyway; where its version does not match, matplotlib rebuilds.
+    """
+    base = os.environ.get("MPLCONFIGDIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "matplotlib")
+    found = sorted(Path(base).glob("fontlist-v*.json"))
+    return found[-1] if found else None
+
+
 def kernel_manager_class() -> type[AsyncKernelManager]:
     """The kernel manager autograding uses: sandboxed unless VAE_SANDBOX=off."""
     return AsyncKernelManager if sandbox_disabled() else SandboxedKernelManager
@@ -469,7 +485,14 @@ def main(argv: list[str] | None = None) -> int:
         times = measure_overhead(args.overhead)
         for name, values in times.items():
             print(f"{name:10s} median {statistics.median(values):6.2f} s  runs: {', '.join(f'{v:.2f}' for v in values)}")
-        print(f"overhead   median {statistics.median(times['sandboxed']) - statistics.median(times['plain']):+6.2f} s per kernel start")
+        # On a shared machine single runs swing by a factor of two; the fastest run of each kind (the
+        # least disturbed) and the median of the paired differences are the robust estimates.
+        paired = [s - p for s, p in zip(times["sandboxed"], times["plain"])]
+        print(f"overhead   median {statistics.median(times['sandboxed']) - statistics.median(times['plain']):+6.2f} s, "
+              f"fastest runs {min(times['sandboxed']) - min(times['plain']):+.2f} s, "
+              f"median of paired differences {statistics.median(paired):+.2f} s per kernel start")
+        one, five, _ = os.getloadavg()
+        print(f"load average {one:.1f} (1 min), {five:.1f} (5 min) on {os.cpu_count()} CPU(s)")
     return 1 if problem else 0
 
 
