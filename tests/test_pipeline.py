@@ -295,3 +295,27 @@ def test_training_cells_get_the_long_time_limit():
     locked_test.metadata["nbgrader"] = {"grade": True, "solution": False, "locked": True, "grade_id": "t", "points": 1}
     assert executor._get_timeout(locked_test) == 60  # test cells that fit a stand-in keep the short limit
     assert executor._get_timeout(new_code_cell("while True:\n    pass")) == 60
+
+
+def test_a_student_the_busy_gradebook_failed_is_graded_again_alone(tmp_path, monkeypatch):
+    """Two nbgrader processes can both wait on the SQLite lock; the loser is regraded, not failed."""
+    from course.grading import pipeline
+
+    calls: list[str] = []
+
+    def fake_nbgrader(root, log, *args, cores=None, **kw):
+        student = args[args.index("--student") + 1]
+        calls.append(student)
+        locked = student == "b" and calls.count("b") == 1
+        log.write_text("sqlite3.OperationalError: database is locked\n" if locked else "graded\n")
+        return (not locked, "database is locked" if locked else "")
+
+    forgotten: list[list[str]] = []
+    monkeypatch.setattr(pipeline, "_nbgrader", fake_nbgrader)
+    monkeypatch.setattr(pipeline, "_forget_submissions", lambda config, students: forgotten.append(list(students)))
+    said: list[str] = []
+    seconds, errors = pipeline._autograde_all(tmp_path, None, ["a", "b", "c"], tmp_path, 2, said.append, lambda: "0 s")
+    assert sorted(calls) == ["a", "b", "b", "c"]
+    assert errors == {} and set(seconds) == {"a", "b", "c"}
+    assert forgotten == [["a", "b", "c"], ["b"]]  # the old record is dropped before each grading
+    assert any("b: the gradebook was busy; grading again on its own" in line for line in said)

@@ -39,7 +39,8 @@ MANIFOLD_GOAL = 100.0
 _MODEL_CELLS = ("setup", "encoder", "sampling", "decoder", "loss_layer", "vae_model")
 
 
-def _load() -> str:
+def load_average() -> str:
+    """Printed beside every timing: on a shared machine the load explains most of the spread."""
     one, five, _ = os.getloadavg()
     return f"load average {one:.1f} (1 min), {five:.1f} (5 min) on {os.cpu_count()} CPU(s)"
 
@@ -146,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     from course.budget import STUDENT
 
     print(f"Benchmark on {platform.node()}: {platform.machine()}, {os.cpu_count()} CPU(s), Python {platform.python_version()}")
-    print(f"At the start: {_load()}\n", flush=True)
+    print(f"At the start: {load_average()}\n", flush=True)
 
     print(f"1. Autograding {args.submissions} copies of the complete submission (nbgrader autograde, one student per call):", flush=True)
     seconds = bench_autograde(args.submissions)
@@ -172,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     verdict = "meets" if ratio >= MANIFOLD_GOAL else "MISSES"
     print(f"   batched {batched * 1000:.1f} ms (median of 5), per-point loop {loop:.2f} s -> {ratio:,.0f}x faster "
           f"({verdict} the goal: >= {MANIFOLD_GOAL:.0f}x)\n")
-    print(f"At the end: {_load()}")
+    print(f"At the end: {load_average()}")
     return 0
 
 

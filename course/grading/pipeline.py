@@ -226,9 +226,10 @@ def grading_workers() -> int:
 
     Each worker is pinned to its own cores (:func:`_core_groups`), so a student's runaway code slows
     only its own worker. On 2 cores two workers graded the 35 sample submissions (demo set and
-    corpus) in 839 s of wall time, while their autograde times add up to 1,649 s, and the CI run went
-    from 2,081 s to 1,229 s (README, "Grading time and the benchmark"): most of a submission's time is single-threaded
-    (nbgrader's start-up, importing TensorFlow in the kernel, building small test models).
+    corpus) in 839 s of wall time, while their autograde times add up to 1,649 s, and the CI run
+    went from 2,081 s to 1,229 s (README, "Grading time and the benchmark"): most of a submission's
+    time is single-threaded (nbgrader's start-up, importing TensorFlow in the kernel, building small
+    test models).
     """
     value = os.environ.get(WORKERS_ENV, "").strip()
     if value:
@@ -253,25 +254,22 @@ def _core_groups(workers: int) -> list[list[int] | None]:
 def _autograde_all(root: Path, config: CourseConfig, students: Sequence[str], logs: Path, workers: int,
                    say: Progress, elapsed: Callable[[], str]) -> tuple[dict[str, float], dict[str, str]]:
     """``nbgrader autograde --student`` once per student, ``workers`` at a time; (seconds, errors)."""
-    with gradebook(config) as gb:  # a regrade that fails must not leave the previous run's scores looking current
-        for student in students:
-            try:
-                gb.remove_submission(ASSIGNMENT, student)
-            except MissingEntry:  # first run for this student
-                pass
+    _forget_submissions(config, students)
     seconds: dict[str, float] = {}
     errors: dict[str, str] = {}
     free_cores: queue.Queue[list[int] | None] = queue.Queue()
     for group in _core_groups(workers):
         free_cores.put(group)
     lock = threading.Lock()
-    started = iter(range(1, len(students) + 1))
+    started = 0
 
     def grade(student: str) -> None:
+        nonlocal started
         cores = free_cores.get()
         try:
             with lock:
-                say(f"[{elapsed()}] autograde {next(started)}/{len(students)} {student} ...")
+                started += 1
+                say(f"[{elapsed()}] autograde {started}/{len(students)} {student} ...")
             t_student = time.monotonic()
             ok, line = _nbgrader(root, logs / f"autograde-{student}.log", "autograde", ASSIGNMENT, "--force",
                                  "--student", student, check=False, timeout=STUDENT_TIMEOUT_S, cores=cores)
@@ -295,13 +293,20 @@ def _autograde_all(root: Path, config: CourseConfig, students: Sequence[str], lo
     locked = [s for s in students if s in errors and "database is locked" in (logs / f"autograde-{s}.log").read_text(errors="replace")]
     for student in locked:
         say(f"[{elapsed()}] {student}: the gradebook was busy; grading again on its own")
-        with gradebook(config) as gb:
-            try:
-                gb.remove_submission(ASSIGNMENT, student)
-            except MissingEntry:
-                pass
+        _forget_submissions(config, [student])
         grade(student)
     return {s: seconds[s] for s in students}, errors
+
+
+def _forget_submissions(config: CourseConfig, students: Sequence[str]) -> None:
+    """Drop the students' gradebook records: a regrade that fails must not leave the previous run's
+    scores looking current."""
+    with gradebook(config) as gb:
+        for student in students:
+            try:
+                gb.remove_submission(ASSIGNMENT, student)
+            except MissingEntry:  # first run for this student
+                pass
 
 
 def _nbgrader(root: Path, log: Path, *args: str, check: bool = True, timeout: float | None = None,

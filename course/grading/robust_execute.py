@@ -298,10 +298,9 @@ class RobustExecute(Execute):
     def _trains(self, cell: NotebookNode) -> bool:
         # Test cells are the instructor's: a hidden test that fits a stand-in for a few steps, or a
         # message that mentions vae.fit(...), must not give the student code it calls three minutes.
-        nbgrader = cell.get("metadata", {}).get("nbgrader", {})
-        if nbgrader.get("grade_id") in self.training_cells:
+        if cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") in self.training_cells:
             return True
-        is_test_cell = nbgrader.get("grade", False) and not nbgrader.get("solution", False)
+        is_test_cell = utils.is_grade(cell) and not utils.is_solution(cell)
         return not is_test_cell and bool(_FIT_CALL.search(cell.get("source", "")))
 
     # --- the whole notebook -----------------------------------------------------------------------------
