@@ -20,20 +20,20 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 .PHONY: setup demo test release benchmark clean
 setup: $(STAMP)
 
-$(STAMP): requirements.txt pyproject.toml scripts/setup.sh
+$(STAMP): requirements.txt pyproject.toml grader/pyproject.toml scripts/setup.sh
 	VENV=$(VENV) bash scripts/setup.sh
 
 demo: $(STAMP)
-	$(PY) -m course.grading.demo
+	$(PY) -m vae_grader.demo
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 release: $(STAMP)
-	$(PY) -m course.grading.release
+	$(PY) -m vae_grader.release
 
 benchmark: $(STAMP)
-	$(PY) -m course.grading.benchmark
+	$(PY) -m vae_grader.benchmark
 
 clean:
 	rm -rf submitted autograded/vae feedback gradebook.db exports

@@ -12,7 +12,7 @@ Environment variables (all optional):
   VAE_CELL_TIMEOUT      seconds one cell may run during autograding; default 60
   VAE_TRAINING_TIMEOUT  seconds the training cell (or a student cell calling .fit) may run; default 180
   VAE_SANDBOX           set to off to grade without the bubblewrap sandbox (not recommended);
-                        `python -m course.grading.sandbox --overhead 5` measures what it costs
+                        `python -m vae_grader.sandbox --overhead 5` measures what it costs
 """
 
 import os
@@ -43,18 +43,18 @@ c.Execute.timeout = int(os.environ.get("VAE_CELL_TIMEOUT", "60"))
 c.RobustExecute.training_timeout = int(os.environ.get("VAE_TRAINING_TIMEOUT", "180"))  # cells that call .fit(
 c.Execute.interrupt_on_timeout = True
 
-# --- Feedback pages (course/grading/feedback.py, issue 4) -------------------------------------
+# --- Feedback pages (grader/vae_grader/feedback.py, issue 4) -------------------------------------
 # Feedback is rendered from the autograded notebooks, which hold the hidden tests; nbgrader alone
 # shows their source and quotes them in tracebacks (upstream #917, #1363). StudentFeedback removes
 # the hidden regions and cuts each error down to the message written for the student.
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402
 from nbgrader.preprocessors import GetGrades  # noqa: E402
 
-from course.grading.feedback import StudentFeedback  # noqa: E402
+from vae_grader.feedback import StudentFeedback  # noqa: E402
 
 c.GenerateFeedback.preprocessors = [GetGrades, StudentFeedback, CSSHTMLHeaderPreprocessor]
 
-# --- Sandboxed grading kernel and robust execution (course/grading/sandbox.py, issue 5) --------
+# --- Sandboxed grading kernel and robust execution (grader/vae_grader/sandbox.py, issue 5) --------
 # Autograding runs student code. It runs in a bubblewrap sandbox: the system read-only, a private
 # /tmp, no network, the course folder (source/, the gradebook, every submitted/, autograded/,
 # feedback/, tests/) invisible, and the limits below. Without a working `bwrap`, `nbgrader
@@ -66,13 +66,13 @@ from nbgrader.preprocessors import (  # noqa: E402
     OverwriteCells, OverwriteKernelspec, SaveAutoGrades,
 )
 
-from course.grading.repair import RepairSubmission, TolerantNotebookExporter, intake_hook  # noqa: E402
-from course.grading.robust_execute import FlagForReview, RobustExecute  # noqa: E402
-from course.grading.sandbox import GiB, MiB, refuse_unsandboxed_autograde  # noqa: E402
+from vae_grader.repair import RepairSubmission, TolerantNotebookExporter, intake_hook  # noqa: E402
+from vae_grader.robust_execute import FlagForReview, RobustExecute  # noqa: E402
+from vae_grader.sandbox import GiB, MiB, refuse_unsandboxed_autograde  # noqa: E402
 
 refuse_unsandboxed_autograde()  # only stops `nbgrader autograde`, never the other commands
 
-# Reading submissions (course/grading/repair.py): a file that is not a notebook, or a notebook
+# Reading submissions (grader/vae_grader/repair.py): a file that is not a notebook, or a notebook
 # under another name, still gets graded as far as it can be, with a note in its feedback; the
 # notebook's graded cells are put back in order from the gradebook before nbgrader's own checks.
 c.Autograde.exporter_class = TolerantNotebookExporter
@@ -80,7 +80,7 @@ c.Autograde.pre_convert_hook = intake_hook
 c.Autograde.sanitize_preprocessors = [
     ClearOutput, RepairSubmission, DeduplicateIds, OverwriteKernelspec, OverwriteCells, CheckCellMetadata,
 ]
-# Executing (course/grading/robust_execute.py): survives kernel crashes and timeouts, checks after
+# Executing (grader/vae_grader/robust_execute.py): survives kernel crashes and timeouts, checks after
 # each cell that the grading tools were not replaced, caps output, flags what it could not run.
 c.Autograde.autograde_preprocessors = [
     RobustExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput, SaveAutoGrades, FlagForReview,
@@ -91,7 +91,7 @@ c.RobustExecute.interrupt_grace = 10                    # s a timed-out cell get
 c.RobustExecute.max_output_bytes = 2 * MiB              # output kept per cell (largest in the master: ~60 kB)
 c.RobustExecute.max_notebook_output_bytes = 16 * MiB    # output kept per notebook
 c.RobustExecute.check_integrity = True                  # detect replaced checks/numpy/keras/builtins/IPython hooks
-# The kernel's limits (course/grading/sandbox.py); 0 disables one.
+# The kernel's limits (grader/vae_grader/sandbox.py); 0 disables one.
 c.SandboxedKernelManager.memory_limit = 8 * GiB         # RLIMIT_AS; the master peaks at 3.6 GB virtual, 1.5 GB resident
 c.SandboxedKernelManager.max_processes = 256            # RLIMIT_NPROC (threads count; training uses 26)
 c.SandboxedKernelManager.max_file_size = 256 * MiB      # RLIMIT_FSIZE

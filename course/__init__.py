@@ -3,7 +3,7 @@
 Import this package before Keras: it quietens TensorFlow's C++ start-up chatter so that real
 warnings stand out in the notebook. Nothing here solves a graded part of the assignment; the
 package holds data loading, the training budget, student-facing checks and plotting helpers,
-and (under ``course.grading``) the instructor's nbgrader pipeline.
+and (under ``vae_grader``) the instructor's nbgrader pipeline.
 """
 
 from __future__ import annotations

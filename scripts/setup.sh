@@ -41,7 +41,7 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 step "installing the pinned environment into $VENV (first time: ~2 min from a warm pip cache)"
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r requirements.txt 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps -e . 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps -e . -e grader 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 # matplotlib's font list, built once here: the grading sandbox lends it to every kernel read-only.
 "$VENV/bin/python" -c "import matplotlib.font_manager"
 touch "$VENV/.installed"

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 import pytest
 
-from course.grading.pipeline import GradingRun, copy_course, run_pipeline
-from course.grading.submission_kit import Submission
+from vae_grader.pipeline import GradingRun, copy_course, run_pipeline
+from vae_grader.submission_kit import Submission
 
 
 @dataclass(frozen=True)
@@ -25,8 +25,8 @@ class GradedCourse:
          ``needs_manual_grade``, ``autograde_seconds``, ``feedback`` (Path of the HTML page or None)
          and ``error`` (one line when nbgrader could not grade it); ``run.max_points`` maps every
          graded cell to its maximum, ``run.csv_path`` is the exported CSV.
-    demo: the demo submissions (course.grading.demo_submissions.SUBMISSIONS).
-    adversarial: course.grading.adversarial.SUBMISSIONS, or () while that module does not exist.
+    demo: the demo submissions (vae_grader.demo_submissions.SUBMISSIONS).
+    adversarial: vae_grader.adversarial.SUBMISSIONS, or () while that module does not exist.
     """
 
     run: GradingRun
@@ -62,7 +62,7 @@ def course_env() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def graded_course(tmp_path_factory: pytest.TempPathFactory, live_print, course_env) -> GradedCourse:
     """Every demo and adversarial submission, graded once with plain nbgrader commands (see GradedCourse)."""
-    from course.grading.demo import adversarial_submissions, demo_submissions
+    from vae_grader.demo import adversarial_submissions, demo_submissions
 
     demo, adversarial = tuple(demo_submissions()), tuple(adversarial_submissions())
     root = copy_course(tmp_path_factory.mktemp("graded-course"))

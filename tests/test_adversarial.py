@@ -24,12 +24,12 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course.grading import adversarial
-from course.grading.paths import COURSE_ROOT, MASTER, RELEASE
-from course.grading.pipeline import grading_workers
-from course.grading.repair import Canonical, notes_of, repair, scan_source
-from course.grading.submission_kit import PARTS, points_by_cell
-from course.grading.submission_kit import test_cells as cells_of_part
+from vae_grader import adversarial
+from vae_grader.paths import COURSE_ROOT, MASTER, RELEASE
+from vae_grader.pipeline import grading_workers
+from vae_grader.repair import Canonical, notes_of, repair, scan_source
+from vae_grader.submission_kit import PARTS, points_by_cell
+from vae_grader.submission_kit import test_cells as cells_of_part
 
 CASES = {s.student: s for s in adversarial.SUBMISSIONS}
 
@@ -235,7 +235,7 @@ def _run_probe(course: Path, workdir: Path) -> dict:
     script = textwrap.dedent(f'''
         import asyncio, json
         from traitlets.config import Config
-        from course.grading.sandbox import SandboxedKernelManager
+        from vae_grader.sandbox import SandboxedKernelManager
         config = Config()
         config.CourseDirectory.root = {str(course)!r}
         config.CourseDirectory.db_url = "sqlite:///{course}/gradebook.db"
@@ -300,7 +300,7 @@ def test_sandboxed_kernel_is_confined(tmp_path):
 
 
 def test_autograde_refuses_without_bubblewrap(monkeypatch, capsys):
-    from course.grading import sandbox
+    from vae_grader import sandbox
 
     monkeypatch.delenv(sandbox.SANDBOX_ENV, raising=False)
     monkeypatch.setattr(sandbox.shutil, "which", lambda name: None)
@@ -319,7 +319,7 @@ def test_autograde_refuses_without_bubblewrap(monkeypatch, capsys):
 
 
 def test_secrets_are_not_passed_to_the_kernel():
-    from course.grading.sandbox import scrubbed_environment
+    from vae_grader.sandbox import scrubbed_environment
 
     env = scrubbed_environment({"PATH": "/bin", "NBGRADER_DB_URL": "postgresql://u:p@h/db", "GITHUB_TOKEN": "x",
                                 "MY_PASSWORD": "x", "AWS_SECRET_ACCESS_KEY": "x", "VAE_MODE": "grading", "MNIST_NPZ": "/m"})
@@ -401,8 +401,8 @@ def test_executor_survives_crashes_timeouts_tampering_and_forks(tmp_path):
     from nbformat.v4 import new_code_cell, new_notebook
     from traitlets.config import Config
 
-    from course.grading.repair import flags_of
-    from course.grading.robust_execute import RobustExecute
+    from vae_grader.repair import flags_of
+    from vae_grader.robust_execute import RobustExecute
 
     def cell(source, grade_id=None, grade=False):
         c = new_code_cell(source)

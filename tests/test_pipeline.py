@@ -17,13 +17,13 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course.grading import demo
-from course.grading.demo_submissions import SUBMISSIONS
-from course.grading.feedback import NOT_ATTEMPTED, StudentFeedback, strip_ansi, student_message
-from course.grading.paths import ASSIGNMENT, COURSE_ROOT, MASTER, NOTEBOOK, RELEASE
-from course.grading.pipeline import run_pipeline
-from course.grading.submission_kit import PARTS, cell_by_id, load_master_and_release, points_by_cell
-from course.grading.submission_kit import test_cells as cells_of_part
+from vae_grader import demo
+from vae_grader.demo_submissions import SUBMISSIONS
+from vae_grader.feedback import NOT_ATTEMPTED, StudentFeedback, strip_ansi, student_message
+from vae_grader.paths import ASSIGNMENT, COURSE_ROOT, MASTER, NOTEBOOK, RELEASE
+from vae_grader.pipeline import run_pipeline
+from vae_grader.submission_kit import PARTS, cell_by_id, load_master_and_release, points_by_cell
+from vae_grader.submission_kit import test_cells as cells_of_part
 
 MANIFEST_FILE = COURSE_ROOT / "course" / "grading" / "demo_manifest.md"
 DEMO_IDS = [s.student for s in SUBMISSIONS]
@@ -102,8 +102,8 @@ def test_demo_submission_follows_the_master(student):
 def test_manifest_file_is_in_sync():
     expected = demo.manifest() + "\n"
     assert MANIFEST_FILE.is_file() and MANIFEST_FILE.read_text() == expected, (
-        "course/grading/demo_manifest.md is out of date: run "
-        "`python -m course.grading.demo --manifest > course/grading/demo_manifest.md`"
+        "grader/vae_grader/demo_manifest.md is out of date: run "
+        "`python -m vae_grader.demo --manifest > grader/vae_grader/demo_manifest.md`"
     )
 
 
@@ -228,7 +228,7 @@ def test_grade_csv_has_every_student(graded_course):
 def test_rerun_gives_the_same_scores_and_forgets_removed_students(tmp_path, course_env):
     """Re-running regrades (nbgrader skips existing outputs without --force) and drops students that
     left the set from the folders, the gradebook and the CSV. Uses the quick-to-grade untouched release."""
-    from course.grading.pipeline import copy_course, course_config, gradebook
+    from vae_grader.pipeline import copy_course, course_config, gradebook
 
     untouched = next(s for s in SUBMISSIONS if s.student == "untouched")
     extra = dataclasses.replace(untouched, student="leaves_later")
@@ -254,7 +254,7 @@ def test_every_part_has_points_in_the_master():
 
 
 def test_grading_workers_come_from_the_environment_or_the_cores(monkeypatch):
-    from course.grading.pipeline import PipelineError, _core_groups, _usable_cores, grading_workers
+    from vae_grader.pipeline import PipelineError, _core_groups, _usable_cores, grading_workers
 
     monkeypatch.setenv("VAE_GRADING_WORKERS", "3")
     assert grading_workers() == 3
@@ -279,7 +279,7 @@ def test_training_cells_get_the_long_time_limit():
     from nbformat.v4 import new_code_cell
     from traitlets.config import Config
 
-    from course.grading.robust_execute import RobustExecute
+    from vae_grader.robust_execute import RobustExecute
 
     config = Config()
     config.Execute.timeout = 60
@@ -299,7 +299,7 @@ def test_training_cells_get_the_long_time_limit():
 
 def test_a_student_the_busy_gradebook_failed_is_graded_again_alone(tmp_path, monkeypatch):
     """Two nbgrader processes can both wait on the SQLite lock; the loser is regraded, not failed."""
-    from course.grading import pipeline
+    from vae_grader import pipeline
 
     calls: list[str] = []
 

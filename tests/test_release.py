@@ -9,9 +9,9 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from course.grading.paths import MASTER, RELEASE
-from course.grading.release import clean_notebook, generate_release, is_clean
-from course.grading.submission_kit import BEGIN, END, PARTS, cell_by_id
+from vae_grader.paths import MASTER, RELEASE
+from vae_grader.release import clean_notebook, generate_release, is_clean
+from vae_grader.submission_kit import BEGIN, END, PARTS, cell_by_id
 
 HIDDEN_BEGIN, HIDDEN_END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 

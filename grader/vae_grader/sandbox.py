@@ -24,7 +24,7 @@ submission, write the gradebook, open network connections, and kill nbgrader its
   unprivileged user it stopped at 254.
 * secrets in the environment (``NBGRADER_DB_URL``, ``*TOKEN*``, ``*PASSWORD*``, ...) are removed.
 
-Output size is limited by the executor (``course.grading.robust_execute``), which stops
+Output size is limited by the executor (``vae_grader.robust_execute``), which stops
 collecting a cell's output past a configured size.
 
 Every limit is a traitlets option of :class:`SandboxedKernelManager`, set in ``nbgrader_config.py``
@@ -491,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"overhead   median {statistics.median(times['sandboxed']) - statistics.median(times['plain']):+6.2f} s, "
               f"fastest runs {min(times['sandboxed']) - min(times['plain']):+.2f} s, "
               f"median of paired differences {statistics.median(paired):+.2f} s per kernel start")
-        from course.grading.benchmark import load_average
+        from vae_grader.benchmark import load_average
 
         print(load_average())
     return 1 if problem else 0

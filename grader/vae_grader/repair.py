@@ -21,7 +21,7 @@ for that student with a traceback and no feedback at all. This module, wired in 
   cells stay where they were, relative to the graded cells.
 * :func:`scan_source` looks for code that tampers with the grading tools (``checks.expect = ...``,
   ``np.testing...`` assignments, ``builtins``, IPython hooks) or with processes (``os.kill``); the
-  executor (``course.grading.robust_execute``) also detects tampering at run time.
+  executor (``vae_grader.robust_execute``) also detects tampering at run time.
 
 Notes for the student travel in the notebook's metadata (``vae_grading``) and are rendered at the
 top of the autograded notebook, so they appear in the feedback page.

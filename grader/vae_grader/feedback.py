@@ -77,7 +77,7 @@ def student_message(ename: str, evalue: str) -> str:
         return (f"NameError: {evalue} ({name} was never defined: a cell above failed or was not run; "
                 "fix the first error above this cell first)")
     if ename in ("KeyboardInterrupt", "CellTimeoutError"):
-        # The executor words its own timeout message (course/grading/robust_execute.py); keep it.
+        # The executor words its own timeout message (grader/vae_grader/robust_execute.py); keep it.
         return f"stopped: {evalue}" if evalue else "stopped: the cell ran longer than the grader's time limit for one cell"
     if ename == "AssertionError":
         return f"Test failed: {evalue}" if evalue else "Test failed (the test gave no message)"

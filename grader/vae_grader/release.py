@@ -1,6 +1,6 @@
 """Build the student notebook from the master, and keep committed notebooks clean.
 
-``python -m course.grading.release`` regenerates ``release/vae/vae.ipynb`` with nbgrader's own
+``python -m vae_grader.release`` regenerates ``release/vae/vae.ipynb`` with nbgrader's own
 ``generate_assignment`` in a scratch copy of the course (so the real gradebook is untouched) and
 copies the result into place. ``--refresh-outputs`` first re-executes the master in grading mode
 and keeps only the outputs that nbval compares (cells tagged ``nbval-check-output``).
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import nbformat
 
-from course.grading.paths import ASSIGNMENT, CHECKED_OUTPUT_TAG, COURSE_ROOT, MASTER, NOTEBOOK, RELEASE, nbgrader_command, tool_env
+from vae_grader.paths import ASSIGNMENT, CHECKED_OUTPUT_TAG, COURSE_ROOT, MASTER, NOTEBOOK, RELEASE, nbgrader_command, tool_env
 
 _KEPT_CELL_METADATA = ("nbgrader", "tags", "deletable", "editable")
 

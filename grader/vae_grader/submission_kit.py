@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import nbformat
 
-from course.grading.paths import MASTER, RELEASE
+from vae_grader.paths import MASTER, RELEASE
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 

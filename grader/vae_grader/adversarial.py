@@ -1,6 +1,6 @@
 """The adversarial corpus: submissions that try to break, fool or escape the grader (issue 5).
 
-Each case is a :class:`~course.grading.submission_kit.Submission` built from the release and the
+Each case is a :class:`~vae_grader.submission_kit.Submission` built from the release and the
 master like the demo set, with
 
 * ``expected``: the fair grade per graded cell, reasoned from the tests (cells not listed score 0;
@@ -19,7 +19,7 @@ unanswered and score 0. Only ``crash_after_training`` trains (twice: the crash a
 forces a replay). :data:`ESCAPES` lists the cases that attack the machine rather than the grade
 (their cells print one ``ESCAPE-...`` line per attempt), which tests/test_adversarial.py checks.
 
-The tests of this corpus live in tests/test_adversarial.py; ``python -m course.grading.demo``
+The tests of this corpus live in tests/test_adversarial.py; ``python -m vae_grader.demo``
 grades it together with the demo set.
 """
 
@@ -31,8 +31,8 @@ from collections.abc import Callable, Iterable, Mapping
 import nbformat
 from nbformat.notebooknode import NotebookNode
 
-from course.grading.paths import MASTER
-from course.grading.submission_kit import PARTS, Submission, cell_by_id, filled, full_points, test_cells
+from vae_grader.paths import MASTER
+from vae_grader.submission_kit import PARTS, Submission, cell_by_id, filled, full_points, test_cells
 
 _MASTER = nbformat.read(MASTER, as_version=4)
 

@@ -47,8 +47,8 @@ from pathlib import Path
 import nbformat
 from nbgrader.api import Gradebook, MissingEntry
 
-from course.grading.paths import ASSIGNMENT, NOTEBOOK, nbgrader_command, tool_env
-from course.grading.submission_kit import Submission, points_by_cell
+from vae_grader.paths import ASSIGNMENT, NOTEBOOK, nbgrader_command, tool_env
+from vae_grader.submission_kit import Submission, points_by_cell
 
 Progress = Callable[[str], None]
 _STUDENT_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
@@ -173,7 +173,7 @@ def copy_course(destination: Path, source: Path | None = None) -> Path:
     Its ``nbgrader_config.py`` points nbgrader at the copy itself (CourseDirectory.root is the
     file's own folder), so grading there never touches the real course's gradebook.
     """
-    from course.grading.paths import COURSE_ROOT
+    from vae_grader.paths import COURSE_ROOT
 
     source = Path(source or COURSE_ROOT)
     destination = Path(destination)

@@ -1,6 +1,6 @@
 """``make benchmark``: how fast grading, training and the manifold are on this machine, in one run.
 
-    python -m course.grading.benchmark [--submissions 3] [--train-images 2048]
+    python -m vae_grader.benchmark [--submissions 3] [--train-images 2048]
 
 Prints three measurements (a few minutes in all; not a test, since timings depend on the machine
 and on what else runs on it, which is why the load average is printed too):
@@ -32,7 +32,7 @@ from pathlib import Path
 
 import nbformat
 
-from course.grading.paths import MASTER
+from vae_grader.paths import MASTER
 
 AUTOGRADE_GOAL_S = 30.0
 MANIFOLD_GOAL = 100.0
@@ -47,8 +47,8 @@ def load_average() -> str:
 
 def bench_autograde(count: int) -> list[float]:
     """Autograde ``count`` copies of the complete submission in a scratch course; seconds each."""
-    from course.grading.demo_submissions import SUBMISSIONS
-    from course.grading.pipeline import copy_course, run_pipeline
+    from vae_grader.demo_submissions import SUBMISSIONS
+    from vae_grader.pipeline import copy_course, run_pipeline
 
     complete = next(s for s in SUBMISSIONS if s.student == "complete")
     copies = [dataclasses.replace(complete, student=f"bench_{i}") for i in range(1, count + 1)]
@@ -70,7 +70,7 @@ def master_namespace() -> dict:
     """Run the master's setup and model cells (student budget) and add its build_manifold."""
     import ast
 
-    from course.grading.submission_kit import cell_by_id
+    from vae_grader.submission_kit import cell_by_id
 
     master = nbformat.read(MASTER, as_version=4)
     namespace: dict = {"__name__": "vae_master"}

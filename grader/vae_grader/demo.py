@@ -1,11 +1,11 @@
 """``make demo``: the whole instructor pipeline on the sample submissions, from a fresh clone.
 
-    python -m course.grading.demo              # release, submit, autograde, feedback, export, table
-    python -m course.grading.demo --manifest   # print what every sample student should score
+    python -m vae_grader.demo              # release, submit, autograde, feedback, export, table
+    python -m vae_grader.demo --manifest   # print what every sample student should score
 
 Steps: regenerate ``release/`` from the master, write the demo submissions (and the adversarial
-corpus, when course.grading.adversarial exists) to ``submitted/<student>/vae/``, then run plain
-nbgrader commands in the course root (see course/grading/pipeline.py), print the grade table with
+corpus, when vae_grader.adversarial exists) to ``submitted/<student>/vae/``, then run plain
+nbgrader commands in the course root (see grader/vae_grader/pipeline.py), print the grade table with
 the manifest's expected totals, the grade CSV and the feedback pages. Exits 1 when any student's
 per-cell points differ from the manifest, so the command doubles as an end-to-end check.
 Re-running it regrades from scratch and prints the same table.
@@ -18,23 +18,23 @@ import importlib.util
 import sys
 import time
 
-from course.grading.paths import COURSE_ROOT
-from course.grading.submission_kit import Submission
+from vae_grader.paths import COURSE_ROOT
+from vae_grader.submission_kit import Submission
 
 MANIFEST_TITLE = "Demo submissions: expected points"
 
 
 def demo_submissions() -> list[Submission]:
-    from course.grading.demo_submissions import SUBMISSIONS
+    from vae_grader.demo_submissions import SUBMISSIONS
 
     return list(SUBMISSIONS)
 
 
 def adversarial_submissions() -> list[Submission]:
     """The hardening corpus (issue 5), once its module exists."""
-    if importlib.util.find_spec("course.grading.adversarial") is None:
+    if importlib.util.find_spec("vae_grader.adversarial") is None:
         return []
-    from course.grading.adversarial import SUBMISSIONS
+    from vae_grader.adversarial import SUBMISSIONS
 
     return list(SUBMISSIONS)
 
@@ -46,9 +46,9 @@ def all_submissions() -> list[Submission]:
 def manifest() -> str:
     import nbformat
 
-    from course.grading.paths import MASTER
-    from course.grading.report import manifest_markdown
-    from course.grading.submission_kit import points_by_cell
+    from vae_grader.paths import MASTER
+    from vae_grader.report import manifest_markdown
+    from vae_grader.submission_kit import points_by_cell
 
     return manifest_markdown(demo_submissions(), points_by_cell(nbformat.read(MASTER, as_version=4)), MANIFEST_TITLE)
 
@@ -61,9 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         print(manifest())
         return 0
 
-    from course.grading.pipeline import PipelineError, course_config, run_pipeline
-    from course.grading.release import generate_release
-    from course.grading.report import cell_differences, grade_table
+    from vae_grader.pipeline import PipelineError, course_config, run_pipeline
+    from vae_grader.release import generate_release
+    from vae_grader.report import cell_differences, grade_table
 
     start = time.monotonic()
     print("Regenerating release/ from the master (nbgrader generate_assignment in a scratch copy) ...", flush=True)

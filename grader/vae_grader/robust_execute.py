@@ -27,12 +27,12 @@ interrupt times out every following cell. :class:`RobustExecute` replaces it in
 * **Output size**: a cell's output past ``max_output_bytes`` (a notebook's past
   ``max_notebook_output_bytes``) is dropped with a note, so a print loop cannot exhaust the
   grader's memory.
-* Notes for the student (from the sanitize step in ``course.grading.repair`` and from here) go
+* Notes for the student (from the sanitize step in ``vae_grader.repair`` and from here) go
   into a Markdown cell at the top of the autograded notebook, which the feedback page shows.
   Where a graded cell could not be run at all (the kernel kept dying), it is flagged for manual
   grading with the reason (:class:`FlagForReview`), never silently zeroed.
 
-The kernel itself is the sandboxed one from ``course.grading.sandbox`` unless ``VAE_SANDBOX=off``.
+The kernel itself is the sandboxed one from ``vae_grader.sandbox`` unless ``VAE_SANDBOX=off``.
 """
 
 from __future__ import annotations
@@ -55,8 +55,8 @@ from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor
 from traitlets import Bool, Integer, List, Unicode
 
-from course.grading.repair import METADATA_KEY, add_note, flags_of, notes_of, student_text
-from course.grading.sandbox import SANDBOX_ENV, SandboxedKernelManager, kernel_manager_class, sandbox_disabled
+from vae_grader.repair import METADATA_KEY, add_note, flags_of, notes_of, student_text
+from vae_grader.sandbox import SANDBOX_ENV, SandboxedKernelManager, kernel_manager_class, sandbox_disabled
 
 _TIMEOUT = "timeout"
 _FIT_CALL = re.compile(r"\.fit\s*\(")

@@ -7,7 +7,7 @@ once. Each has one plausible mistake in one graded part. The expected points ARE
 by grading (tests/test_pipeline.py asserts every cell exactly). Points per cell are read from the
 master, never written here.
 
-Render the manifest with ``python -m course.grading.demo --manifest`` (course/grading/demo_manifest.md
+Render the manifest with ``python -m vae_grader.demo --manifest`` (grader/vae_grader/demo_manifest.md
 is that output, kept in sync by a test).
 """
 
@@ -17,8 +17,8 @@ from collections.abc import Iterable, Mapping
 
 import nbformat
 
-from course.grading.paths import MASTER
-from course.grading.submission_kit import PARTS, Submission, filled, full_points, test_cells
+from vae_grader.paths import MASTER
+from vae_grader.submission_kit import PARTS, Submission, filled, full_points, test_cells
 
 _MASTER = nbformat.read(MASTER, as_version=4)
 

@@ -1,6 +1,6 @@
 """Re-measure what the reconstruction threshold rests on: the master in grading mode, many seeds.
 
-``python -m course.grading.calibrate --seeds 0-9`` executes the master notebook's setup and
+``python -m vae_grader.calibrate --seeds 0-9`` executes the master notebook's setup and
 solution cells (no tests, no extras) once per seed with ``VAE_MODE=grading`` and ``VAE_SEED=s``,
 then scores reconstructions of the same 200 test images the hidden test uses. It also scores the
 two models every threshold must reject: the untrained model and the mean-image predictor.
@@ -19,8 +19,8 @@ import time
 import nbformat
 from nbclient import NotebookClient
 
-from course.grading.paths import MASTER, tool_env
-from course.grading.submission_kit import PARTS, cell_by_id
+from vae_grader.paths import MASTER, tool_env
+from vae_grader.submission_kit import PARTS, cell_by_id
 
 _SCORE = """
 import json, time
