@@ -46,7 +46,12 @@ c.Execute.interrupt_on_timeout = True
 # --- Feedback pages (grader/vae_grader/feedback.py, issue 4) -------------------------------------
 # Feedback is rendered from the autograded notebooks, which hold the hidden tests; nbgrader alone
 # shows their source and quotes them in tracebacks (upstream #917, #1363). StudentFeedback removes
-# the hidden regions and cuts each error down to the message written for the student.
+# the hidden regions and cuts each error down to the message written for the student. It also makes
+# the page safe to open (issue 10): markdown and HTML outputs go through nbconvert's sanitiser
+# (SanitizeHTML, bleach) and JavaScript, SVG and widget outputs are dropped, because nbgrader's
+# feedback template prints them raw. Hidden-test markers (ClearHiddenTests.begin_test_delimeter /
+# end_test_delimeter, nbgrader's defaults) count only in the instructor's test cells, so a student
+# cell quoting them no longer stops generate_feedback for the whole class.
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402
 from nbgrader.preprocessors import GetGrades  # noqa: E402
 
@@ -80,8 +85,9 @@ c.Autograde.pre_convert_hook = intake_hook
 c.Autograde.sanitize_preprocessors = [
     ClearOutput, RepairSubmission, DeduplicateIds, OverwriteKernelspec, OverwriteCells, CheckCellMetadata,
 ]
-# Executing (grader/vae_grader/robust_execute.py): survives kernel crashes and timeouts, checks after
-# each cell that the grading tools were not replaced, caps output, flags what it could not run.
+# Executing (grader/vae_grader/robust_execute.py): survives kernel crashes and timeouts, caps output,
+# flags what it could not run. Test cells never run in the student's kernel: the judge
+# (grader/vae_grader/judge.py) probes the kernel for data and scores it in this process.
 c.Autograde.autograde_preprocessors = [
     RobustExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput, SaveAutoGrades, FlagForReview,
     AssignLatePenalties, CheckCellMetadata,
@@ -90,7 +96,7 @@ c.RobustExecute.max_restarts = 6                        # new kernels per notebo
 c.RobustExecute.interrupt_grace = 10                    # s a timed-out cell gets to stop before its kernel is replaced
 c.RobustExecute.max_output_bytes = 2 * MiB              # output kept per cell (largest in the master: ~60 kB)
 c.RobustExecute.max_notebook_output_bytes = 16 * MiB    # output kept per notebook
-c.RobustExecute.check_integrity = True                  # detect replaced checks/numpy/keras/builtins/IPython hooks
+c.RobustExecute.submission_seconds = 900               # all of one submission (master: ~60 s idle, ~130 s loaded)
 # The kernel's limits (grader/vae_grader/sandbox.py); 0 disables one.
 c.SandboxedKernelManager.memory_limit = 8 * GiB         # RLIMIT_AS; the master peaks at 3.6 GB virtual, 1.5 GB resident
 c.SandboxedKernelManager.max_processes = 256            # RLIMIT_NPROC (threads count; training uses 26)

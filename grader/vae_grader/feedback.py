@@ -21,16 +21,40 @@ jobs in one pass over each notebook:
    that still contains a hidden-test line is replaced by a note.
 
 The test suite greps every generated page for every hidden-test line (tests/test_pipeline.py).
+
+It also makes the page safe to open (issue 10). Everything in the autograded notebook except the
+locked cells' sources came from the student or ran in the student's kernel, and nbgrader's
+feedback template prints markdown and HTML outputs as they are: a markdown cell with
+``<img src=x onerror=...>`` or ``[link](javascript:...)``, or a ``display(Javascript(...))``,
+ran script in every reader's browser. So:
+
+4. every markdown cell is rendered with nbconvert's own Markdown renderer and cleaned with
+   nbconvert's sanitiser (:class:`nbconvert.preprocessors.SanitizeHTML`, bleach in nbconvert
+   7.17) against an allow-list of the tags Markdown produces; the cell keeps that clean HTML as
+   one HTML block, which the template's renderer passes through unchanged (rendering the clean
+   text a second time could turn an escaped ``[x](javascript:...)`` back into a link);
+5. outputs keep only ``text/plain``, ``image/png``, ``image/jpeg`` and cleaned ``text/html``
+   (``text/markdown`` is rendered and cleaned into ``text/html`` when there is none); JavaScript,
+   SVG, widget and every other type are dropped, and so are output metadata other than an
+   image's numeric size (a ``filenames`` entry would point the page at any file);
+6. hidden-test markers are handled only in the instructor's test cells (grade, not solution):
+   a student cell that merely contains the marker text (unbalanced, in a string) is shown as it
+   is, and neither fails the page nor hides anything. The markers are nbgrader's configured
+   ``ClearHiddenTests.begin_test_delimeter`` / ``end_test_delimeter``.
 """
 
 from __future__ import annotations
 
+import numbers
 import re
 
 from nbconvert.exporters.exporter import ResourcesDict
+from nbconvert.filters.markdown_mistune import markdown2html_mistune
+from nbconvert.preprocessors.sanitize import SanitizeHTML  # not re-exported by nbconvert.preprocessors
 from nbformat.notebooknode import NotebookNode, from_dict
 from nbgrader import utils
 from nbgrader.preprocessors import ClearHiddenTests
+from pygments.token import STANDARD_TYPES
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _CELL_LINE = re.compile(r"Cell In\[(\d+)\], line (\d+)")
@@ -41,6 +65,52 @@ REDACTED = "(output removed from the feedback: it quoted the hidden tests)"
 REDACTED_LINE = "(a line quoting the hidden tests was removed)"
 MIN_HIDDEN_LINE = 8
 """Hidden lines shorter than this (``)``, ``])``) are too generic to count as a leak."""
+HIDDEN_SOURCE_REMOVED = "# (the hidden tests of this cell are not shown)"
+
+SAFE_OUTPUTS = frozenset({"text/plain", "image/png", "image/jpeg"})
+"""Output types shown as they are: the template escapes them (text) or base64-embeds them (images)."""
+MARKDOWN_TAGS = [
+    "a", "abbr", "b", "blockquote", "br", "code", "dd", "del", "div", "dl", "dt", "em", "h1", "h2", "h3", "h4",
+    "h5", "h6", "hr", "i", "img", "kbd", "li", "ol", "p", "pre", "s", "span", "strong", "sub", "sup", "table",
+    "tbody", "td", "tfoot", "th", "thead", "tr", "ul",
+]
+"""What nbconvert's Markdown renderer produces, plus the tags of a pandas table; nothing that runs or styles."""
+_CLASSES = frozenset({"highlight", "anchor-link", *STANDARD_TYPES.values()}) - {""}
+"""The only classes kept: pygments' token classes and nbconvert's heading anchors. Other classes of the
+page's stylesheet (``panel-success``, ``alert``) could dress student text up as the grader's."""
+_ATTRIBUTES = {"a": {"href", "title"}, "img": {"src", "alt", "title", "width", "height"}, "ol": {"start"},
+               "th": {"align", "colspan", "rowspan"}, "td": {"align", "colspan", "rowspan"},
+               **{f"h{level}": {"id"} for level in range(1, 7)}}
+
+
+def allowed_attribute(tag: str, name: str, value: str) -> bool:
+    """bleach's attribute filter: a short allow-list; URLs are checked by bleach (http, https, mailto, relative)."""
+    if name == "class":
+        return bool(value.split()) and all(token in _CLASSES for token in value.split())
+    return name in _ATTRIBUTES.get(tag, ())
+
+
+def html_sanitizer(**config: object) -> SanitizeHTML:
+    """nbconvert's sanitiser with this course's allow-list (``parent=`` passes nbgrader's config on)."""
+    return SanitizeHTML(tags=MARKDOWN_TAGS, attributes=allowed_attribute, strip=True, strip_comments=True,
+                        safe_output_keys=set(SAFE_OUTPUTS), sanitized_output_types={"text/html"}, **config)
+
+
+def safe_markdown(source: str, sanitizer: SanitizeHTML) -> str:
+    """Markdown as clean HTML that renders to itself when the template renders it as Markdown again.
+
+    The clean HTML becomes one line inside one ``<div>``: a single HTML block, which Markdown passes
+    through verbatim (an HTML block ends at the first blank line; there is none). A newline in HTML
+    text is the same as its character reference ``&#10;``, and bleach writes every tag on one line,
+    so the page looks the same.
+    """
+    clean = sanitizer.sanitize_html_tags(markdown2html_mistune(source)).strip()
+    return f"<div>{clean.replace(chr(13), '').replace(chr(10), '&#10;')}</div>" if clean else ""
+
+
+def is_test_cell(cell: NotebookNode) -> bool:
+    """The instructor's test cells: the only cells whose hidden-test markers are markers."""
+    return utils.is_grade(cell) and not utils.is_solution(cell)
 
 
 def strip_ansi(text: str) -> str:
@@ -66,6 +136,19 @@ def hidden_lines(source: str, begin: str = "BEGIN HIDDEN TESTS", end: str = "END
     return lines
 
 
+def image_sizes(metadata: object) -> dict:
+    """Of an output's metadata, only the numeric width and height of its PNG or JPEG image."""
+    sizes: dict = {}
+    for mime in ("image/png", "image/jpeg"):
+        entry = metadata.get(mime) if isinstance(metadata, dict) else None
+        if isinstance(entry, dict):
+            size = {key: entry[key] for key in ("width", "height")
+                    if isinstance(entry.get(key), numbers.Real) and not isinstance(entry.get(key), bool)}
+            if size:
+                sizes[mime] = size
+    return sizes
+
+
 def student_message(ename: str, evalue: str) -> str:
     """One line a student can act on, from an exception's type and message."""
     evalue = strip_ansi(evalue).strip()
@@ -88,24 +171,35 @@ class StudentFeedback(ClearHiddenTests):
     """Remove hidden tests and reduce errors to their student-facing message (see module doc)."""
 
     def preprocess(self, nb: NotebookNode, resources: ResourcesDict) -> tuple[NotebookNode, ResourcesDict]:
-        visible = "\n".join(cell.source for cell in nb.cells if self.begin_test_delimeter not in cell.source)
+        begin, end = self.begin_test_delimeter, self.end_test_delimeter
+        tests = [cell for cell in nb.cells if is_test_cell(cell)]
+        visible = "\n".join(cell.source for cell in nb.cells if not (is_test_cell(cell) and begin in cell.source))
         visible_lines = {line.strip() for line in visible.splitlines()}
         # Lines the student also sees elsewhere (a hidden test repeating a visible check) are no secret.
-        self._secrets = [
-            line
-            for cell in nb.cells
-            for line in hidden_lines(cell.source, self.begin_test_delimeter, self.end_test_delimeter)
-            if line not in visible_lines
-        ]
+        self._secrets = [line for cell in tests for line in hidden_lines(cell.source, begin, end) if line not in visible_lines]
+        self._sanitizer = html_sanitizer(parent=self)
+        nb.metadata.pop("widgets", None)  # widget state makes the template load and run widget JavaScript
         return super().preprocess(nb, resources)
 
     def preprocess_cell(self, cell: NotebookNode, resources: ResourcesDict, cell_index: int) -> tuple[NotebookNode, ResourcesDict]:
-        had_hidden = self.begin_test_delimeter in cell.source
-        cell, resources = super().preprocess_cell(cell, resources, cell_index)
+        had_hidden = False  # marker text in a student's cell is just text: shown, never acted on
+        if is_test_cell(cell):
+            had_hidden = self.begin_test_delimeter in cell.source
+            try:
+                self._remove_hidden_test_region(cell)
+            except RuntimeError as exc:  # markers out of balance in the master: show none of the source
+                self.log.warning("Test cell %s: %s; its source is left out of the feedback",
+                                 cell.metadata["nbgrader"].get("grade_id"), exc)
+                cell.source = HIDDEN_SOURCE_REMOVED
+        cell.pop("attachments", None)  # markdown attachments: the clean HTML below does not use them
+        if cell.cell_type == "markdown":
+            cell.source = safe_markdown(cell.source, self._sanitizer)
+        elif cell.cell_type == "raw":
+            cell.source = self._sanitizer.sanitize_html_tags(cell.source)
         if cell.cell_type != "code":
             return cell, resources
         outputs = []
-        for output in cell.get("outputs", []):
+        for output in self._safe_outputs(cell.get("outputs", [])):
             if output.get("output_type") == "stream":
                 output.text = self._scrub_lines(output.get("text", ""))
             if output.get("output_type") == "error":
@@ -115,6 +209,27 @@ class StudentFeedback(ClearHiddenTests):
             outputs.append(output)
         cell.outputs = outputs
         return cell, resources
+
+    def _safe_outputs(self, outputs: list[NotebookNode]) -> list[NotebookNode]:
+        """Outputs with only the types a page may show (module doc, point 5), through nbconvert's sanitiser."""
+        kept = []
+        for output in outputs:
+            if output.get("output_type") in ("display_data", "execute_result"):
+                data = output.setdefault("data", from_dict({}))
+                markdown = data.get("text/markdown")
+                if isinstance(markdown, (str, list)) and "text/html" not in data:
+                    data["text/html"] = markdown2html_mistune("".join(markdown))
+                for mime, value in list(data.items()):
+                    if isinstance(value, list):  # nbformat allows multi-line strings as lists
+                        data[mime] = "".join(value) if all(isinstance(v, str) for v in value) else ""
+                self._sanitizer.sanitize_code_outputs([output])
+                output.metadata = from_dict(image_sizes(output.get("metadata", {})))
+                if not data:
+                    continue
+            elif output.get("output_type") not in ("stream", "error"):
+                continue  # not an nbformat output: nothing to show
+            kept.append(output)
+        return kept
 
     @staticmethod
     def _shorten_error(output: NotebookNode, show_line: bool) -> NotebookNode:
