@@ -1,36 +1,106 @@
-"""Reading a Keras model's architecture: what the tests compare and what the decoder mirrors."""
+"""Reading a Keras model's architecture by what it computes, not by how it was written down.
+
+Students write the same network in many ways: layers in a functional graph, blocks of
+``keras.Sequential`` nested inside it, ``Conv2D(..., activation="relu")`` or a ``Conv2D`` followed
+by ``layers.ReLU()``. The checks compare a *canonical form*: nested models flattened into their
+layers, ``InputLayer``s dropped, and activation layers folded into the layer before them, so that
+every way of writing the same function reads the same. A genuinely different function (another
+stride, another activation, a missing layer) still reads differently.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+_ACTIVATION_LAYERS = ("Activation", "ReLU", "LeakyReLU", "ELU", "Softmax", "PReLU")
+_SKIPPED = ("InputLayer", "Identity")
 
-def shape_before_flattening(encoder: Any) -> tuple[int, ...]:
-    """The feature-map shape the encoder's Flatten layer receives, e.g. (14, 14, 64).
 
-    The decoder mirrors the encoder, so it takes this shape from the encoder instead of a
-    hand-typed constant that silently goes stale when the encoder changes.
-    """
-    for layer in encoder.layers:
-        if type(layer).__name__ == "Flatten":
-            return tuple(int(d) for d in layer.input.shape[1:])
-    raise ValueError(f"{encoder.name!r} has no Flatten layer, so there is no shape before flattening to mirror.")
+def flat_layers(model: Any) -> list[Any]:
+    """The model's layers in order, with every nested model (Sequential or functional) expanded."""
+    out: list[Any] = []
+    for layer in getattr(model, "layers", []):
+        if hasattr(layer, "layers") and type(layer).__name__ in ("Functional", "Sequential", "Model"):
+            out += flat_layers(layer)
+        else:
+            out.append(layer)
+    return out
+
+
+def _activation_name(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):  # a serialised activation
+        return str(value.get("config", value.get("class_name", value)))
+    return getattr(value, "__name__", str(value))
+
+
+def _activation_of_layer(layer: Any) -> str | None:
+    """What an activation layer computes, as the name Conv2D/Dense would use; None if it is no plain activation."""
+    kind = type(layer).__name__
+    config = layer.get_config()
+    if kind == "Activation":
+        return _activation_name(config.get("activation"))
+    if kind == "ReLU":
+        plain = config.get("max_value") is None and not config.get("negative_slope") and not config.get("threshold")
+        return "relu" if plain else None
+    if kind == "LeakyReLU":
+        slope = config.get("negative_slope", config.get("alpha"))
+        return "relu" if slope == 0 else None
+    if kind == "Softmax":
+        return "softmax"
+    return None
 
 
 def layer_signature(layer: Any) -> dict[str, Any]:
     """The architecture-relevant facts of one Keras layer, comparable across construction orders."""
     config = layer.get_config()
     sig: dict[str, Any] = {"type": type(layer).__name__}
-    for key in ("filters", "kernel_size", "strides", "padding", "units", "target_shape"):
+    for key in ("filters", "kernel_size", "strides", "padding", "units", "target_shape", "use_bias"):
         if key in config:
             value = config[key]
             sig[key] = tuple(value) if isinstance(value, list) else value
     if "activation" in config:
-        activation = config["activation"]
-        sig["activation"] = activation if isinstance(activation, str) else getattr(activation, "__name__", str(activation))
+        sig["activation"] = _activation_name(config["activation"])
     return sig
 
 
 def model_signature(model: Any) -> list[dict[str, Any]]:
-    """Signatures of the model's computing layers, in order (Input layers left out)."""
-    return [layer_signature(layer) for layer in model.layers if type(layer).__name__ != "InputLayer"]
+    """The canonical form: signatures of the computing layers in order (see the module docstring)."""
+    signatures: list[dict[str, Any]] = []
+    for layer in flat_layers(model):
+        kind = type(layer).__name__
+        if kind in _SKIPPED:
+            continue
+        if kind in _ACTIVATION_LAYERS:
+            activation = _activation_of_layer(layer)
+            previous = signatures[-1] if signatures else None
+            if activation is not None and previous is not None and previous.get("activation") in ("linear", None) \
+                    and "activation" in previous:
+                previous["activation"] = activation
+                continue
+            if activation == "linear":
+                continue
+            signatures.append({"type": "Activation", "activation": activation or kind})
+            continue
+        signatures.append(layer_signature(layer))
+    return signatures
+
+
+def shape_before_flattening(encoder: Any) -> tuple[int, ...]:
+    """The feature-map shape the encoder's Flatten layer receives, e.g. (14, 14, 64).
+
+    The decoder mirrors the encoder, so it takes this shape from the encoder instead of a
+    hand-typed constant that silently goes stale when the encoder changes. Flatten may sit inside
+    a nested Sequential block.
+    """
+    for layer in flat_layers(encoder):
+        if type(layer).__name__ == "Flatten":
+            try:
+                shape = layer.input.shape
+            except (AttributeError, ValueError):
+                shape = (layer.get_build_config() or {}).get("input_shape")
+            if shape is not None:
+                return tuple(int(d) for d in shape[1:])
+    raise ValueError(f"{getattr(encoder, 'name', 'the encoder')!r} has no Flatten layer, so there is no shape "
+                     "before flattening to mirror.")

@@ -9,6 +9,7 @@ live in the tests that call them.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -97,3 +98,50 @@ def _short(array: np.ndarray) -> str:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else "(no message)"
+
+
+# --- verdicts from probe data (see course.probing) ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a test cell earned: points out of ``max_points`` and, per failed check, its message."""
+
+    points: float
+    max_points: float
+    failures: tuple[str, ...]
+    passed: tuple[str, ...] = ()
+
+    @property
+    def full(self) -> bool:
+        return not self.failures
+
+
+Check = tuple[float, str, Callable[[], None]]
+"""(points, what it checks, a function that raises AssertionError with the student's message)."""
+
+
+def run_checks(checks: Sequence[Check]) -> Outcome:
+    """Run every check (never stopping at the first failure) and add up the points of those that pass."""
+    earned, failures, passed = 0.0, [], []
+    for points, label, check in checks:
+        try:
+            check()
+        except AssertionError as exc:
+            failures.append(str(exc))
+        except Exception as exc:  # a check must never crash on odd data: that is a failure of the data
+            failures.append(f"{label}: the grader could not read your result ({type(exc).__name__}: {_first_line(exc)})")
+        else:
+            earned += points
+            passed.append(label)
+    return Outcome(round(earned, 6), round(sum(p for p, _, _ in checks), 6), tuple(failures), tuple(passed))
+
+
+def expect_ran(data: dict[str, Any], what: str, hint: str = "") -> None:
+    """Fail with the student's own error if the probe step ``what`` raised in their code."""
+    error = data.get("errors.json", {}).get(what)
+    if error is None:
+        return
+    if error == "NotImplementedError":
+        raise AssertionError(f"{what}: this part is not filled in yet (it still raises NotImplementedError).")
+    raise AssertionError(f"{what} raised {error}" + (f". {hint}" if hint else ""))

@@ -42,8 +42,10 @@ def sample(
     mistakes: Mapping[str, tuple[str, str]] | None = None,
     lost: Mapping[str, str] | None = None,
     feedback: tuple[str, ...] = (),
+    partial: Mapping[str, tuple[float, str]] | None = None,
 ) -> Submission:
-    """A submission whose expected points are full marks minus the cells in ``lost``."""
+    """A submission whose expected points are full marks minus the cells in ``lost`` (0) and ``partial``
+    (``grade_id -> (points kept, why the rest is lost)``)."""
     parts = tuple(parts)
     lost = {**_not_attempted(p for p in PARTS if p not in parts), **dict(lost or {})}
     unknown = set(lost) - {cell for part in PARTS for cell in test_cells(part)}
@@ -53,9 +55,10 @@ def sample(
         student=student,
         description=description,
         build=filled(parts, mistakes),
-        expected=full_points(_MASTER, PARTS, minus=lost),
+        expected=full_points(_MASTER, PARTS, minus=lost, partial={c: kept for c, (kept, _) in (partial or {}).items()}),
         expected_feedback=feedback,
         lost=lost,
+        partial={c: why for c, (_, why) in (partial or {}).items()},
     )
 
 
@@ -81,8 +84,9 @@ SUBMISSIONS: list[Submission] = [
         "sampler_exp_logvar",
         "the original sampler: exp(z_log_var) as the standard deviation instead of exp(0.5 * z_log_var)",
         mistakes={"sampling": ("ops.exp(0.5 * z_log_var)", "ops.exp(z_log_var)")},
-        lost={"test_sampling_hidden": "the statistics of 20,000 draws fail: exp(z_log_var) as the s.d. squares the "
-                                      "variance (ratios 4 and 1/4 to exp(z_log_var)); training still works"},
+        partial={"test_sampling_hidden": (1.5, "the statistics of 20,000 draws (2 points) and the gradient with respect "
+                                               "to z_log_var (0.5) fail: exp(z_log_var) as the s.d. squares the variance "
+                                               "(ratios 4 and 1/4); reproducibility and serialisation pass; training still works")},
         feedback=("the variance of 20,000 draws",),
     ),
     sample(
@@ -90,12 +94,13 @@ SUBMISSIONS: list[Submission] = [
         "the KL term added with the wrong sign (kl = mean(...) instead of -mean(...))",
         mistakes={"loss_layer": ("kl = -ops.mean(", "kl = ops.mean(")},
         lost={
-            "test_loss_layer_hidden": "the loss is below the reconstruction term: the KL term is subtracted",
             "test_training": "training diverges to NaN: with the KL term subtracted, growing exp(z_log_var) "
                              "lowers the loss without bound",
             "test_training_hidden": "the diverged model reconstructs NaN",
             "test_manifold": "the diverged decoder draws NaN pixels",
         },
+        partial={"test_loss_layer_hidden": (1, "the loss value (3 points) is below the reconstruction term: the KL term is "
+                                                "subtracted; the layer still passes x through (1 point)")},
         feedback=("the KL term must be added with a positive sign", "training diverged"),
     ),
     # "Without its sigmoid": softmax in its place, the classifier habit. Softmax over one channel is
@@ -109,14 +114,14 @@ SUBMISSIONS: list[Submission] = [
         "the decoder's last Conv2D with softmax instead of sigmoid (softmax over one channel is 1.0 everywhere)",
         mistakes={"decoder": ('activation="sigmoid")', 'activation="softmax")')},
         lost={
-            "test_decoder": "Keras warns on stderr that a softmax over one channel is always 1, and nbgrader "
-                            "scores a test cell that writes to stderr 0 (its pixel-range check alone passes)",
-            "test_decoder_hidden": "layer 4 has activation 'softmax', expected 'sigmoid'",
+            "test_decoder": "every decoded pixel is 1.0 whatever the code: a softmax over one channel is always 1",
             "test_training": "nothing learns through a constant output: val_loss 14, far above 0.5",
             "test_training_hidden": "every reconstruction is the same blank image (error ratio 1.00)",
             "test_manifold": "the manifold is one flat image",
         },
-        feedback=("expected activation='sigmoid'", "softmax over axis -1"),
+        partial={"test_decoder_hidden": (1, "the layers (2 points): layer 4 has activation 'softmax', expected "
+                                             "'sigmoid'; latent_dim and shape_before_flattening are used (1 point)")},
+        feedback=("expected activation='sigmoid'", "a softmax over one channel"),
     ),
     sample(
         "encoder_stride1",
@@ -149,15 +154,17 @@ SUBMISSIONS: list[Submission] = [
         "manifold_linspace",
         "the manifold grid evenly spaced in z (linspace from -2 to 2) instead of through the inverse normal CDF",
         mistakes={"manifold": ("grid = norm.ppf(np.linspace(0.05, 0.95, n))", "grid = np.linspace(-2, 2, n)")},
-        lost={"test_manifold_hidden": "the codes along the first row are not norm.ppf(linspace(0.05, 0.95, n))"},
+        partial={"test_manifold_hidden": (1, "the grid and layout (2 points): the codes along the first row are not "
+                                              "norm.ppf(linspace(0.05, 0.95, n)); one batched call and unscrambled tiles pass")},
         feedback=("norm.ppf(np.linspace(0.05, 0.95, n))",),
     ),
     sample(
         "manifold_swapped",
         "the manifold with rows and columns swapped (z[1] changes along a row)",
         mistakes={"manifold": ("z0, z1 = np.meshgrid(grid, grid)", "z1, z0 = np.meshgrid(grid, grid)")},
-        lost={"test_manifold_hidden": "z[0] is constant along the first row of tiles"},
-        feedback=("z[0] must change along a row",),
+        partial={"test_manifold_hidden": (1, "the grid and layout (2 points): z[0] and z[1] are swapped; one batched "
+                                              "call and unscrambled tiles pass")},
+        feedback=("z[0] and z[1] are swapped",),
     ),
     sample(
         "loss_returns_reconstruction",
@@ -165,8 +172,9 @@ SUBMISSIONS: list[Submission] = [
         mistakes={"loss_layer": ("return x", "return z_decoded")},
         lost={
             "test_loss_layer": "the layer's output is the reconstruction, not x",
-            "test_loss_layer_hidden": "the layer's output is the reconstruction, not x",
         },
+        partial={"test_loss_layer_hidden": (3, "the layer's output (1 point) is the reconstruction, not x; the loss "
+                                                "value is right (3 points)")},
         feedback=("not the reconstruction",),
     ),
 ]

@@ -92,7 +92,7 @@ def manifest_markdown(submissions: Sequence[Submission], max_points: Mapping[str
         out.append("")
         out.append(s.description[0].upper() + s.description[1:] + ".")
         out.append("")
-        if not s.lost:
+        if not s.lost and not s.partial:
             out.append("- full marks")
         for part in PARTS:
             cells = [cell for cell in test_cells(part) if cell in s.lost]
@@ -101,5 +101,8 @@ def manifest_markdown(submissions: Sequence[Submission], max_points: Mapping[str
                 continue
             for cell in cells:
                 out.append(f"- `{cell}` 0 / {_num(max_points.get(cell, 0.0))}: {s.lost[cell]}")
+            for cell in test_cells(part):
+                if cell in s.partial:
+                    out.append(f"- `{cell}` {_num(s.expected[cell])} / {_num(max_points.get(cell, 0.0))}: {s.partial[cell]}")
         out.append("")
     return "\n".join(out)

@@ -71,6 +71,8 @@ class Submission:
     """Phrases the student's feedback page must contain."""
     lost: Mapping[str, str] = field(default_factory=dict)
     """Why each graded cell missing from ``expected`` scores nothing: grade_id -> one-line reason."""
+    partial: Mapping[str, str] = field(default_factory=dict)
+    """Why each cell of ``expected`` below its maximum keeps only part of its points: grade_id -> reason."""
 
 
 def filled(
@@ -99,12 +101,18 @@ def filled(
     return build
 
 
-def full_points(master: nbformat.NotebookNode, parts: Iterable[str] = PARTS, minus: Iterable[str] = ()) -> dict[str, float]:
-    """Expected points when the given parts pass all their tests, except the cells in ``minus``."""
+def full_points(master: nbformat.NotebookNode, parts: Iterable[str] = PARTS, minus: Iterable[str] = (),
+                partial: Mapping[str, float] | None = None) -> dict[str, float]:
+    """Expected points when the given parts pass all their tests, except the cells in ``minus`` (0 points)
+    and those in ``partial`` (the points given there: the checks of the cell that still pass)."""
     points = points_by_cell(master)
     expected = {cell: points[cell] for part in parts for cell in test_cells(part)}
     for cell in minus:
         expected.pop(cell, None)
+    for cell, kept in (partial or {}).items():
+        if not 0 < kept < points[cell]:
+            raise ValueError(f"{cell}: partial credit {kept} must lie strictly between 0 and {points[cell]}")
+        expected[cell] = kept
     return expected
 
 

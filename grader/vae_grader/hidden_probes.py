@@ -1,0 +1,182 @@
+"""Probes of the hidden tests: what the grader asks the student's kernel to compute.
+
+This module's source is sent into the sandboxed kernel when a hidden test cell is graded (see
+``vae_grader.judge``); it only *collects data* from the student's code on inputs chosen here. It
+holds no expected value and no verdict: those live in ``vae_grader.hidden`` and run in the grader's
+process. So a submission that reads its own kernel learns at most which inputs the grader used,
+never what it expects of them. Only the student package, NumPy and Keras are imported.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from course import probing
+from course.selfcheck import _model_step, _numpy, loss_layer_result
+
+# Inputs of the sampler test (the verdicts know them too: vae_grader.hidden).
+N_DRAWS = 20000
+SAMPLER_MEAN = (1.0, -2.0)
+SAMPLER_VARIANCE = (4.0, 0.25)
+GRAD_MEAN = (0.5, -1.0)
+GRAD_LOG_VAR = (0.3, -0.7)
+LOSS_SEED = 404
+LOSS_BATCHES = ((5, 2), (3, 4))
+
+
+def loss_batches() -> list[list[np.ndarray]]:
+    """The hidden loss test's inputs [x, z_decoded, z_mean, z_log_var], per batch."""
+    rng = np.random.default_rng(LOSS_SEED)
+    out = []
+    for batch, latent in LOSS_BATCHES:
+        x = (rng.uniform(0, 1, (batch, 28, 28, 1)) > 0.7).astype("float32")
+        decoded = rng.uniform(0.01, 0.99, (batch, 28, 28, 1)).astype("float32")
+        z_mean = rng.normal(0, 2, (batch, latent)).astype("float32")
+        z_log_var = rng.normal(0, 1, (batch, latent)).astype("float32")
+        out.append([x, decoded, z_mean, z_log_var])
+    return out
+
+
+def preprocess_input() -> np.ndarray:
+    """Three 28x28 uint8 images whose quadrants are 0, 255, 51 and 102."""
+    return np.array([[[0, 255], [51, 102]]] * 3, dtype=np.uint8).repeat(14, axis=1).repeat(14, axis=2)
+
+
+def probe_encoder_hidden(build_encoder: Any) -> dict[str, Any]:
+    import keras
+
+    rec = probing.Recorder()
+    keras.utils.set_random_seed(101)
+    _model_step(rec, "encoder", "build_encoder(2)", lambda: build_encoder(2))
+    return rec.data
+
+
+def probe_sampling_hidden(Sampling: Any) -> dict[str, Any]:
+    import course.autodiff
+
+    rec = probing.Recorder()
+    mean = np.tile(np.array([SAMPLER_MEAN], "float32"), (N_DRAWS, 1))
+    log_var = np.tile(np.log(np.array([SAMPLER_VARIANCE], "float32")), (N_DRAWS, 1))
+    draws = rec.attempt("Sampling(seed=7)([z_mean, z_log_var])", lambda: _numpy(Sampling(seed=7)([mean, log_var])))
+    if draws is not None:
+        rec["draws"] = draws
+    for key in ("first", "second"):
+        again = rec.attempt("Sampling(seed=3)", lambda: _numpy(Sampling(seed=3)([mean[:5], log_var[:5]])))
+        if again is not None:
+            rec[f"seeded.{key}"] = again
+    drawn: dict[str, Any] = {}
+
+    def sample_and_keep(m: Any, lv: Any) -> Any:
+        drawn["z"] = Sampling(seed=5)([m, lv])
+        return drawn["z"]
+
+    m0 = np.array([GRAD_MEAN] * 8, "float32")
+    lv0 = np.array([GRAD_LOG_VAR] * 8, "float32")
+    grads = rec.attempt("gradients of Sampling", lambda: course.autodiff.gradients(sample_and_keep, [m0, lv0]))
+    if grads is not None:
+        rec["grad.mean"], rec["grad.log_var"] = grads
+        rec["grad.z"] = _numpy(drawn["z"])
+    restored = rec.attempt("serialising Sampling(seed=9)", lambda: _restore(Sampling))
+    if restored is not None:
+        rec["restored.json"] = restored
+    return rec.data
+
+
+def _restore(Sampling: Any) -> dict[str, Any]:
+    import keras
+
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(Sampling(seed=9, name="s")))
+    return {"same_class": isinstance(restored, Sampling), "seed": getattr(restored, "seed", None)}
+
+
+def probe_decoder_hidden(build_decoder: Any) -> dict[str, Any]:
+    import keras
+
+    rec = probing.Recorder()
+    keras.utils.set_random_seed(103)
+    _model_step(rec, "decoder", "build_decoder(2, (14, 14, 64))", lambda: build_decoder(2, (14, 14, 64)))
+    _model_step(rec, "decoder_small", "build_decoder(3, (7, 7, 8))", lambda: build_decoder(3, (7, 7, 8)))
+    return rec.data
+
+
+def probe_loss_layer_hidden(CustomVariationalLayer: Any) -> dict[str, Any]:
+    rec = probing.Recorder()
+    for index, inputs in enumerate(loss_batches()):
+        loss_layer_result(rec, f"batch{index}", CustomVariationalLayer, inputs)
+    return rec.data
+
+
+def probe_vae_model_hidden(build_vae: Any) -> dict[str, Any]:
+    import keras
+
+    from course.stand_ins import stand_in_decoder, stand_in_encoder
+
+    rec = probing.Recorder()
+    keras.utils.set_random_seed(105)
+    enc, dec = stand_in_encoder(), stand_in_decoder()
+    model = rec.attempt("build_vae", lambda: build_vae(enc, dec, seed=0, learning_rate=3e-3))
+    if model is None:
+        return rec.data
+    rec["layers.json"] = [type(layer).__name__ for layer in getattr(model, "layers", [])]
+    rec["uses_given.json"] = [any(layer is enc for layer in model.layers), any(layer is dec for layer in model.layers)]
+    optimizer = getattr(model, "optimizer", None)
+    rate = rec.attempt("reading the optimizer's learning rate", lambda: float(_numpy(optimizer.learning_rate)))
+    if rate is not None:
+        rec["learning_rate"] = rate
+    images = (np.random.default_rng(5).uniform(0, 1, (8, 28, 28, 1)) > 0.6).astype("float32")
+    before = [w.copy() for w in dec.get_weights()]
+    history = rec.attempt("vae.fit(images, None, epochs=1, batch_size=8)",
+                          lambda: model.fit(images, None, epochs=1, batch_size=8, verbose=0))
+    if history is not None:
+        rec["fit_loss"] = float(np.ravel(history.history.get("loss", [np.nan]))[0])
+        rec["decoder_changed"] = any(not np.allclose(a, b) for a, b in zip(before, dec.get_weights()))
+    return rec.data
+
+
+def probe_data_hidden(preprocess: Any, x_train: Any, x_test: Any) -> dict[str, Any]:
+    rec = probing.Recorder()
+    out = rec.attempt("preprocess(images)", lambda: np.asarray(preprocess(preprocess_input())))
+    if out is not None and out.dtype != object:
+        rec["preprocessed"] = out
+    for name, value in (("x_train", x_train), ("x_test", x_test)):
+        head = np.asarray(value)[:100]
+        if head.dtype != object:
+            rec[f"{name}.head"] = head
+    return rec.data
+
+
+def probe_training_hidden(encoder: Any, decoder: Any) -> dict[str, Any]:
+    rec = probing.Recorder()
+    _model_step(rec, "encoder", "the trained encoder", lambda: encoder)
+    _model_step(rec, "decoder", "the trained decoder", lambda: decoder)
+    return rec.data
+
+
+def probe_manifold_hidden(build_manifold: Any) -> dict[str, Any]:
+    from course.stand_ins import ProbeDecoder, smooth_decoder
+
+    rec = probing.Recorder()
+    probe = ProbeDecoder()
+    image = rec.attempt("build_manifold(decoder, n=5)", lambda: np.asarray(build_manifold(probe, n=5)))
+    if image is not None and image.dtype != object:
+        rec["probe_image"] = image.astype(np.float64)
+    rec["probe_calls.json"] = list(probe.calls)
+    smooth = rec.attempt("build_manifold(decoder, n=15)", lambda: np.asarray(build_manifold(smooth_decoder(), n=15)))
+    if smooth is not None and smooth.dtype != object:
+        rec["smooth_image"] = smooth.astype(np.float32)
+    return rec.data
+
+
+PROBES = {
+    "test_encoder_hidden": (1, ("build_encoder",), "probe_encoder_hidden"),
+    "test_sampling_hidden": (2, ("Sampling",), "probe_sampling_hidden"),
+    "test_decoder_hidden": (3, ("build_decoder",), "probe_decoder_hidden"),
+    "test_loss_layer_hidden": (4, ("CustomVariationalLayer",), "probe_loss_layer_hidden"),
+    "test_vae_model_hidden": (5, ("build_vae",), "probe_vae_model_hidden"),
+    "test_data_hidden": (6, ("preprocess", "x_train", "x_test"), "probe_data_hidden"),
+    "test_training_hidden": (7, ("encoder", "decoder"), "probe_training_hidden"),
+    "test_manifold_hidden": (8, ("build_manifold",), "probe_manifold_hidden"),
+}
+"""grade_id -> (part, names the probe reads from the notebook, probe function name)."""

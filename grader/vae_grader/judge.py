@@ -1,0 +1,126 @@
+"""The judge: every test cell's score, computed outside the student's kernel.
+
+A submission controls the kernel that runs it: it can rewrite replies, replace functions, install
+input transformers, read its own history. So during ``nbgrader autograde`` no test cell is run in
+that kernel. For each test cell (visible self-check or hidden test, by ``grade_id``) the executor
+sends a *probe* (:func:`probe_code`): code that calls the student's functions on inputs the grader
+chose and hands back data (``course.probing``). The verdict on that data runs here, in the grader's
+process, where no student code runs (:func:`verdict_outputs`), and becomes the cell's outputs the
+way nbgrader reads them (``utils.determine_grade``): printed text for full marks, a number for
+partial credit, an error for none. ``SaveAutoGrades``, the gradebook, ``generate_feedback`` and
+``export`` work unchanged.
+
+What the kernel sees: the probe code (which inputs are used), never a hidden test's source or an
+expected value. What it can do: hand back any data it likes, which then has to pass the checks
+against references computed here; a probe that returns nothing readable scores 0.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import inspect
+from dataclasses import dataclass
+
+from nbformat.notebooknode import NotebookNode, from_dict
+
+from course import probing, selfcheck
+from course.checks import Outcome
+from vae_grader import hidden, hidden_probes
+
+MAX_PROBE_BYTES = 64 * 2**20
+"""Largest probe answer read (base64); the largest real one, the trained encoder and decoder, is ~3 MB."""
+
+
+@dataclass(frozen=True)
+class Judged:
+    """What the judge needs to know of one test cell."""
+
+    grade_id: str
+    part: int
+    hidden: bool
+
+    @property
+    def kind(self) -> str:
+        return "hidden tests" if self.hidden else "self-check"
+
+
+def judged(grade_id: str | None) -> Judged | None:
+    """The test cell ``grade_id`` if the judge scores it, else None."""
+    if grade_id in selfcheck.PROBES:
+        return Judged(grade_id, selfcheck.PROBES[grade_id].part, False)
+    if grade_id in hidden_probes.PROBES:
+        return Judged(grade_id, hidden_probes.PROBES[grade_id][0], True)
+    return None
+
+
+def probe_code(test: Judged) -> str:
+    """The code sent to the student's kernel for ``test``: it only computes and emits data."""
+    if test.hidden:
+        source = inspect.getsource(hidden_probes) + (
+            "\nfrom course.selfcheck import Probe as _Probe, run_probe as _run_probe\n"
+            f"_part, _names, _function = PROBES[{test.grade_id!r}]\n"
+            "probing.emit(_run_probe(_Probe(_part, _names, globals()[_function], None), user_ns))\n"
+        )
+    else:
+        source = (
+            "from course import probing, selfcheck\n"
+            f"probing.emit(selfcheck.run_probe(selfcheck.PROBES[{test.grade_id!r}], user_ns))\n"
+        )
+    return (f"exec(compile({source!r}, '<grader probe {test.grade_id}>', 'exec'), "
+            "{'__name__': 'grader_probe', 'user_ns': get_ipython().user_ns})")
+
+
+def answer(outputs: list[NotebookNode]) -> tuple[dict | None, str | None]:
+    """The probe data among a probe's outputs, or None and why there is none."""
+    blobs = [o for o in outputs if o.get("output_type") in ("display_data", "execute_result")
+             and probing.MIME in o.get("data", {})]
+    if len(blobs) > 1:
+        return None, "your notebook answered the grader's request more than once, so no answer was used"
+    if not blobs:
+        errors = [o for o in outputs if o.get("output_type") == "error"]
+        if errors:
+            return None, (f"the grader's request failed in your notebook's kernel ({errors[0].get('ename')}: "
+                          f"{str(errors[0].get('evalue', ''))[:200]}); did a cell replace course, keras or numpy?")
+        return None, "your notebook's kernel gave the grader no answer"
+    text = blobs[0]["data"][probing.MIME]
+    if not isinstance(text, str) or len(text) > MAX_PROBE_BYTES:
+        return None, "your notebook's answer to the grader was not readable (too large or not text)"
+    try:
+        return probing.unpack(base64.b64decode(text, validate=True)), None
+    except (ValueError, binascii.Error, OSError, KeyError, EOFError) as exc:
+        return None, f"your notebook's answer to the grader was not readable ({type(exc).__name__})"
+
+
+def verdict(test: Judged, data: dict) -> Outcome:
+    if test.hidden:
+        return hidden.judge(test.grade_id, data)
+    return selfcheck.judge(selfcheck.PROBES[test.grade_id], data)
+
+
+def failed(test: Judged, reason: str) -> Outcome:
+    """Every check of ``test`` failed for one reason (no data to judge)."""
+    spec = hidden.probe_spec(test.grade_id) if test.hidden else selfcheck.PROBES[test.grade_id]
+    max_points = sum(points for points, _, _ in spec.verdict({}))
+    return Outcome(0.0, max_points, (reason,))
+
+
+def verdict_outputs(test: Judged, outcome: Outcome) -> list[NotebookNode]:
+    """The cell outputs that make nbgrader record ``outcome`` (see ``nbgrader.utils.determine_grade``)."""
+    title = f"Part {test.part} {test.kind}"
+    if outcome.full:
+        return [_stream(f"{title} passed.\n")]
+    if outcome.points <= 0:
+        message = "\n".join(outcome.failures)
+        return [from_dict({"output_type": "error", "ename": "AssertionError", "evalue": message,
+                           "traceback": [f"AssertionError: {line}" if i == 0 else line
+                                         for i, line in enumerate(message.splitlines())]})]
+    lines = [f"{title}: {outcome.points:g} of {outcome.max_points:g} points. What did not pass:"]
+    lines += [f"- {failure}" for failure in outcome.failures]
+    return [_stream("\n".join(lines) + "\n"),
+            from_dict({"output_type": "execute_result", "execution_count": None, "metadata": {},
+                       "data": {"text/plain": f"{outcome.points:g}"}})]
+
+
+def _stream(text: str) -> NotebookNode:
+    return from_dict({"output_type": "stream", "name": "stdout", "text": text})
