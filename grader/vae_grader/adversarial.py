@@ -26,7 +26,11 @@ grades it together with the demo set.
 from __future__ import annotations
 
 import copy
+import dataclasses
+import os
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import nbformat
 from nbformat.notebooknode import NotebookNode
@@ -392,5 +396,469 @@ SUBMISSIONS: list[Submission] = [
     ),
 ]
 
-FLAGGED = {"not_json", "empty_notebook"}
+FLAGGED = {"not_json", "empty_notebook", "symlinked_notebook"}
 """Cases nbgrader must leave marked as needing manual grading (with the reason in the feedback)."""
+
+
+# --- issue 10: attacks on a grader whose verdicts are computed outside the student's kernel ------------
+# Each case is written as a student would write it, from the release notebook and the student
+# package only (plus, for the forging cases, what an earlier submission could have read of the
+# grader's probe code in its own kernel and shipped to its own feedback page). ``expected`` is what
+# the submission truly EARNS: 0 wherever no solution code stands behind a score. Where the grader
+# gives more, the case fails, and the failure is the finding (see tests/test_judge_attacks.py).
+
+
+@dataclass(frozen=True)
+class Link:
+    """A symbolic link in the submission folder, pointing at ``target`` (relative to the folder, or absolute)."""
+
+    target: str
+
+
+@dataclass(frozen=True)
+class HardLink:
+    """A second name, in the submission folder, for the file ``target`` (relative to the folder)."""
+
+    target: str
+
+
+@dataclass(frozen=True)
+class SubmissionWithFiles(Submission):
+    """A submission with files beside the notebook (the pipeline calls :meth:`write_files` after the notebook)."""
+
+    files: Mapping[str, bytes | Link | HardLink] = field(default_factory=dict)
+
+    def write_files(self, folder: Path) -> None:
+        for name, content in self.files.items():
+            path = Path(folder) / name
+            if path.is_symlink() or path.exists():
+                path.unlink()
+            if isinstance(content, Link):
+                os.symlink(content.target, path)
+            elif isinstance(content, HardLink):
+                target = (Path(folder) / content.target).resolve()
+                if target.is_file():  # e.g. the gradebook, which generate_assignment created before submission
+                    os.link(target, path)
+            else:
+                path.write_bytes(content)
+
+
+def with_files(submission: Submission, files: Mapping[str, bytes | Link | HardLink]) -> SubmissionWithFiles:
+    fields = {f.name: getattr(submission, f.name) for f in dataclasses.fields(Submission)}
+    return SubmissionWithFiles(**fields, files=dict(files))
+
+
+def release_only(master: NotebookNode, release: NotebookNode) -> NotebookNode:
+    """The release notebook as handed out: no solution code at all."""
+    return copy.deepcopy(release)
+
+
+def add_markdown_after(grade_id: str, source: str) -> Callable[[NotebookNode], None]:
+    def step(nb: NotebookNode) -> None:
+        cell = nbformat.v4.new_markdown_cell(source)
+        cell.id = f"markdown-after-{grade_id}-{len(nb.cells)}"
+        nb.cells.insert(_index(nb, grade_id) + 1, cell)
+
+    return step
+
+
+def append_cells(*sources: str) -> Callable[[NotebookNode], None]:
+    """A step: student cells at the very end of the notebook."""
+
+    def step(nb: NotebookNode) -> None:
+        for source in sources:
+            nb.cells.append(_new_cell(source, f"appended-{len(nb.cells)}"))
+
+    return step
+
+
+NOTHING_EARNED = "no solution code: an attack on the grader earns nothing"
+
+SKIP_TESTS_TRANSFORMER = '''
+import IPython
+
+def leading_empty_lines(lines):
+    """Looks like IPython's own cleanup transformer; turns every grader cell into `pass`."""
+    text = "".join(lines)
+    if any(word in text for word in ("selfcheck", "Hidden tests", "probing", "grader probe", "check_here")):
+        return ["pass\\n"]
+    return lines
+
+leading_empty_lines.__module__ = "IPython.core.inputtransformer2"  # the name an integrity check would trust
+IPython.get_ipython().input_transformers_cleanup.append(leading_empty_lines)
+print("transformer installed")
+'''
+
+SESSION_SEND_REWRITE = '''
+import jupyter_client.session as _session
+
+_real_send = _session.Session.send
+
+def _send(self, stream, msg_or_type, content=None, *args, **kwargs):
+    """Every error reply becomes ok, every error output disappears."""
+    if msg_or_type == "error":
+        return None
+    if isinstance(msg_or_type, dict) and msg_or_type.get("content", {}).get("status") == "error":
+        msg_or_type["content"] = {"status": "ok", "execution_count": msg_or_type["content"].get("execution_count", 0),
+                                  "user_expressions": {}, "payload": []}
+    if isinstance(content, dict) and content.get("status") == "error":
+        content = {"status": "ok", "execution_count": content.get("execution_count", 0), "user_expressions": {}, "payload": []}
+    return _real_send(self, stream, msg_or_type, content, *args, **kwargs)
+
+_session.Session.send = _send
+print("Session.send patched")
+'''
+
+JSON_AND_USER_EXPRESSIONS = '''
+import json, IPython
+
+_real_dumps = json.dumps
+
+def _dumps(obj, *args, **kwargs):
+    if isinstance(obj, dict) and obj.get("status") == "error":
+        obj = {**obj, "status": "ok"}
+    return _real_dumps(obj, *args, **kwargs)
+
+json.dumps = _dumps
+_shell = IPython.get_ipython()
+_shell.user_expressions = lambda expressions: {
+    name: {"status": "ok", "data": {"text/plain": "True"}, "metadata": {}} for name in expressions}
+print("json.dumps and user_expressions replaced")
+''' + SKIP_TESTS_TRANSFORMER
+
+SHADOW_COURSE_MODULE = b'''"""A course.py beside the notebook: if the kernel imports it, every check passes."""
+print("SHADOW-COURSE-LOADED")
+
+
+class _Yes:
+    def __getattr__(self, name):
+        return _Yes()
+
+    def __call__(self, *args, **kwargs):
+        return _Yes()
+
+    def __iter__(self):
+        return iter(())
+
+
+def __getattr__(name):
+    return _Yes()
+'''
+
+# What the grader's probes look like, as a student can learn them from course/selfcheck.py and
+# course/probing.py, and (the hidden ones) from the probe code its kernel receives, which a
+# transformer can record and a later cell can print into the feedback page (case interpreter_dump).
+FORGE_PROBES = '''
+import numpy as np
+import course
+import course.selfcheck as _selfcheck
+
+_real_run_probe = _selfcheck.run_probe
+_rng = np.random.default_rng(0)
+_epochs = course.training_budget().epochs
+
+def _sampling():
+    return {"errors.json": {}, "z": 3 + _rng.normal(size=(4, 2)), "z_tiny": np.full((4, 2), 3.0),
+            "z_again": 3 + _rng.normal(size=(4, 2))}
+
+def _sampling_hidden():
+    z = _rng.normal(size=(8, 2))
+    return {"errors.json": {},
+            "draws": np.array([1.0, -2.0]) + np.sqrt([4.0, 0.25]) * _rng.normal(size=(20000, 2)),
+            "seeded.first": np.ones((5, 2)), "seeded.second": np.ones((5, 2)),
+            "grad.mean": np.ones((8, 2)), "grad.z": z, "grad.log_var": 0.5 * (z - np.array([0.5, -1.0])),
+            "restored.json": {"same_class": True, "seed": 9}}
+
+FORGERIES = {
+    "probe_sampling": _sampling,
+    "probe_sampling_hidden": _sampling_hidden,
+    "probe_vae_model": lambda: {"errors.json": {}, "type": "Functional", "is_model": True,
+                                "input_shape.json": [None, 28, 28, 1], "compiled": True, "loss": 0.69},
+    "probe_vae_model_hidden": lambda: {"errors.json": {}, "learning_rate": 3e-3, "fit_loss": 0.69, "decoder_changed": True,
+                                       "layers.json": ["InputLayer", "Functional", "Sampling", "Functional", "CustomVariationalLayer"],
+                                       "uses_given.json": [True, True]},
+    "probe_training": lambda: {"errors.json": {}, "history.json": {"loss": [0.3] * _epochs, "val_loss": [0.25] * _epochs},
+                               "trained_loss": 0.25, "fresh_loss": 0.69},
+    "probe_manifold": lambda: {"errors.json": {}, "type": "ndarray",
+                               "manifold": _rng.uniform(0, 1, (420, 420)).astype("float32")},
+}
+
+def _forged_run_probe(probe, namespace):
+    forge = FORGERIES.get(getattr(probe.probe, "__name__", ""))
+    return forge() if forge else _real_run_probe(probe, namespace)
+
+_selfcheck.run_probe = _forged_run_probe
+print("probes forged")
+'''
+
+DISPLAY_SLOTS = '''
+from IPython.display import display
+import course.probing as _probing
+
+_real_emit, _calls = _probing.emit, [0]
+
+def _emit_with_slots(data):
+    """Before the real answer, two outputs: the second has a display_id, i.e. a slot to fill in later."""
+    display({"text/plain": ""}, raw=True)
+    display({"text/plain": ""}, raw=True, display_id=f"slot{_calls[0]}")
+    _calls[0] += 1
+    _real_emit(data)
+
+_probing.emit = _emit_with_slots
+'''
+
+FILL_SLOT = '''
+from IPython.display import display
+# The probe of test_encoder_hidden was the second one: its slot sits where a partial grade is written.
+display({"text/plain": "3"}, raw=True, display_id="slot1")
+'''
+
+RECORD_EVERY_SOURCE = '''
+import IPython
+seen_sources = []
+
+def leading_empty_lines(lines):
+    seen_sources.append("".join(lines))
+    return lines
+
+IPython.get_ipython().input_transformers_cleanup.insert(0, leading_empty_lines)
+'''
+
+DUMP_INTERPRETER = '''
+import base64, json, os, sqlite3, sys, zlib
+import IPython
+
+ip = IPython.get_ipython()
+state = {
+    "seen_sources": seen_sources, "In": list(In), "_ih": list(_ih),
+    "Out": {str(k): repr(v)[:2000] for k, v in Out.items()}, "_oh": {str(k): repr(v)[:2000] for k, v in _oh.items()},
+    "_dh": [str(d) for d in _dh], "modules": sorted(sys.modules), "globals": sorted(globals()),
+    "environ": dict(os.environ), "cwd": os.getcwd(), "argv": sys.argv, "path": sys.path,
+}
+try:
+    history = ip.history_manager
+    state["hist_file"] = str(history.hist_file)
+    state["history"] = [list(map(str, row)) for row in history.get_range(raw=True, output=True)]
+    if os.path.isfile(str(history.hist_file)):
+        with sqlite3.connect(str(history.hist_file)) as db:
+            state["history_db"] = [list(map(str, row)) for row in db.execute("SELECT * FROM history")]
+except Exception as exc:
+    state["history_error"] = repr(exc)
+
+skip = ("/proc", "/sys", "/usr", sys.prefix, sys.base_prefix)
+folders, files = [], []
+for folder, dirs, names in os.walk("/"):
+    if folder.startswith(("/proc", "/sys")):
+        dirs[:] = []
+        continue
+    folders.append(folder)
+    if not folder.startswith(skip):
+        files += [os.path.join(folder, name) for name in names]
+state["folders"], state["files"] = folders, files
+
+blob = json.dumps(state, default=repr).encode()
+print("STATE-B64-ZLIB:" + base64.b64encode(zlib.compress(blob, 9)).decode())
+print("SOURCES-HEX:" + json.dumps(seen_sources).encode().hex())
+print("SOURCES-B64:" + base64.b64encode(json.dumps(seen_sources).encode()).decode())
+print("SOURCES-PLAIN:", seen_sources)
+print("ENVIRONMENT:", json.dumps(dict(os.environ)))
+'''
+
+ENVIRONMENT_DUMP = '''
+import os
+for name, value in sorted(os.environ.items()):
+    print(f"ENV {name}={value}")
+'''
+
+READ_THROUGH_LINKS = _ATTEMPT + '''
+for name in ("gradebook.db", "gradebook_copy.db", "classmate.ipynb", "master.ipynb", "root_bashrc", "source_dir/vae/vae.ipynb"):
+    attempt(f"read-link-{name.split('/')[0]}", lambda name=name: open(name, "rb").read(64) or 1 / 0)
+attempt("list-beside", lambda: [n for n in os.listdir(".") if n != "vae.ipynb"] or 1 / 0)
+'''
+
+HTML_OUTPUTS = '''
+from IPython.display import HTML, Javascript, SVG, display
+display(HTML('<script>window.VAEPWN_SCRIPT = 1</script><img src="x" onerror="window.VAEPWN_ONERROR = 1">'
+             '<a href="javascript:window.VAEPWN_LINK = 1">click</a>'))
+display(Javascript("window.VAEPWN_JS = 1"))
+display(SVG('<svg xmlns="http://www.w3.org/2000/svg" onload="window.VAEPWN_SVG = 1"><circle r="4"/></svg>'))
+print("HTML-CASE-VISIBLE")
+'''
+
+HTML_MARKDOWN = ('Notes <script>window.VAEPWN_MD_SCRIPT = 1</script>\n\n'
+                 '<img src="x" onerror="window.VAEPWN_MD_ONERROR = 1"> '
+                 '<iframe src="javascript:window.VAEPWN_MD_IFRAME = 1"></iframe> '
+                 '[link](javascript:window.VAEPWN_MD_LINK=1)')
+
+MARKER_TEXT = '''### BEGIN HIDDEN TESTS
+print("MARKER-CELL-RAN")
+### END HIDDEN TESTS
+'''
+
+FIT_IN_A_COMMENT = '''# the training comes later: history = vae.fit(x_train, None, epochs=budget.epochs)
+while True:
+    pass
+'''
+
+FILL_DISKS = '''
+import os, ipykernel.connect
+
+def fill(folder, label, megabytes=800):
+    written, error = 0, "no error"
+    chunk = b"\\0" * 2**20
+    try:
+        for index in range(megabytes // 100):
+            with open(os.path.join(folder, f"ballast-{index}.bin"), "wb") as handle:
+                for _ in range(100):
+                    handle.write(chunk)
+                    written += 1
+    except OSError as exc:
+        error = f"{type(exc).__name__}: {exc}"[:120]
+    print(f"DISK-{label}: wrote {written} MB ({error})")
+
+fill("/tmp", "tmp")
+fill(".", "cwd")
+fill("/dev/shm", "shm")
+fill(os.path.dirname(ipykernel.connect.get_connection_file()), "runtime")
+'''
+
+CRASH = "import os\nos._exit(3)"
+
+_HAND_MADE_HISTORY = ('x_val = None\nimport types\nhistory = types.SimpleNamespace(history={"loss": [0.3] * budget.epochs, '
+                      '"val_loss": [0.25] * budget.epochs})\n')
+_NOISE_MANIFOLD = "manifold = np.random.default_rng(0).uniform(0, 1, (420, 420))\n"
+
+FORGED_VISIBLE = {
+    "test_training": "a hand-made history: no model was trained (the visible check reads only the dict)",
+    "test_manifold": "random noise, not decoded by any decoder (the visible check reads only shape, range and spread)",
+}
+
+JUDGE_ATTACKS: list[Submission] = [
+    case(
+        "transformer_trusted_name",
+        "no solution code; an input transformer named like IPython's own turns every test cell and probe into `pass`",
+        then(release_only, add_cell_after("setup", SKIP_TESTS_TRANSFORMER)), (),
+        ("gave the grader no answer",),
+    ),
+    case(
+        "session_send_rewrite",
+        "no solution code; jupyter_client's Session.send patched in the kernel to turn every error reply into ok",
+        then(release_only, add_cell_after("setup", SESSION_SEND_REWRITE)), (),
+        ("NotImplementedError",),
+    ),
+    case(
+        "json_and_user_expressions",
+        "no solution code; json.dumps patched, shell.user_expressions shadowed, then the test-skipping transformer",
+        then(release_only, add_cell_after("setup", JSON_AND_USER_EXPRESSIONS)), (),
+        ("gave the grader no answer",),
+    ),
+    with_files(case(
+        "course_module_beside",
+        "the untouched release notebook plus a course.py beside it that makes every check pass if imported",
+        release_only, (), ("NotImplementedError",),
+    ), {"course.py": SHADOW_COURSE_MODULE}),
+    with_files(case(
+        "symlinked_notebook",
+        "vae.ipynb submitted as a symbolic link to ../../../source/vae/vae.ipynb (the master)",
+        raw_bytes(b"my notebook is vae.ipynb\n"), (), ("vae.ipynb was a symbolic link", "graded as missing"),
+        filename="README.txt",
+    ), {"vae.ipynb": Link("../../../source/vae/vae.ipynb")}),
+    case(
+        "lambda_stand_ins",
+        "encoder = lambda x: (x, x), decoder = lambda z: z, a hand-made history and a noise manifold; no solution code",
+        then(release_only, set_source("encoder", "encoder = lambda x: (x, x)\n"),
+             set_source("decoder", "decoder = lambda z: z\n"), set_source("training", _HAND_MADE_HISTORY),
+             set_source("manifold", _NOISE_MANIFOLD)), (),
+        ("should return a keras.Model",), lost=FORGED_VISIBLE,
+    ),
+    case(
+        "identity_autoencoder",
+        "no VAE and no training: encoder = Flatten (784-dim 'code'), decoder = Reshape back, a keras History object "
+        "with a hand-made dict, and a noise manifold; all standard layers, so safe_mode loads them",
+        then(release_only,
+             set_source("encoder", "image = keras.Input(shape=(28, 28, 1))\n"
+                                   "encoder = keras.Model(image, [layers.Flatten()(image), layers.Flatten()(image)])\n"),
+             set_source("decoder", "code = keras.Input(shape=(784,))\n"
+                                   "decoder = keras.Model(code, layers.Reshape((28, 28, 1))(code))\n"),
+             set_source("training", 'x_val = None\nhistory = keras.callbacks.History()\n'
+                                    'history.history = {"loss": [0.3] * budget.epochs, "val_loss": [0.25] * budget.epochs}\n'),
+             set_source("manifold", _NOISE_MANIFOLD)), (),
+        ("NotImplementedError",),
+        lost={**FORGED_VISIBLE, "test_training_hidden": "an identity map is not a trained VAE: the latent code is the "
+                                                        "image itself (784 numbers, not latent_dim)"},
+    ),
+    case(
+        "forged_probe_data",
+        "no solution code; course.selfcheck.run_probe replaced so that the grader's probes receive fabricated data "
+        "(sampler draws from NumPy, a made-up history, model facts as booleans, a noise manifold)",
+        then(release_only, add_cell_after("setup", FORGE_PROBES)), (),
+        ("NotImplementedError",),
+    ),
+    dataclasses.replace(case(
+        "display_id_partial_credit",
+        "part 1 with z_mean's Dense without bias (hidden: 2 of 3 points); the probes' answers get an extra output with a "
+        "display_id, which a later cell updates to '3' to overwrite the partial grade",
+        then(filled(ENCODER, {"encoder": ('layers.Dense(latent_dim, name="z_mean")',
+                                          'layers.Dense(latent_dim, name="z_mean", use_bias=False)')}),
+             add_cell_after("encoder", DISPLAY_SLOTS), add_cell_after("test_encoder_hidden", FILL_SLOT)),
+        ENCODER, ("494,242 parameters",),
+    ), expected={"test_encoder": 2.0, "test_encoder_hidden": 2.0}),
+    case(
+        "interpreter_dump",
+        "part 1, a transformer that records every source the kernel runs (the grader's probes included), and a cell that "
+        "prints In, Out, _ih, _oh, _dh, the history database, modules, globals, the environment and every file it can "
+        "list, base64/zlib/hex encoded",
+        then(_ENCODER, add_cell_after("encoder", RECORD_EVERY_SOURCE), add_cell_after("test_encoder_hidden", DUMP_INTERPRETER)),
+        ENCODER, ("STATE-B64-ZLIB:",),
+    ),
+    case(
+        "environment_dump", "part 1 and a cell that prints every environment variable",
+        then(_ENCODER, add_cell_after("test_encoder_hidden", ENVIRONMENT_DUMP)),
+        ENCODER, ("ENV PATH=",),
+    ),
+    with_files(case(
+        "symlinks_beside_notebook",
+        "part 1 with links beside the notebook to the gradebook (symbolic and hard), another student's notebook, the "
+        "master, root's .bashrc and source/, read by a cell",
+        then(_ENCODER, add_cell_after("test_encoder_hidden", READ_THROUGH_LINKS)),
+        ENCODER, ("ESCAPE-read-link-gradebook.db: blocked", "ESCAPE-read-link-classmate.ipynb: blocked",
+                  "was a symbolic link"),
+    ), {"gradebook.db": Link("../../../gradebook.db"), "gradebook_copy.db": HardLink("../../../gradebook.db"),
+        "classmate.ipynb": Link("../../transformer_trusted_name/vae/vae.ipynb"),
+        "master.ipynb": Link("../../../source/vae/vae.ipynb"), "root_bashrc": Link("/root/.bashrc"),
+        "source_dir": Link("../../../source")}),
+    case(
+        "html_and_javascript",
+        "part 1, a Markdown cell with <script>, onerror= and javascript: links, and a cell displaying HTML with a script, "
+        "a Javascript output and an SVG with onload",
+        then(_ENCODER, add_markdown_after("test_encoder_hidden", HTML_MARKDOWN), add_cell_after("test_encoder_hidden", HTML_OUTPUTS)),
+        ENCODER, ("HTML-CASE-VISIBLE",),
+    ),
+    case(
+        "hidden_marker_in_cell", "part 1 and a student cell (and a Markdown cell) containing nbgrader's hidden-test markers",
+        then(_ENCODER, add_markdown_after("test_encoder_hidden", MARKER_TEXT), add_cell_after("test_encoder_hidden", MARKER_TEXT)),
+        ENCODER, ("MARKER-CELL-RAN",),
+    ),
+    case(
+        "fit_in_comment_loop", "part 1 and an endless loop in a cell whose only `.fit(` is in a comment",
+        then(_ENCODER, add_cell_after("test_encoder_hidden", FIT_IN_A_COMMENT)),
+        ENCODER, ("limit of 60 s",),
+    ),
+    case(
+        "repeated_crashes", "part 1 and eight cells at the end that each end the kernel with os._exit(3)",
+        then(_ENCODER, append_cells(*[CRASH] * 8)),
+        ENCODER, ("KernelDied", "restarted 6 times"),
+    ),
+    case(
+        "disk_filler", "part 1 and a cell that writes 800 MB each into /tmp, the working folder, /dev/shm and the runtime folder",
+        then(_ENCODER, add_cell_after("test_encoder_hidden", FILL_DISKS)),
+        ENCODER, ("DISK-runtime: wrote 0 MB",),
+    ),
+]
+"""The issue-10 cases (judge outside the kernel); appended to :data:`SUBMISSIONS`."""
+
+SUBMISSIONS += JUDGE_ATTACKS
+ESCAPES = (*ESCAPES, "symlinks_beside_notebook")
+NO_CODE_ATTACKS = ("transformer_trusted_name", "session_send_rewrite", "json_and_user_expressions", "course_module_beside",
+                   "symlinked_notebook", "lambda_stand_ins", "identity_autoencoder", "forged_probe_data")
+"""Cases without any solution code: they must score exactly 0."""

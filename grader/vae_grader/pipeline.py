@@ -362,6 +362,9 @@ def _write_submission(root: Path, submission: Submission, master: nbformat.Noteb
         with warnings.catch_warnings():  # e.g. DuplicateCellId for a copy-pasted cell: expected here
             warnings.simplefilter("ignore")
             nbformat.write(content, path)
+    write_files = getattr(submission, "write_files", None)  # extra files beside the notebook (adversarial corpus)
+    if callable(write_files):
+        write_files(folder)
 
 
 def _forget_stale_students(root: Path, config: CourseConfig, current: set[str], say: Progress) -> None:
