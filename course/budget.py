@@ -1,9 +1,13 @@
 """The training budget: how long the notebook trains, read from the environment.
 
-Students get the full run by default. The autograder and CI set ``VAE_MODE=grading`` (done in
-``nbgrader_config.py`` and the test suite) and get a run short enough to grade a submission in
-seconds; single knobs can still be overridden for experiments. Keeping this in one place means
-the notebook, the hidden tests and the grader always agree on what "trained" means.
+Students get the full run by default. Whenever nbgrader executes the notebook (the student's
+**Validate** button or ``nbgrader validate``, and ``nbgrader autograde``) it sets
+``NBGRADER_EXECUTION`` (``validate`` / ``autograde``) in the kernel's environment, and the short
+grading run is picked on its own: a student validating never waits for the full run nor needs a
+flag. ``VAE_MODE`` (``student`` / ``grading``) is a manual override that wins over both; the
+instructor's ``nbgrader_config.py`` and the test suite set it to ``grading``. Single knobs can
+still be overridden for experiments. Keeping this in one place means the notebook, the hidden tests
+and the grader always agree on what "trained" means.
 """
 
 from __future__ import annotations
@@ -13,6 +17,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 MODE_VAR = "VAE_MODE"
+# Set by nbgrader 0.9 while it executes a notebook (nbgrader/validator.py, converters/autograde.py;
+# documented in nbgrader's FAQ) to "validate" or "autograde". Any non-empty value means "graded run".
+EXECUTION_VAR = "NBGRADER_EXECUTION"
 
 
 @dataclass(frozen=True)
@@ -68,10 +75,16 @@ _OVERRIDES = {
 }
 
 
+def default_mode(environ: Mapping[str, str]) -> str:
+    """The mode when ``VAE_MODE`` is unset: grading inside nbgrader's validate/autograde, else student."""
+    return "grading" if environ.get(EXECUTION_VAR, "").strip() else "student"
+
+
 def training_budget(environ: Mapping[str, str] | None = None) -> TrainingBudget:
-    """Budget for this run: ``VAE_MODE`` picks student/grading, ``VAE_EPOCHS`` etc. override."""
+    """Budget for this run: ``VAE_MODE`` picks student/grading, else nbgrader's
+    ``NBGRADER_EXECUTION`` picks grading; ``VAE_EPOCHS`` etc. override single knobs."""
     env = os.environ if environ is None else environ
-    mode = env.get(MODE_VAR, "student").strip().lower() or "student"
+    mode = env.get(MODE_VAR, "").strip().lower() or default_mode(env)
     if mode not in _MODES:
         raise ValueError(f"{MODE_VAR}={mode!r} is not a known mode; use one of {sorted(_MODES)}.")
     budget = _MODES[mode]

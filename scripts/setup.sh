@@ -2,7 +2,10 @@
 # One-time, idempotent set-up behind `make demo` and `make test`:
 #   1. bubblewrap, which the grading sandbox needs (Debian package; skipped when present);
 #   2. a Python 3.11 virtual environment in .venv with the exact pins of requirements.txt;
-#   3. the `course` package, installed editable so the notebooks and nbgrader import it.
+#   3. the `course` package, installed editable so the notebooks and nbgrader import it;
+#   4. the students' nbgrader configuration (student_config/), linked where nbgrader and JupyterLab
+#      find it from any folder ($VENV/etc/jupyter, on `jupyter --paths`);
+#   5. chromium (Debian package), the browser the JupyterLab test drives through Playwright.
 # Make re-runs it only when requirements.txt or pyproject.toml change (stamp: .venv/.installed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,14 +13,32 @@ VENV=${VENV:-.venv}
 
 step() { printf '\n==> %s\n' "$*"; }
 
+APT_UPDATED=
+can_apt() { [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; }
+apt_install() {
+    if [ -z "$APT_UPDATED" ]; then apt-get update -qq >/dev/null; APT_UPDATED=1; fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
 if ! command -v bwrap >/dev/null 2>&1; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    if can_apt; then
         step "installing bubblewrap (grading sandbox)"
-        apt-get update -qq >/dev/null
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null
+        apt_install bubblewrap
     else
         echo "note: bubblewrap (bwrap) is not installed; autograding will refuse to run until it is" \
              "(Debian/Ubuntu: sudo apt-get install bubblewrap), or set VAE_SANDBOX=off to grade unconfined." >&2
+    fi
+fi
+
+# The browser test (tests/test_browser.py) drives JupyterLab in Debian's chromium through
+# Playwright; Playwright's own browser download is never used.
+if [ ! -x /usr/bin/chromium ]; then
+    if can_apt; then
+        step "installing chromium (the JupyterLab browser test)"
+        apt_install chromium
+    else
+        echo "note: /usr/bin/chromium is missing; the browser test is skipped until it is installed" \
+             "(Debian/Ubuntu: sudo apt-get install chromium)." >&2
     fi
 fi
 
@@ -42,6 +63,10 @@ fi
 step "installing the pinned environment into $VENV (first time: ~2 min from a warm pip cache)"
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r requirements.txt 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps -e . -e grader 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+# The students' nbgrader configuration (cell time limit for Validate, the course id for the
+# exchange), linked so that edits to student_config/ reach the environment without a re-install.
+mkdir -p "$VENV/etc/jupyter"
+ln -sfn "$(pwd)/student_config/nbgrader_config.py" "$VENV/etc/jupyter/nbgrader_config.py"
 # matplotlib's font list, built once here: the grading sandbox lends it to every kernel read-only.
 "$VENV/bin/python" -c "import matplotlib.font_manager"
 touch "$VENV/.installed"

@@ -32,3 +32,28 @@ def test_grading_mode_and_overrides():
 def test_bad_values_are_explained(env, message):
     with pytest.raises(ValueError, match=message):
         training_budget(env)
+
+
+@pytest.mark.parametrize("execution", ["validate", "autograde"])
+def test_nbgrader_execution_picks_the_grading_run(execution):
+    """The Validate button and `nbgrader validate` need no flag: nbgrader's own variable is enough."""
+    budget = training_budget({"NBGRADER_EXECUTION": execution})
+    assert budget == GRADING
+    assert budget.verbose == 2  # one line per epoch, not a progress bar, in validated/graded output
+
+
+def test_vae_mode_overrides_nbgrader_execution():
+    assert training_budget({"NBGRADER_EXECUTION": "validate", "VAE_MODE": "student"}) == STUDENT
+    assert training_budget({"NBGRADER_EXECUTION": " ", "VAE_MODE": ""}) == STUDENT
+    assert training_budget({"NBGRADER_EXECUTION": "validate", "VAE_EPOCHS": "2"}).epochs == 2
+
+
+def test_nbgrader_sets_the_variable_it_is_keyed_on():
+    """Guards the coupling with nbgrader: its validator and autograder still set NBGRADER_EXECUTION."""
+    import inspect
+
+    from nbgrader import validator
+    from nbgrader.converters import autograde
+
+    assert "NBGRADER_EXECUTION='validate'" in inspect.getsource(validator)
+    assert "NBGRADER_EXECUTION='autograde'" in inspect.getsource(autograde)
