@@ -61,10 +61,19 @@ def hidden_region_lines() -> list[str]:
 
 
 HIDDEN_VERDICT_SECRETS = (
-    # Expected values and names that exist only in grader/vae_grader/hidden.py (the verdicts).
-    "494_244", "494,244", "494244", "56_385", "56,385", "56385",
-    "RATIO_THRESHOLD", "ENCODER_LAYERS", "DECODER_LAYERS", "reference_vae_loss", "report.ratio < ",
+    # Expected values and names that exist only in grader/vae_grader/hidden.py (the verdicts), as its source
+    # spells them. Not "494,244" or "56,385": a correct notebook prints its own parameter counts that way
+    # (the encoder and decoder cells do), and a failing one is told the expected count by design.
+    "494_244", "56_385", "RATIO_THRESHOLD", "ENCODER_LAYERS", "DECODER_LAYERS", "reference_vae_loss",
+    "report.ratio < ", "expect_param_count(",
 )
+KERNEL_SET_VARIABLES = frozenset({
+    # Set inside the kernel process by ipykernel (TERM, CLICOLOR, FORCE_COLOR, CLICOLOR_FORCE, PAGER, GIT_PAGER,
+    # PYDEVD_USE_FRAME_EVAL) and by importing TensorFlow / h5py (TF2_BEHAVIOR, TPU_ML_PLATFORM*,
+    # ENABLE_RUNTIME_UPTIME_TELEMETRY, HDF5_PLUGIN_PATH): measured in the interpreter_dump case, not lent by the host.
+    "TERM", "CLICOLOR", "FORCE_COLOR", "CLICOLOR_FORCE", "PAGER", "GIT_PAGER", "PYDEVD_USE_FRAME_EVAL",
+    "TF2_BEHAVIOR", "TPU_ML_PLATFORM", "TPU_ML_PLATFORM_VERSION", "ENABLE_RUNTIME_UPTIME_TELEMETRY", "HDF5_PLUGIN_PATH",
+})
 
 
 def test_hidden_secrets_are_what_the_grader_holds():
@@ -154,16 +163,11 @@ def test_garbage_answer_is_unreadable(garbage):
     assert data is None and "not readable" in why
 
 
-@pytest.mark.xfail(strict=True, raises=Exception, reason="WEAKNESS: judge.answer does not catch zipfile.BadZipFile (nor "
-                   "MemoryError, NotImplementedError for an unsupported zip compression); the exception escapes "
-                   "RobustExecute._async_judge and every later cell of the notebook is flagged 'could not run'.")
 def test_answer_that_looks_like_a_zip_is_unreadable():
     data, why = judge.answer([_blob_output(base64.b64encode(b"PK\x03\x04 not an npz").decode())])
     assert data is None and "not readable" in why
 
 
-@pytest.mark.xfail(strict=True, reason="WEAKNESS: probing.unpack has no limit on the uncompressed size; MAX_PROBE_BYTES "
-                   "bounds only the compressed answer (48 MB of deflate can hold ~48 GB of zeros) -> grader OOM.")
 def test_compressed_answer_cannot_inflate_the_grader():
     buffer = io.BytesIO()
     np.savez_compressed(buffer, z=np.zeros(50_000_000, dtype=np.float32))  # 200 MB of data
@@ -266,19 +270,20 @@ def _forged(name: str) -> dict:
     return probing.unpack(probing.pack(namespace["FORGERIES"][name]()))
 
 
+_STILL_FORGEABLE = pytest.mark.xfail(
+    strict=True, reason="WEAKNESS: the verdict judges facts the kernel reports (booleans, names, numbers, arrays checked only "
+                        "against each other or against public constants); fabricated data passes. See the issue-10 report.")
+
 FORGERIES = [
-    ("probe_sampling", "test_sampling", False),
-    ("probe_sampling_hidden", "test_sampling_hidden", True),
-    ("probe_vae_model", "test_vae_model", False),
-    ("probe_vae_model_hidden", "test_vae_model_hidden", True),
-    ("probe_training", "test_training", False),
-    ("probe_manifold", "test_manifold", False),
+    pytest.param("probe_sampling", "test_sampling", False, id="sampling"),
+    pytest.param("probe_sampling_hidden", "test_sampling_hidden", True, id="sampling_hidden", marks=_STILL_FORGEABLE),
+    pytest.param("probe_vae_model", "test_vae_model", False, id="vae_model", marks=_STILL_FORGEABLE),
+    pytest.param("probe_vae_model_hidden", "test_vae_model_hidden", True, id="vae_model_hidden", marks=_STILL_FORGEABLE),
+    pytest.param("probe_training", "test_training", False, id="training", marks=_STILL_FORGEABLE),
+    pytest.param("probe_manifold", "test_manifold", False, id="manifold"),
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="WEAKNESS: these verdicts judge facts the kernel reports (booleans, names, arrays "
-                                       "checked only against each other or against public constants); fabricated "
-                                       "data passes. See the report for issue 10.")
 @pytest.mark.parametrize("probe_name, grade_id, is_hidden", FORGERIES)
 def test_fabricated_probe_data_earns_nothing(probe_name, grade_id, is_hidden):
     test = judge.judged(grade_id)
@@ -287,8 +292,6 @@ def test_fabricated_probe_data_earns_nothing(probe_name, grade_id, is_hidden):
     assert outcome.points == 0, f"{grade_id}: fabricated data earned {outcome.points} of {outcome.max_points}"
 
 
-@pytest.mark.xfail(strict=True, reason="WEAKNESS: the hidden training verdict never checks latent_dim; an untrained "
-                                       "Flatten/Reshape identity 'autoencoder' (standard layers) reconstructs perfectly.")
 def test_identity_autoencoder_earns_nothing_for_training():
     import keras
 
@@ -312,8 +315,18 @@ def test_forgery_data_is_well_formed():
 
 
 def autograded_text(root: Path, student: str) -> str:
+    """Everything the student's code produced in the autograded notebook: every cell's outputs, and the notes.
+
+    Not the cell sources: nbgrader keeps the hidden test cells' source in the autograded notebook (it is the
+    instructor's copy; generate_feedback removes them from the student's page, which is checked in full).
+    """
     path = root / "autograded" / student / "vae" / "vae.ipynb"
-    return path.read_text(errors="replace") if path.is_file() else ""
+    if not path.is_file():
+        return ""
+    nb = nbformat.read(path, as_version=4)
+    parts = [json.dumps(cell.get("outputs", []), ensure_ascii=False) for cell in nb.cells]
+    parts += [cell.source for cell in nb.cells if cell.cell_type == "markdown" and "Notes from the autograder" in cell.source]
+    return "\n".join(parts)
 
 
 def feedback_html(root: Path, student: str) -> str:
@@ -344,13 +357,14 @@ def interpreter_dump_problems(root: Path, student: str = "interpreter_dump") -> 
     if not lines:
         return problems + ["the dump did not run"]
     state = json.loads(zlib.decompress(base64.b64decode(lines[0].split(":", 1)[1])))
-    problems += [f"environment variable {name} is not allowlisted" for name in state["environ"] if not _allowed_env(name)]
+    problems += [f"environment variable {name} is not allowlisted" for name in state["environ"]
+                 if not _allowed_env(name) and name not in KERNEL_SET_VARIABLES]
     if not state["seen_sources"] or not any("grader probe" in source for source in state["seen_sources"]):
         problems.append("the recording transformer saw no probe (the dump would prove nothing)")
     import course
 
     allowed_roots = ["/usr", "/bin", "/sbin", "/lib", "/lib64", "/etc", "/dev", "/proc", "/tmp",
-                     state["cwd"], os.path.dirname(course.__file__), os.environ.get("MNIST_NPZ", "/nonexistent")]
+                     state["cwd"], os.path.dirname(course.__file__), state["environ"].get("MNIST_NPZ", "/nonexistent")]
     import sys
 
     allowed_roots += [sys.prefix, sys.base_prefix, os.path.dirname(os.path.realpath(sys.executable))]
