@@ -59,12 +59,15 @@ from vae_grader.feedback import StudentFeedback  # noqa: E402
 
 c.GenerateFeedback.preprocessors = [GetGrades, StudentFeedback, CSSHTMLHeaderPreprocessor]
 
-# --- Sandboxed grading kernel and robust execution (grader/vae_grader/sandbox.py, issue 5) --------
-# Autograding runs student code. It runs in a bubblewrap sandbox: the system read-only, a private
-# /tmp, no network, the course folder (source/, the gradebook, every submitted/, autograded/,
-# feedback/, tests/) invisible, and the limits below. Without a working `bwrap`, `nbgrader
-# autograde` refuses with one line; VAE_SANDBOX=off grades without the sandbox (the robust
-# executor still applies). Everything below is measured; the reasons are in the modules named.
+# --- Sandboxed grading kernel and robust execution (grader/vae_grader/sandbox.py, issues 5, 10) ----
+# Autograding runs student code. It runs in a bubblewrap sandbox built by allowlist on an empty
+# root: read-only /usr (and the /bin, /lib... links), two files of /etc plus a generated passwd,
+# the Python installation, the course package, $MNIST_NPZ; private size-limited /tmp, /dev/shm and
+# working folder holding only the files the release also has; no network; an environment of
+# allowlisted variables; the socket folder deleted once the kernel's sockets exist (no byte of the
+# grader's disk is writable). `python -m vae_grader.sandbox --show` lists it all. Without a working
+# `bwrap`, `nbgrader autograde` refuses with one line; VAE_SANDBOX=off grades without the sandbox
+# (the robust executor still applies). Everything below is measured; reasons are in the modules named.
 from nbconvert.preprocessors import ClearMetadataPreprocessor  # noqa: E402
 from nbgrader.preprocessors import (  # noqa: E402
     AssignLatePenalties, CheckCellMetadata, ClearOutput, DeduplicateIds, IgnorePattern, LimitOutput,
@@ -104,3 +107,4 @@ c.SandboxedKernelManager.max_file_size = 256 * MiB      # RLIMIT_FSIZE
 c.SandboxedKernelManager.cpu_seconds = 1200             # RLIMIT_CPU for the kernel (whole master notebook: ~60 s)
 c.SandboxedKernelManager.scratch_size = 512 * MiB       # each private tmpfs: /tmp, /dev/shm, the working folder
 c.SandboxedKernelManager.kernel_uid = 0                 # grading as root: kernel's uid (0: 100000 + pid mod 50000)
+c.SandboxedKernelManager.socket_timeout = 120           # s for the kernel to open its sockets (measured 0.5-3.6 s)

@@ -1,31 +1,46 @@
-"""The grading kernel, confined by bubblewrap: student code cannot see or touch anything it should not.
+"""The grading kernel, confined by bubblewrap: student code sees only what it needs, by allowlist.
 
 During ``nbgrader autograde`` the student's code runs with the grader's rights, and nbgrader does
 not protect against that (its FAQ: "not directly"; upstream issue #483). Measured with nbgrader
 0.9.6 and no sandbox, a student cell can read ``source/`` (the solutions) and every other student's
 submission, write the gradebook, open network connections, and kill nbgrader itself.
 
-:class:`SandboxedKernelManager` starts the very same ipykernel, but inside ``bwrap``:
+:class:`SandboxedKernelManager` starts the very same ipykernel, but inside ``bwrap``, on an EMPTY
+root that bubblewrap fills with exactly these paths (:meth:`SandboxedKernelManager.allowed_paths`
+lists them; a test walks the kernel's whole filesystem against that list):
 
-* the whole system read-only (``--ro-bind / /``), a fresh ``/dev`` and ``/proc``;
-* private, size-limited tmpfs on ``/tmp``, ``/dev/shm`` and the kernel's working folder (the
-  student's working copy: their own extra files, read-only, and room to write scratch files);
-* invisible (an empty tmpfs over them): the course folder (``source/``, the gradebook, every
-  ``submitted/``, ``autograded/``, ``feedback/``, ``tests/``, ``.git``), the repository holding
-  the ``course`` package, the grader's home folder, the Jupyter runtime folder (other kernels'
-  keys), nbgrader's exchange, ``/run`` (local service sockets) and ``/var/tmp``. Only what the kernel needs to
-  run is put back, read-only: the Python installation, the ``course`` package and ``$MNIST_NPZ``;
-* no network: new network, IPC, PID and UTS namespaces. The grader talks to the kernel over ZMQ
-  ``ipc`` sockets in a folder shared with the sandbox, so no TCP port is needed at all;
-* limits (``setrlimit`` inside the sandbox): address space, processes, file size, CPU time, no
-  core files, no privilege gain (``PR_SET_NO_NEW_PRIVS``). A grader running as root drops the
-  kernel to an unprivileged user id of its own, because Linux does not apply the process limit to
-  root: measured here, a fork bomb under root reached 300 processes with the limit at 256; as an
-  unprivileged user it stopped at 254.
-* secrets in the environment (``NBGRADER_DB_URL``, ``*TOKEN*``, ``*PASSWORD*``, ...) are removed.
+* read-only: the system's programs and libraries (``/usr``; ``/bin``, ``/sbin``, ``/lib``,
+  ``/lib64`` as the symlinks or folders they are here); from ``/etc`` only the dynamic linker's
+  cache and configuration and ``localtime``, plus a generated ``passwd``, ``group``,
+  ``nsswitch.conf`` and ``hosts`` that name only root and the kernel's own user; the Python
+  installation (``sys.prefix`` and ``sys.base_prefix``: the virtual environment and the
+  interpreter it was made from), the ``course`` package's own folder (not the repository around
+  it), ``$MNIST_NPZ`` and the grader's matplotlib font list;
+* fresh: ``/proc`` and ``/dev``; private, size-limited tmpfs on ``/tmp``, ``/dev/shm`` and the
+  kernel's working folder. Into the working folder go, read-only, only the files the released
+  assignment also has (``release/<assignment>/``, compared by relative path): nbgrader copies every
+  file the instructor keeps beside the master (``source/<assignment>/``, e.g. ``solutions.py``)
+  next to the submission, and those must not reach the kernel; the notebook never does either;
+* the folder of the ZMQ ``ipc`` sockets, writable only while ipykernel starts (see
+  :meth:`SandboxedKernelManager._seal_runtime_folder`): once the kernel has created its five sockets,
+  and before any student code can run, the grader moves them out and deletes the folder. Linux
+  refuses to create anything in a deleted folder (measured: ``No such file or directory`` for
+  files, folders and sockets alike), so student code can write zero bytes to the grader's disk
+  there, whatever its size or number of files.
 
-Output size is limited by the executor (``vae_grader.robust_execute``), which stops
-collecting a cell's output past a configured size.
+Nothing else of the host exists in the sandbox: not ``/root``, ``/home``, ``/work``, ``/srv``,
+``/var``, ``/opt`` or ``/run``, not the course folder, not the grader package, not other clones.
+
+The environment is an allowlist too (:func:`allowed_environment`): the variables Python, Keras,
+TensorFlow, matplotlib, ipykernel and the course package read, and nothing else whatever its name.
+
+Also: no network (new network, IPC, PID and UTS namespaces; the grader talks to the kernel over
+ZMQ ``ipc`` sockets, so no TCP port is needed); limits set with ``setrlimit`` inside the sandbox
+(address space, processes, file size, CPU time, no core files) and no privilege gain
+(``PR_SET_NO_NEW_PRIVS``). A grader running as root drops the kernel to an unprivileged user id of
+its own, because Linux does not apply the process limit to root: measured here, a fork bomb under
+root reached 300 processes with the limit at 256; as an unprivileged user it stopped at 254.
+Output size is limited by the executor (``vae_grader.robust_execute``).
 
 Every limit is a traitlets option of :class:`SandboxedKernelManager`, set in ``nbgrader_config.py``
 with its measured default. ``VAE_SANDBOX=off`` grades without the sandbox; where ``bwrap`` is
@@ -34,15 +49,21 @@ missing or does not work, ``nbgrader autograde`` refuses with one line (:func:`r
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import importlib.util
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from jupyter_client.manager import AsyncKernelManager
@@ -52,10 +73,41 @@ SANDBOX_ENV = "VAE_SANDBOX"
 GiB = 2**30
 MiB = 2**20
 
-# Environment variables that may carry credentials; the kernel never needs them.
+# --- what the kernel may see ---------------------------------------------------------------------------
+
+# The system: bound read-only where they are folders, recreated where they are symlinks (Debian 12
+# merges /bin, /sbin, /lib* into /usr, so here only /usr is a folder).
+SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+# From the host's /etc, only two files. Measured: with no /etc at all the kernel still imports
+# course, keras, numpy, matplotlib and scipy, loads MNIST, trains and saves a plot. ld.so.cache is lent
+# because ctypes.util.find_library asks `ldconfig -p`, which reads it; localtime so that times in
+# the kernel are in the grader's zone. The linker's configuration (ld.so.conf*) is only read to
+# rebuild that cache, and lists host-specific folders.
+ETC_FILES = ("ld.so.cache", "localtime")
+# Generated instead of lent (the host's name its users and machines); getpass.getuser() and the
+# like need the kernel's own user: see _generated_etc().
+ETC_GENERATED = ("passwd", "group", "nsswitch.conf", "hosts")
+
+# Environment variables the kernel gets; everything else is dropped, whatever its name.
+ENV_NAMES = frozenset({
+    "PATH", "HOME", "TMPDIR", "PWD", "LANG", "LANGUAGE", "TZ",
+    # Keras / TensorFlow / numerical libraries
+    "KERAS_BACKEND", "TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS", "TF_NUM_INTRAOP_THREADS",
+    "TF_NUM_INTEROP_THREADS", "TF_DETERMINISTIC_OPS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
+    # matplotlib
+    "MPLCONFIGDIR", "MPLBACKEND",
+    # Python itself
+    "PYTHONHASHSEED", "PYTHONDONTWRITEBYTECODE", "PYTHONIOENCODING", "PYTHONUNBUFFERED", "PYTHONUTF8",
+    # the course package (course/data.py) and nbgrader (its FAQ: code may test NBGRADER_EXECUTION)
+    "MNIST_NPZ", "NBGRADER_EXECUTION", "NBGRADER_VALIDATING",
+    # ipykernel: the session name (JPY_PARENT_PID is left out on purpose: in the PID namespace the
+    # parent is always pid 1 and ipykernel would exit at once; bwrap's --die-with-parent does that job)
+    "JPY_SESSION_NAME", "PYDEVD_DISABLE_FILE_VALIDATION",
+})
+ENV_PREFIXES = ("LC_", "VAE_")  # locale categories; the course's budget and mode (course/budget.py)
+# Never passed even when allowlisted by prefix (say VAE_DB_PASSWORD): names that look like credentials.
 _SECRET_NAME = re.compile(r"(TOKEN|SECRET|PASSW|CREDENTIAL|API_?KEY|PRIVATE|AUTH)", re.IGNORECASE)
-_SECRET_VARS = {"NBGRADER_DB_URL", "DATABASE_URL", "SSH_AUTH_SOCK", "GPG_AGENT_INFO", "KRB5CCNAME"}
-_SECRET_PREFIXES = ("AWS_", "AZURE_", "GOOGLE_", "GCP_", "GITHUB_", "GITLAB_", "CI_JOB_")
 
 # Runs inside the sandbox, before the kernel: limits, no privilege gain, then (root only) drop to an
 # unprivileged user, then exec the kernel. argv: AS NPROC FSIZE CPU UID GID -- kernel command...
@@ -77,11 +129,36 @@ if os.getuid() == 0 and uid > 0:
 os.execv(a[8], a[8:])
 """
 
+# The kernel's five ZMQ channels; ipykernel binds one ipc socket "<ip>-<port>" for each.
+_CHANNELS = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
 
-def sandbox_disabled(environ: dict[str, str] | None = None) -> bool:
+
+def sandbox_disabled(environ: Mapping[str, str] | None = None) -> bool:
     """True when the instructor opted out explicitly with ``VAE_SANDBOX=off`` (or 0/no/false)."""
     value = (environ if environ is not None else os.environ).get(SANDBOX_ENV, "").strip().lower()
     return value in {"off", "0", "no", "false", "none"}
+
+
+def allowed_environment(env: Mapping[str, str]) -> dict[str, str]:
+    """The part of ``env`` the kernel may see: allowlisted names only, and never one that looks like a secret."""
+    return {
+        key: value for key, value in env.items()
+        if (key in ENV_NAMES or key.startswith(ENV_PREFIXES)) and not _SECRET_NAME.search(key)
+    }
+
+
+scrubbed_environment = allowed_environment  # the earlier (denylist) name, still used by tests
+
+
+def _system_arguments() -> list[str]:
+    """bwrap options for the system folders, as they are on this host (symlink or folder)."""
+    args: list[str] = []
+    for path in SYSTEM_PATHS:
+        if os.path.islink(path):
+            args += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
+            args += ["--ro-bind", path, path]
+    return args
 
 
 @functools.lru_cache(maxsize=1)
@@ -94,8 +171,9 @@ def bwrap_problem() -> str | None:
     path = shutil.which("bwrap")
     if path is None:
         return "bubblewrap (bwrap) is not installed (Debian/Ubuntu: apt-get install bubblewrap; or run scripts/setup.sh as root)"
-    command = [path, *_namespace_flags(), "--die-with-parent", "--ro-bind", "/", "/", "--dev", "/dev",
-               "--proc", "/proc", "--", "/bin/true"]
+    true = shutil.which("true") or "/bin/true"
+    command = [path, *_namespace_flags(), "--die-with-parent", *_system_arguments(), "--dev", "/dev",
+               "--proc", "/proc", "--", true]
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -148,16 +226,86 @@ def _namespace_flags() -> list[str]:
     return ["--unshare-user", *(["--disable-userns"] if _bwrap_supports("--disable-userns") else []), *common]
 
 
-def scrubbed_environment(env: dict[str, str]) -> dict[str, str]:
-    """The kernel's environment without anything that looks like a credential."""
-    return {
-        key: value for key, value in env.items()
-        if key not in _SECRET_VARS and not key.startswith(_SECRET_PREFIXES) and not _SECRET_NAME.search(key)
-    }
-
-
 def _is_within(path: Path, parent: Path) -> bool:
     return path == parent or parent in path.parents
+
+
+def released_files(workdir: Path, release: Path) -> list[Path]:
+    """Relative paths of the files in ``workdir`` that the released assignment ``release`` also has.
+
+    Only regular files count, in both folders: never a notebook (the autograded copy holds the
+    hidden tests), a hidden name, or a symlink (a submitted link named like a data file could point
+    anywhere on the grader's machine, and bwrap would follow it).
+    """
+    if not release.is_dir() or not workdir.is_dir():
+        return []
+    found: list[Path] = []
+    for folder, dirs, files in os.walk(release):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not os.path.islink(os.path.join(folder, d)))
+        for name in sorted(files):
+            relative = Path(folder, name).relative_to(release)
+            if name.startswith(".") or name.endswith(".ipynb") or not _regular(release / relative):
+                continue
+            # Every component inside the working copy must be a real folder/file, never a link.
+            parts = [workdir.joinpath(*relative.parts[:i]) for i in range(1, len(relative.parts))]
+            if all(p.is_dir() and not p.is_symlink() for p in parts) and _regular(workdir / relative):
+                found.append(relative)
+    return found
+
+
+def _regular(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+@dataclass(frozen=True)
+class Allowed:
+    """One path of the sandbox: what it is, where it comes from on the host, where the kernel sees it."""
+
+    kind: str  # "ro" (read-only bind), "rw" (writable bind), "symlink", "tmpfs", "dir" (empty, writable), "dev", "proc"
+    target: str
+    source: str = ""
+
+
+class _Tree:
+    """Builds bwrap's options for an empty root, creating each mount point's parents readable for all.
+
+    bwrap would create missing parents itself, but mode 0700 and owned by root: a kernel running
+    as an unprivileged uid could not reach what is below them.
+    """
+
+    def __init__(self) -> None:
+        self.args: list[str] = []
+        self.mounts: list[tuple[Path, bool]] = [(Path("/"), False)]  # (target, shows the same host path)
+        self.made: set[Path] = set()
+
+    def host_backed(self, path: Path) -> bool:
+        """Whether ``path`` lies in a bind of the very same host path (no tmpfs mounted over it since)."""
+        deepest = max((m for m in self.mounts if _is_within(path, m[0])), key=lambda m: len(m[0].parts))
+        return deepest[1]
+
+    def _parents(self, target: Path) -> None:
+        for depth in range(2, len(target.parts)):
+            folder = Path(*target.parts[:depth])
+            if folder in self.made or self.host_backed(folder):
+                continue
+            self.args += ["--perms", "0555", "--dir", str(folder)]
+            self.made.add(folder)
+
+    def add(self, option: str, target: Path, source: str | None = None, *, perms: str | None = None,
+            size: int | None = None) -> None:
+        self._parents(target)
+        if perms:
+            self.args += ["--perms", perms]
+        if size and _bwrap_supports("--size"):
+            self.args += ["--size", str(size)]
+        self.args += [option, *([source] if source is not None else []), str(target)]
+        if option == "--dir":
+            self.made.add(target)
+        else:
+            self.mounts.append((target, option in ("--ro-bind", "--bind") and source == str(target)))
 
 
 class SandboxedKernelManager(AsyncKernelManager):
@@ -194,14 +342,14 @@ class SandboxedKernelManager(AsyncKernelManager):
              "0: a user id of this grading process's own, 100000 + pid mod 50000, so that the process limit "
              "counts only this kernel's processes and never those of a kernel graded in parallel.",
     ).tag(config=True)
-    hidden_paths = List(
-        Unicode(),
-        help="Extra folders or files the kernel must not see (the course folder, the repository, the "
-             "home folder, Jupyter's runtime folder, nbgrader's exchange, /run and /var/tmp are always hidden).",
+    socket_timeout = Integer(
+        120,
+        help="Seconds the kernel gets to create its ZMQ sockets before the grader gives up on it. "
+             "Measured from start_kernel to the seal: 0.5-3.6 s on 2 cores at load averages of 1 to 13.",
     ).tag(config=True)
     visible_paths = List(
         Unicode(),
-        help="Extra paths inside hidden folders that the kernel needs, shown read-only.",
+        help="Extra host paths lent to the kernel read-only (everything not listed by the sandbox is invisible).",
     ).tag(config=True)
     course_root = Unicode(
         "",
@@ -215,6 +363,7 @@ class SandboxedKernelManager(AsyncKernelManager):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._runtime_dir: str | None = None
+        self._workdir: str | None = None
         self._output_tail: deque[str] = deque(maxlen=64)
         self._reader: threading.Thread | None = None
 
@@ -224,10 +373,24 @@ class SandboxedKernelManager(AsyncKernelManager):
         problem = bwrap_problem()
         if problem:
             raise RuntimeError(f"cannot start the sandboxed grading kernel: {problem} (set {SANDBOX_ENV}=off to grade without it)")
-        self._runtime_dir = tempfile.mkdtemp(prefix="vae-kernel-")
-        os.chmod(self._runtime_dir, 0o700)
-        self.connection_file = os.path.join(self._runtime_dir, "kernel.json")
-        self.ip = os.path.join(self._runtime_dir, "zmq")
+        uid, gid = self._kernel_ids()
+        if self._runtime_dir is None:
+            # The host side: <runtime>/kernel.json and the generated /etc files (lent read-only),
+            # <runtime>/sockets/ (lent writable until sealed), and the sealed sockets in <runtime>/.
+            self._runtime_dir = tempfile.mkdtemp(prefix="vae-kernel-")
+            os.chmod(self._runtime_dir, 0o700)
+            self.connection_file = os.path.join(self._runtime_dir, "kernel.json")
+            etc = Path(self._runtime_dir, "etc")
+            etc.mkdir(mode=0o755)
+            for name, text in _generated_etc(uid, gid).items():
+                (etc / name).write_text(text)
+                os.chmod(etc / name, 0o444)
+        sockets = Path(self._runtime_dir, "sockets")
+        shutil.rmtree(sockets, ignore_errors=True)  # left by a start that failed before the seal
+        sockets.mkdir(mode=0o700)  # again on a restart: the previous one was sealed (deleted)
+        if uid > 0:
+            os.chown(sockets, uid, gid)
+        self.ip = str(sockets / "zmq")  # where the kernel binds (the connection file says so)
         self._workdir = os.path.realpath(kw.get("cwd") or os.getcwd())
         return await super()._async_pre_start_kernel(**kw)
 
@@ -242,13 +405,9 @@ class SandboxedKernelManager(AsyncKernelManager):
 
     async def _async_launch_kernel(self, kernel_cmd, **kw):
         uid, gid = self._kernel_ids()
-        if uid > 0 and os.geteuid() == 0 and self._runtime_dir:
-            # The kernel runs as an unprivileged uid: it must create its sockets here and read the connection file.
-            os.chown(self._runtime_dir, uid, gid)
-            os.chown(self.connection_file, uid, gid)
-        env = scrubbed_environment(dict(kw.get("env") or os.environ))
-        env.update({"HOME": "/tmp", "TMPDIR": "/tmp", "PWD": self._workdir, "MPLCONFIGDIR": "/tmp/.matplotlib"})
-        kw["env"] = env
+        if uid > 0 and self.connection_file and os.path.exists(self.connection_file):
+            os.chown(self.connection_file, uid, gid)  # the unprivileged kernel must read it
+        kw["env"] = self.kernel_environment(kw.get("env") or os.environ)
         # Keep the kernel's own stdout/stderr (not cell output: ipykernel sends that over ZMQ) out of
         # the grader's log, but remember its end: it says why a kernel died.
         kw["stdout"] = subprocess.PIPE
@@ -258,6 +417,42 @@ class SandboxedKernelManager(AsyncKernelManager):
         if process is not None and process.stdout is not None:
             self._reader = threading.Thread(target=self._drain, args=(process.stdout,), daemon=True)
             self._reader.start()
+        await self._seal_runtime_folder(process)
+
+    async def _seal_runtime_folder(self, process) -> None:
+        """Move the kernel's sockets out of the folder it shares with the grader, then delete that folder.
+
+        ipykernel creates its five sockets before it reads a single request, so no student code
+        has run yet. A Unix socket is found by its inode, so the moved sockets keep working (the
+        clients are made after this and connect to the new paths); the kernel's view of the
+        deleted folder stays mounted but Linux refuses every new file in it. This is the whole
+        bound on what the kernel can write to the grader's disk: nothing.
+        """
+        sockets = Path(self.ip).parent
+        names = [f"{Path(self.ip).name}-{getattr(self, channel)}" for channel in _CHANNELS]
+        deadline = time.monotonic() + self.socket_timeout
+        while not all((sockets / name).exists() for name in names):
+            if process is not None and process.poll() is not None:
+                tail = " | ".join(self.output_tail()[-3:]) or "no output"
+                raise RuntimeError(f"the sandboxed kernel exited before it was ready (exit code {process.returncode}): {tail}")
+            if time.monotonic() > deadline:
+                if process is not None:
+                    process.kill()  # bwrap: its --die-with-parent child goes with it
+                raise RuntimeError(f"the sandboxed kernel did not open its sockets within {self.socket_timeout} s")
+            await asyncio.sleep(0.02)
+        runtime = Path(self._runtime_dir or sockets.parent)
+        for name in names:
+            os.replace(sockets / name, runtime / name)
+        for _ in range(5):
+            shutil.rmtree(sockets, ignore_errors=True)
+            if not sockets.exists():
+                break
+            await asyncio.sleep(0.05)
+        else:
+            if process is not None:
+                process.kill()
+            raise RuntimeError(f"could not seal the kernel's socket folder {sockets}")
+        self.ip = str(runtime / Path(self.ip).name)
 
     def _drain(self, stream) -> None:
         try:
@@ -291,9 +486,21 @@ class SandboxedKernelManager(AsyncKernelManager):
 
     # --- the sandbox ------------------------------------------------------------------------------
 
+    def kernel_environment(self, env: Mapping[str, str]) -> dict[str, str]:
+        """The kernel's whole environment: the allowlisted part of ``env`` plus the sandbox's own paths."""
+        kept = allowed_environment(env)
+        visible = [Path(a.target) for a in self.allowed_paths() if a.kind in ("ro", "symlink")]
+        path = [p for p in env.get("PATH", os.defpath).split(os.pathsep)
+                if p and os.path.isabs(p) and any(_is_within(Path(p), v) for v in visible)]
+        kept.update({"PATH": os.pathsep.join(dict.fromkeys(path)) or "/usr/bin:/bin", "HOME": "/tmp",
+                     "TMPDIR": "/tmp", "MPLCONFIGDIR": "/tmp/.matplotlib"})
+        if self._workdir:
+            kept["PWD"] = self._workdir
+        return kept
+
     def _kernel_ids(self) -> tuple[int, int]:
         if os.geteuid() != 0:
-            return 0, 0  # already unprivileged: the user namespace keeps the kernel's processes apart
+            return os.getuid(), os.getgid()  # already unprivileged: the user namespace maps us to ourselves
         uid = self.kernel_uid or 100000 + os.getpid() % 50000
         return uid, uid
 
@@ -303,116 +510,108 @@ class SandboxedKernelManager(AsyncKernelManager):
         configured = self.config.get("CourseDirectory", {}).get("root")
         return Path(configured) if configured else Path.cwd()
 
-    def hidden(self) -> list[Path]:
-        """Folders and files replaced by an empty tmpfs (or /dev/null for files)."""
-        import course
-        from jupyter_core.paths import jupyter_runtime_dir
+    def release_folder(self) -> Path | None:
+        """``release/<assignment>/`` of the course for the working folder being graded (``.../<assignment>``)."""
+        if not self._workdir:
+            return None
+        release = self.config.get("CourseDirectory", {}).get("release_directory") or "release"
+        return self._course_root() / release / Path(self._workdir).name
 
-        candidates = [
-            self._course_root(),
-            Path(course.__file__).resolve().parents[1],  # the repository that holds the course package
-            Path.home(),
-            Path(jupyter_runtime_dir()),
-            Path(self.config.get("Exchange", {}).get("root") or "/srv/nbgrader/exchange"),
-            Path("/run"),
-            Path("/var/tmp"),  # other users' scratch files
-            *(Path(p) for p in self.hidden_paths),
-        ]
-        db = self._sqlite_path()
-        if db is not None:
-            candidates += [db, db.with_name(db.name + "-journal"), db.with_name(db.name + "-wal")]
-        return [Path(os.path.realpath(p)) for p in candidates if os.path.lexists(p)]
-
-    def _sqlite_path(self) -> Path | None:
-        url = str(self.config.get("CourseDirectory", {}).get("db_url") or "")
-        if url.startswith("sqlite:///"):
-            return Path(url[len("sqlite:///"):])
-        return None
-
-    def visible(self) -> list[Path]:
-        """Paths the kernel needs, shown read-only even where they lie inside a hidden folder."""
-        import course
-
-        candidates = [
-            sys.prefix, sys.base_prefix, sys.exec_prefix,
-            os.path.dirname(os.path.realpath(sys.executable)),
-            str(Path(course.__file__).resolve().parent),
-            os.environ.get("MNIST_NPZ", ""),
-            *self.visible_paths,
-        ]
-        # The base interpreter's installation (e.g. pyenv's versions/3.11.7), not just its bin/.
+    def _python_paths(self) -> list[str]:
+        """The interpreter and its installations: the virtual environment and the Python it was made from."""
+        paths = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
+                 os.path.dirname(os.path.realpath(sys.executable))]
         real_bin = Path(os.path.realpath(sys.executable)).parent
         if real_bin.name == "bin":
-            candidates.append(str(real_bin.parent))
-        return sorted({Path(os.path.realpath(p)) for p in candidates if p and os.path.exists(p)})
+            paths.append(str(real_bin.parent))  # e.g. pyenv's versions/3.11.7
+        return paths
+
+    def allowed_paths(self) -> list[Allowed]:
+        """Every path of the sandbox's filesystem, in mount order (the single source of bwrap_arguments)."""
+        allowed: list[Allowed] = []
+        for path in SYSTEM_PATHS:
+            if os.path.islink(path):
+                allowed.append(Allowed("symlink", path, os.readlink(path)))
+            elif os.path.isdir(path):
+                allowed.append(Allowed("ro", path, path))
+        allowed += [Allowed("dev", "/dev"), Allowed("proc", "/proc"), Allowed("tmpfs", "/tmp"), Allowed("tmpfs", "/dev/shm")]
+        for name in ETC_FILES:
+            if os.path.exists(f"/etc/{name}"):
+                allowed.append(Allowed("ro", f"/etc/{name}", os.path.realpath(f"/etc/{name}")))
+        if self._runtime_dir:
+            for name in ETC_GENERATED:
+                allowed.append(Allowed("ro", f"/etc/{name}", os.path.join(self._runtime_dir, "etc", name)))
+        lent: list[str] = [*self._python_paths(), *self.visible_paths]
+        spec = importlib.util.find_spec("course")  # found, not imported: importing it sets environment defaults
+        if spec is not None and spec.submodule_search_locations:
+            lent.append(list(spec.submodule_search_locations)[0])
+        mnist = os.environ.get("MNIST_NPZ", "").strip()
+        if mnist:
+            lent.append(mnist)
+        seen: set[str] = set()
+        for path in sorted(lent, key=lambda p: len(Path(os.path.abspath(p)).parts)):
+            if not path or not os.path.exists(path):
+                continue
+            for target in dict.fromkeys([os.path.abspath(path), os.path.realpath(path)]):
+                if target not in seen:
+                    seen.add(target)
+                    allowed.append(Allowed("ro", target, os.path.realpath(path)))
+        allowed.append(Allowed("dir", "/tmp/.matplotlib"))  # MPLCONFIGDIR, writable
+        fonts = _matplotlib_font_cache()
+        if fonts is not None:
+            allowed.append(Allowed("ro", f"/tmp/.matplotlib/{fonts.name}", str(fonts)))
+        if self._workdir:
+            workdir = Path(self._workdir)
+            allowed.append(Allowed("tmpfs", str(workdir)))
+            release = self.release_folder()
+            for relative in released_files(workdir, release) if release else []:
+                allowed.append(Allowed("ro", str(workdir / relative), str(workdir / relative)))
+        if self._runtime_dir:
+            allowed.append(Allowed("ro", self.connection_file, self.connection_file))
+            allowed.append(Allowed("rw", str(Path(self.ip).parent), str(Path(self.ip).parent)))
+        return allowed
 
     def bwrap_arguments(self) -> list[str]:
         """The bwrap options (without the command); public so tests and docs can show them."""
-        sized = ["--size", str(self.scratch_size)] if _bwrap_supports("--size") else []
-        args = [*_namespace_flags(), "--die-with-parent",
-                "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-                "--perms", "1777", *sized, "--tmpfs", "/tmp",
-                "--perms", "1777", *sized, "--tmpfs", "/dev/shm"]
-        fonts = _matplotlib_font_cache()
-        if fonts is not None:
-            args += ["--perms", "1777", "--dir", "/tmp/.matplotlib", "--ro-bind", str(fonts), f"/tmp/.matplotlib/{fonts.name}"]
-        workdir = Path(self._workdir) if getattr(self, "_workdir", None) else None
-        runtime = Path(self._runtime_dir) if self._runtime_dir else None
-        hidden = self.hidden()
-        # /tmp and /dev/shm are fresh tmpfs already: anything below them is hidden too.
-        applied: list[Path] = [Path("/tmp"), Path("/dev/shm")]
-        for path in sorted((p for p in hidden if p.is_dir()), key=lambda p: len(p.parts)):
-            if any(_is_within(path, done) for done in applied) or _is_within(Path("/tmp"), path):
-                continue  # inside a folder already hidden (or "/" itself: never)
-            args += ["--perms", "0555", "--tmpfs", str(path)]
-            applied.append(path)
-        for path in hidden:
-            if not path.is_dir() and not any(_is_within(path, done) for done in applied):
-                args += ["--ro-bind", "/dev/null", str(path)]
-        created: set[Path] = set()
-
-        def make_parents(target: Path) -> list[str]:
-            """--dir for each folder between the hidden folder around ``target`` and ``target``.
-
-            bwrap would create them itself, but mode 0700 and owned by root: the unprivileged
-            kernel could then not reach ``target``.
-            """
-            out: list[str] = []
-            enclosing = [h for h in applied if _is_within(target, h) and target != h]
-            if not enclosing:
-                return out
-            top = max(enclosing, key=lambda p: len(p.parts))
-            for depth in range(len(top.parts) + 1, len(target.parts)):
-                folder = Path(*target.parts[:depth])
-                if folder not in created:
-                    out += ["--perms", "0555", "--dir", str(folder)]
-                    created.add(folder)
-            return out
-
-        exposed: list[Path] = []
-        for path in self.visible():
-            if any(_is_within(path, done) for done in exposed):
-                continue
-            if not any(_is_within(path, h) for h in applied):
-                continue  # visible anyway through --ro-bind / /
-            args += make_parents(path) + ["--ro-bind", str(path), str(path)]
-            exposed.append(path)
-        if workdir is not None:
-            # The student's working copy: a private, writable tmpfs with their own files read-only
-            # (never the notebook itself: the autograded copy holds the hidden tests).
-            own_copy = workdir not in hidden and not any(_is_within(h, workdir) for h in hidden)
-            args += make_parents(workdir) + ["--perms", "1777", *sized, "--tmpfs", str(workdir)]
-            if own_copy and workdir.is_dir():
-                for entry in sorted(workdir.iterdir()):
-                    if entry.is_file() and entry.suffix != ".ipynb" and not entry.name.startswith("."):
-                        args += ["--ro-bind", str(entry), str(entry)]
-            args += ["--chdir", str(workdir)]
-        if runtime is not None:
-            args += make_parents(runtime) + ["--bind", str(runtime), str(runtime)]
-        # ipykernel exits when its parent's pid is 1, which inside a PID namespace it always is;
+        tree = _Tree()
+        tree.args += [*_namespace_flags(), "--die-with-parent"]
+        # Parents before children (stable otherwise), so that a tmpfs never covers a path lent inside it.
+        for item in sorted(self.allowed_paths(), key=lambda a: len(Path(a.target).parts)):
+            target = Path(item.target)
+            if item.kind == "symlink":
+                tree.args += ["--symlink", item.source, item.target]
+            elif item.kind == "dev":
+                tree.add("--dev", target)
+            elif item.kind == "proc":
+                tree.add("--proc", target)
+            elif item.kind == "tmpfs":
+                tree.add("--tmpfs", target, perms="1777", size=self.scratch_size)
+            elif item.kind == "dir":
+                tree.add("--dir", target, perms="1777")
+            elif item.kind == "ro":
+                if item.source == item.target and tree.host_backed(target):
+                    continue  # inside a folder lent already (e.g. the interpreter's bin/ in its prefix)
+                tree.add("--ro-bind", target, item.source)
+            elif item.kind == "rw":
+                tree.add("--bind", target, item.source)
+        if self._workdir:
+            tree.args += ["--chdir", self._workdir]
+        # jupyter_client's launcher adds JPY_PARENT_PID after the environment was filtered; ipykernel
+        # exits when its parent's pid is 1, which inside a PID namespace it always is.
         # bwrap's --die-with-parent already ends the kernel with the grader.
-        args += ["--unsetenv", "JPY_PARENT_PID", "--hostname", "grading-sandbox"]
-        return args
+        tree.args += ["--unsetenv", "JPY_PARENT_PID", "--hostname", "grading-sandbox"]
+        return tree.args
+
+
+def _generated_etc(uid: int, gid: int) -> dict[str, str]:
+    """Minimal /etc files naming only root and the kernel's user (some libraries look the user up)."""
+    users = {0: "root", uid: "student"} if uid else {0: "root"}
+    return {
+        "passwd": "".join(f"{name}:x:{u}:{gid if u else 0}:{name}:/tmp:/usr/sbin/nologin\n" for u, name in users.items()),
+        "group": "".join(f"{name}:x:{gid if u else 0}:\n" for u, name in users.items()),
+        "nsswitch.conf": "passwd: files\ngroup: files\nhosts: files\n",
+        "hosts": "127.0.0.1 localhost grading-sandbox\n::1 localhost\n",
+    }
 
 
 def _matplotlib_font_cache() -> Path | None:
@@ -420,7 +619,7 @@ def _matplotlib_font_cache() -> Path | None:
 
     Keras imports matplotlib, and in a fresh private /tmp matplotlib would rebuild its font list
     for every submission (0.37 s of import time measured in the sandbox). The file only lists font
-    paths, which the kernel sees anyway; where its version does not match, matplotlib rebuilds.
+    paths under /usr, which the kernel sees anyway; where its version does not match, matplotlib rebuilds.
     """
     base = os.environ.get("MPLCONFIGDIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "matplotlib")
@@ -438,8 +637,6 @@ def kernel_manager_class() -> type[AsyncKernelManager]:
 
 def _time_kernel(manager_class: type[AsyncKernelManager], code: str, cwd: str) -> float:
     """Seconds from starting a kernel to the end of running ``code`` in it."""
-    import asyncio
-    import time
 
     async def run() -> float:
         started = time.monotonic()
@@ -470,6 +667,12 @@ def measure_overhead(runs: int = 5, code: str = "import course, keras, numpy\npr
     return times
 
 
+def describe(paths: Iterable[Allowed]) -> str:
+    """The sandbox's filesystem in words, one path a line (``--show``)."""
+    return "\n".join(f"{a.kind:8s} {a.target}" + (f"  <- {a.source}" if a.source and a.source != a.target else "")
+                     for a in paths)
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
     import statistics
@@ -477,10 +680,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Check the grading sandbox here, and measure what it costs.")
     parser.add_argument("--overhead", type=int, metavar="RUNS", default=0,
                         help="time a kernel start plus `import course, keras` with and without the sandbox, RUNS times each")
+    parser.add_argument("--show", action="store_true", help="list what the kernel sees (for the current folder)")
     args = parser.parse_args(argv)
     problem = bwrap_problem()
     print(f"sandbox: {'NOT usable: ' + problem if problem else 'bubblewrap works here'}"
           f"{' (disabled by ' + SANDBOX_ENV + '=off)' if sandbox_disabled() else ''}")
+    if args.show:
+        km = SandboxedKernelManager(kernel_name="python3")
+        km._workdir = os.path.realpath(os.getcwd())
+        print(describe(km.allowed_paths()))
+        print(f"ro       /etc/{{{','.join(ETC_GENERATED)}}}  <- generated per kernel\n"
+              "ro       <runtime folder>/kernel.json  (the connection file)\n"
+              "rw       <runtime folder>/sockets  (deleted once the kernel's sockets exist)")
+        print("environment:", " ".join(sorted(km.kernel_environment(os.environ))))
     if args.overhead and not problem:
         times = measure_overhead(args.overhead)
         for name, values in times.items():
