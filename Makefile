@@ -1,6 +1,7 @@
 # The two commands (see README.md):
 #   make demo   - set up, build the student version, autograde the demo submissions, feedback, grade table
 #   make test   - set up, then run the whole test suite (what CI runs via .ci/run)
+# For iterating: make test-fast (unit tests of every module, no grading run, no sandbox, no browser).
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -17,7 +18,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 # nbgrader shells out to alembic, so the environment's bin/ must be on PATH.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup demo test release benchmark clean
+.PHONY: setup demo test test-fast release benchmark clean
 setup: $(STAMP)
 
 $(STAMP): requirements.txt pyproject.toml grader/pyproject.toml scripts/setup.sh
@@ -28,6 +29,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The fast layer: tests not marked slow, sandbox, exchange or browser; the master notebook is left to nbval in `make test`.
+test-fast: $(STAMP)
+	$(PY) -m pytest tests -m "not slow and not sandbox and not exchange and not browser" -p no:nbval \
+		-o addopts="-ra --strict-markers --durations=5" $(PYTEST_ARGS)
 
 release: $(STAMP)
 	$(PY) -m vae_grader.release

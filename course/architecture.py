@@ -104,3 +104,48 @@ def shape_before_flattening(encoder: Any) -> tuple[int, ...]:
                 return tuple(int(d) for d in shape[1:])
     raise ValueError(f"{getattr(encoder, 'name', 'the encoder')!r} has no Flatten layer, so there is no shape "
                      "before flattening to mirror.")
+
+
+# --- the VAE's wiring, read from its serialised functional graph (model.get_config()) ---------------
+
+
+def _sources(node: Any) -> list[tuple[str, int]]:
+    """(layer name, output index) of every tensor an inbound node reads, in argument order."""
+    if isinstance(node, dict):
+        history = node.get("config", {}).get("keras_history") if node.get("class_name") == "__keras_tensor__" else None
+        if history:
+            return [(str(history[0]), int(history[2]))]
+        return [found for value in node.values() for found in _sources(value)]
+    if isinstance(node, list):
+        return [found for value in node for found in _sources(value)]
+    return []
+
+
+def wiring_problem(config: dict[str, Any], encoder: str, decoder: str) -> str | None:
+    """What is wrong with a VAE's functional graph (``model.get_config()``), or None if it is wired as asked."""
+    layers_by_class: dict[str, list[dict]] = {}
+    for layer in config.get("layers", []):
+        layers_by_class.setdefault(str(layer.get("class_name")), []).append(layer)
+    by_name = {str(layer.get("name")): layer for layer in config.get("layers", [])}
+    inputs = [str(entry[0]) for entry in config.get("input_layers", [])]
+    if len(inputs) != 1:
+        return f"the VAE should have one input, the image; it has {len(inputs)}"
+    for kind in ("Sampling", "CustomVariationalLayer"):
+        if len(layers_by_class.get(kind, [])) != 1:
+            return f"the VAE should contain one {kind} layer; its layers are {[l.get('class_name') for l in config.get('layers', [])]}"
+    if encoder not in by_name or decoder not in by_name:
+        return "build_vae should use the encoder and decoder it is given (call them on the input), not build new ones"
+    sampling, loss = layers_by_class["Sampling"][0], layers_by_class["CustomVariationalLayer"][0]
+    reads = {name: _sources(by_name[name].get("inbound_nodes", [])) for name in (encoder, decoder)}
+    if reads[encoder] != [(inputs[0], 0)]:
+        return "the encoder should be called on the VAE's image input"
+    if _sources(sampling.get("inbound_nodes", [])) != [(encoder, 0), (encoder, 1)]:
+        return "the Sampling layer should receive [z_mean, z_log_var], the encoder's two outputs, in that order"
+    if reads[decoder] != [(str(sampling.get("name")), 0)]:
+        return "the decoder should be called on the sampled z"
+    if _sources(loss.get("inbound_nodes", [])) != [(inputs[0], 0), (decoder, 0), (encoder, 0), (encoder, 1)]:
+        return "CustomVariationalLayer should receive [image, z_decoded, z_mean, z_log_var], in that order"
+    outputs = [str(entry[0]) for entry in config.get("output_layers", [])]
+    if outputs != [str(loss.get("name"))]:
+        return "the VAE's output should be the loss layer's output"
+    return None

@@ -128,7 +128,9 @@ def run_checks(checks: Sequence[Check]) -> Outcome:
         try:
             check()
         except AssertionError as exc:
-            failures.append(str(exc))
+            message = str(exc)
+            if message not in failures:  # one cause (a missing function, say) is told once
+                failures.append(message)
         except Exception as exc:  # a check must never crash on odd data: that is a failure of the data
             failures.append(f"{label}: the grader could not read your result ({type(exc).__name__}: {_first_line(exc)})")
         else:

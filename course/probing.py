@@ -21,6 +21,7 @@ import io
 import json
 import os
 import tempfile
+import zipfile
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -49,8 +50,17 @@ def pack(data: Mapping[str, Any]) -> bytes:
     return buffer.getvalue()
 
 
+MAX_UNPACKED_BYTES = 256 * 2**20
+"""Largest total size the archive may declare once unpacked; the real answers need at most ~20 MB (the sampler's
+20,000 draws and the trained models). A compressed archive of zeros could otherwise fill the reader's memory."""
+
+
 def unpack(blob: bytes) -> dict[str, Any]:
-    """The inverse of :func:`pack`; never unpickles, never runs code."""
+    """The inverse of :func:`pack`; never unpickles, never runs code, never inflates past ``MAX_UNPACKED_BYTES``."""
+    with zipfile.ZipFile(io.BytesIO(blob)) as archive:
+        declared = sum(info.file_size for info in archive.infolist())
+        if declared > MAX_UNPACKED_BYTES or any(info.compress_type != zipfile.ZIP_STORED for info in archive.infolist()):
+            raise ValueError(f"the archive declares {declared} bytes or is compressed; pack() writes neither")
     out: dict[str, Any] = {}
     with np.load(io.BytesIO(blob), allow_pickle=False) as archive:
         for key in archive.files:
@@ -82,15 +92,37 @@ def model_bytes(model: Any) -> bytes:
             return handle.read()
 
 
+MAX_MODEL_PARAMETERS = 20_000_000
+"""The course's models have 494,244 (encoder) and 56,385 (decoder) parameters; a stride mistake gives ~1.7 M."""
+MAX_ACTIVATION_VALUES = 2_000_000
+"""Values one layer may output per image (the largest in the course: 28 x 28 x 64 = 50,176): a model that
+upsamples to huge feature maps could otherwise exhaust the memory of whoever runs it."""
+
+
 def load_model(blob: bytes) -> Any:
-    """A model from :func:`model_bytes`, loaded with ``safe_mode`` and no custom objects (standard layers only)."""
+    """A model from :func:`model_bytes`, loaded with ``safe_mode`` and no custom objects (standard layers only),
+    refused before it is ever run when it is far larger than anything the course builds."""
     import keras
+
+    from course.architecture import flat_layers
 
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "model.keras")
         with open(path, "wb") as handle:
             handle.write(blob)
-        return keras.saving.load_model(path, compile=False, safe_mode=True)
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    if model.count_params() > MAX_MODEL_PARAMETERS:
+        raise ValueError(f"the model has {model.count_params():,} parameters, far more than the course's models")
+    for layer in flat_layers(model):
+        try:
+            shapes = [tuple(t.shape) for t in keras.tree.flatten(layer.output)]
+        except (AttributeError, ValueError):
+            continue
+        for shape in shapes:
+            values = int(np.prod([d for d in shape[1:] if d is not None] or [1]))
+            if values > MAX_ACTIVATION_VALUES:
+                raise ValueError(f"layer {layer.name} outputs {values:,} values per image, far more than the course's models")
+    return model
 
 
 class Recorder:

@@ -184,9 +184,13 @@ def test_nothing_written_outside_allowed_places(graded_course):
     allowed = {"nbgrader_config.py", "source", "release", "submitted", "autograded", "feedback", "exports",
                "gradebook.db", "gradebook.db-journal", "__pycache__"}
     assert {p.name for p in root.iterdir()} <= allowed, sorted(p.name for p in root.iterdir())
-    for student in CASES:
+    for student, submission in CASES.items():
         folder = root / "autograded" / student / "vae"
-        assert {p.name for p in folder.iterdir()} <= {"vae.ipynb", "timestamp.txt"}, f"{folder}: {sorted(os.listdir(folder))}"
+        # Plain files the student submitted beside the notebook are copied by nbgrader (never lent to the kernel
+        # unless the release has them); links were refused at intake.
+        brought = {name for name, content in getattr(submission, "files", {}).items() if isinstance(content, bytes)}
+        allowed_here = {"vae.ipynb", "timestamp.txt"} | brought
+        assert {p.name for p in folder.iterdir()} <= allowed_here, f"{folder}: {sorted(os.listdir(folder))}"
 
 
 # --- the sandbox itself (seconds, no grading) ---------------------------------------------------------------
@@ -200,10 +204,10 @@ _PROBE = textwrap.dedent('''
         except Exception as exc:
             return type(exc).__name__
     result = {
-        "read_source": attempt(lambda: open(os.environ["PROBE_SOURCE"]).read()),
-        "write_gradebook": attempt(lambda: open(os.environ["PROBE_GRADEBOOK"], "ab").write(b"x")),
-        "read_gradebook": attempt(lambda: open(os.environ["PROBE_GRADEBOOK"], "rb").read(1)),
-        "read_other_student": attempt(lambda: open(os.environ["PROBE_OTHER"]).read()),
+        "read_source": attempt(lambda: open(PROBE_SOURCE).read()),
+        "write_gradebook": attempt(lambda: open(PROBE_GRADEBOOK, "ab").write(b"x")),
+        "read_gradebook": attempt(lambda: open(PROBE_GRADEBOOK, "rb").read(1)),
+        "read_other_student": attempt(lambda: open(PROBE_OTHER).read()),
         "network": attempt(lambda: socket.create_connection(("1.1.1.1", 80), timeout=3)),
         "write_system": attempt(lambda: open("/usr/lib/sandbox-probe", "w")),
         "write_tmp": attempt(lambda: open("/tmp/probe", "w").write("x")),
@@ -231,7 +235,13 @@ _PROBE = textwrap.dedent('''
 
 
 def _run_probe(course: Path, workdir: Path) -> dict:
-    """Start the sandboxed kernel the way autograde does and run the probe in it."""
+    """Start the sandboxed kernel the way autograde does and run the probe in it.
+
+    The paths it tries go into the code: the kernel's environment is an allowlist (PROBE_* is not on it).
+    """
+    probe = (f"PROBE_SOURCE = {str(course / 'source' / 'vae' / 'vae.ipynb')!r}\n"
+             f"PROBE_GRADEBOOK = {str(course / 'gradebook.db')!r}\n"
+             f"PROBE_OTHER = {str(course / 'submitted' / 'other' / 'vae' / 'vae.ipynb')!r}\n" + _PROBE)
     script = textwrap.dedent(f'''
         import asyncio, json
         from traitlets.config import Config
@@ -247,7 +257,7 @@ def _run_probe(course: Path, workdir: Path) -> dict:
             try:
                 await kc.wait_for_ready(timeout=120)
                 out = []
-                await kc.execute_interactive({_PROBE!r}, timeout=180,
+                await kc.execute_interactive({probe!r}, timeout=180,
                                              output_hook=lambda m: out.append(m["content"].get("text", "")))
                 print("".join(out))
             finally:
@@ -255,10 +265,7 @@ def _run_probe(course: Path, workdir: Path) -> dict:
                 await km.shutdown_kernel(now=True)
         asyncio.run(main())
     ''')
-    env = dict(os.environ, PROBE_SOURCE=str(course / "source" / "vae" / "vae.ipynb"),
-               PROBE_GRADEBOOK=str(course / "gradebook.db"),
-               PROBE_OTHER=str(course / "submitted" / "other" / "vae" / "vae.ipynb"),
-               NBGRADER_DB_URL="postgresql://grader:secret@db/vae")
+    env = dict(os.environ, NBGRADER_DB_URL="postgresql://grader:secret@db/vae")
     env.pop("VAE_SANDBOX", None)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
     line = [l for l in result.stdout.splitlines() if l.startswith("PROBE")]
@@ -270,7 +277,8 @@ def test_sandboxed_kernel_is_confined(tmp_path):
     if not os.environ.get("MNIST_NPZ"):
         pytest.fail("MNIST_NPZ is not set: the sandbox must show the offline MNIST copy (see conftest.py)")
     course = tmp_path / "course"
-    for relative in ("source/vae/vae.ipynb", "submitted/other/vae/vae.ipynb"):
+    # data.txt is released with the assignment: only released files are lent to the kernel (sandbox.released_files).
+    for relative in ("source/vae/vae.ipynb", "submitted/other/vae/vae.ipynb", "release/vae/data.txt"):
         (course / relative).parent.mkdir(parents=True)
         (course / relative).write_text("{}")
     (course / "gradebook.db").write_bytes(b"SQLite format 3\x00")
@@ -396,8 +404,8 @@ def test_static_scan_finds_tampering_and_process_control():
 # --- the executor on its own (a minute, no nbgrader, no TensorFlow) ------------------------------------------
 
 
-def test_executor_survives_crashes_timeouts_tampering_and_forks(tmp_path):
-    """Each incident costs only its own cell: after every one, the next test still sees f() from before."""
+def test_executor_survives_crashes_timeouts_and_forks_and_never_runs_test_cells(tmp_path):
+    """Each incident costs only its own cell (after every one, f() from before is back); test cells are judged, not run."""
     from nbformat.v4 import new_code_cell, new_notebook
     from traitlets.config import Config
 
@@ -408,31 +416,31 @@ def test_executor_survives_crashes_timeouts_tampering_and_forks(tmp_path):
         c = new_code_cell(source)
         if grade_id:
             c.metadata["nbgrader"] = {"grade_id": grade_id, "grade": grade, "locked": True, "solution": False,
-                                      "schema_version": 3, **({"points": 1} if grade else {})}
+                                      "schema_version": 3, **({"points": 2} if grade else {})}
         return c
 
-    check = "checks.expect(f() == 42, 'f() is not 42')"
+    check = "print('f() =', f())"
     nb = new_notebook(cells=[
-        cell("from course import checks\nimport numpy as np", "setup"),
+        cell("import numpy as np", "setup"),
         cell("def f():\n    return 42"),
         cell("import os\nos._exit(3)"),
-        cell(check, "t_after_crash", grade=True),
-        cell("checks.expect = lambda *args, **kwargs: None"),
-        cell("checks.expect(False, 'this test must still fail')", "t_after_patch", grade=True),
+        cell(check),
         cell("while True:\n    pass"),
-        cell(check, "t_after_timeout", grade=True),
+        cell(check),
         cell("import time\nwhile True:\n    try:\n        time.sleep(0.2)\n    except KeyboardInterrupt:\n        pass"),
-        cell(check, "t_after_stuck", grade=True),
+        cell(check),
         cell("import os, time\nfor _ in range(3):\n    if os.fork() == 0:\n        time.sleep(3600)"),
-        cell(check, "t_after_fork", grade=True),
+        cell(check),
         cell("print('x' * 3_000_000)"),
-        cell(check, "t_last", grade=True),
+        # A test cell whose source would print and pass if it ran in the kernel: the judge probes instead.
+        cell("print('Part 1 self-check passed.')", "test_encoder", grade=True),
+        cell("print('no judge for me')", "test_unknown", grade=True),
+        cell(check),
     ])
     config = Config()
     config.CourseDirectory.root = str(tmp_path)
-    config.RobustExecute.timeout = 4
+    config.RobustExecute.timeout = 20
     config.RobustExecute.interrupt_grace = 3
-    config.RobustExecute.preload = "import course.checks\nimport numpy\n"
     workdir = tmp_path / "autograded" / "someone" / "vae"
     workdir.mkdir(parents=True)
     started = time.monotonic()
@@ -440,27 +448,27 @@ def test_executor_survives_crashes_timeouts_tampering_and_forks(tmp_path):
     nb, _ = executor.preprocess(nb, {"metadata": {"path": str(workdir)}})
     seconds = time.monotonic() - started
 
-    def errors(grade_id_or_source):
-        for c in nb.cells:
-            if c.cell_type == "code" and (c.metadata.get("nbgrader", {}).get("grade_id") == grade_id_or_source
-                                          or c.source.startswith(grade_id_or_source)):
-                return [o.ename for o in c.outputs if o.output_type == "error"]
-        raise KeyError(grade_id_or_source)
+    def outputs(index):
+        return nb.cells[index + 1].outputs  # the notes cell is inserted at the top
 
-    for test in ("t_after_crash", "t_after_timeout", "t_after_stuck", "t_after_fork", "t_last"):
-        assert errors(test) == [], f"{test} failed: the state before the incident was not restored"
-    assert errors("t_after_patch") == ["AssertionError"], "the replaced checks.expect was still in effect"
-    assert errors("import os\nos._exit") == ["KernelDied"]
-    assert errors("checks.expect = ") == ["GradingIntegrityError"]
-    assert errors("while True") == ["CellTimeoutError"]
-    assert errors("import time\nwhile") == ["CellTimeoutError"]
-    assert errors("import os, time") == ["StrayProcesses"]
-    printed = next(c for c in nb.cells if c.cell_type == "code" and c.source.startswith("print('x'"))
-    assert sum(len(o.get("text", "")) for o in printed.outputs) < 2 * 2**20 + 1000
-    assert "output truncated by the grader" in printed.outputs[0]["text"]
+    def errors(index):
+        return [o.ename for o in outputs(index) if o.output_type == "error"]
+
+    for index in (3, 5, 7, 9, 13):
+        assert any("f() = 42" in o.get("text", "") for o in outputs(index)), f"cell {index}: the state was not restored"
+    assert errors(2) == ["KernelDied"]
+    assert errors(4) == ["CellTimeoutError"]
+    assert errors(6) == ["CellTimeoutError"]
+    assert errors(8) == ["StrayProcesses"]
+    printed = outputs(10)
+    assert sum(len(o.get("text", "")) for o in printed) < 2 * 2**20 + 1000
+    assert "output truncated by the grader" in printed[0]["text"]
+    judged = outputs(11)
+    assert [o.output_type for o in judged] == ["error"] and "build_encoder is not defined" in judged[0]["evalue"]
+    assert errors(12) == ["NotGraded"] and "no check for the test cell" in outputs(12)[0]["evalue"]
     notes = nb.cells[0]
     assert notes.cell_type == "markdown" and "Notes from the autograder" in notes.source
-    for phrase in ("KernelDied", "GradingIntegrityError", "course.checks.expect", "CellTimeoutError", "StrayProcesses"):
+    for phrase in ("KernelDied", "CellTimeoutError", "StrayProcesses"):
         assert phrase in notes.source, phrase
-    assert executor._state.restarts == 4 and not flags_of(nb)
-    assert seconds < 240, f"the executor test took {seconds:.0f} s"
+    assert executor._state.restarts == 3 and list(flags_of(nb)) == ["test_unknown"]
+    assert seconds < 300, f"the executor test took {seconds:.0f} s"

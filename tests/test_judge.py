@@ -173,3 +173,30 @@ def test_signature_folds_activations_and_flattens_blocks() -> None:
     reference = model_signature(functional_encoder())
     assert model_signature(sequential_block_encoder()) == reference
     assert model_signature(separate_activation_encoder()) == reference
+
+
+def _master_namespace(*cells: str) -> dict:
+    """The master's set-up cell and the given solution cells, run in this process (as a correct student's would)."""
+    from vae_grader.submission_kit import cell_by_id, solution_source
+
+    master = nbformat.read(MASTER, as_version=4)
+    namespace: dict = {}
+    setup = cell_by_id(master, "setup").source
+    exec(setup.split("budget = course.training_budget()")[0], namespace)  # noqa: S102 (imports only)
+    namespace["LATENT_DIM"] = 2
+    for grade_id in cells:
+        exec(solution_source(master, grade_id), namespace)  # noqa: S102
+    return namespace
+
+
+@pytest.mark.parametrize("salt", [1, 2_000_003, 987_654_321])
+def test_the_master_passes_the_salted_checks_for_any_inputs(salt: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The grader draws the sampler's and loss layer's inputs afresh per probe: correct code passes whatever they are."""
+    namespace = _master_namespace("sampling", "loss_layer")
+    monkeypatch.setattr(hidden_probes, "SALT", salt)
+    for grade_id, name, probe in (("test_sampling_hidden", "Sampling", hidden_probes.probe_sampling_hidden),
+                                  ("test_loss_layer_hidden", "CustomVariationalLayer", hidden_probes.probe_loss_layer_hidden)):
+        outcome = hidden.judge(grade_id, _round_trip(probe(namespace[name])), salt)
+        assert outcome.full, (grade_id, salt, outcome.failures)
+        wrong_salt = hidden.judge(grade_id, _round_trip(probe(namespace[name])), salt + 1)
+        assert wrong_salt.points < wrong_salt.max_points, f"{grade_id}: data for other inputs passed"

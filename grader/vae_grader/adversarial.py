@@ -173,16 +173,20 @@ def _lost(parts: Iterable[str], lost: Mapping[str, str] | None) -> dict[str, str
 
 
 def case(student: str, description: str, build: Builder, parts: Iterable[str], feedback: tuple[str, ...],
-         lost: Mapping[str, str] | None = None, filename: str = "vae.ipynb") -> Submission:
-    """A corpus entry: full points for the cells of ``parts`` except those in ``lost``."""
+         lost: Mapping[str, str] | None = None, filename: str = "vae.ipynb",
+         partial: Mapping[str, tuple[float, str]] | None = None) -> Submission:
+    """A corpus entry: full points for the cells of ``parts`` except those in ``lost`` (0) and ``partial``
+    (``grade_id -> (points kept, why the rest is lost)``)."""
     parts = tuple(parts)
     reasons = _lost(parts, lost)
-    unknown = set(reasons) - {cell for part in PARTS for cell in test_cells(part)}
+    unknown = (set(reasons) | set(partial or {})) - {cell for part in PARTS for cell in test_cells(part)}
     if unknown:
         raise ValueError(f"{student}: unknown graded cells {sorted(unknown)}")
     return Submission(student=student, description=description, build=build,
-                      expected=full_points(_MASTER, parts, minus=reasons), filename=filename,
-                      expected_feedback=feedback, lost=reasons)
+                      expected=full_points(_MASTER, parts, minus=reasons,
+                                           partial={c: kept for c, (kept, _) in (partial or {}).items()}),
+                      filename=filename, expected_feedback=feedback, lost=reasons,
+                      partial={c: why for c, (_, why) in (partial or {}).items()})
 
 
 # --- the attacks that target the machine, not the grade ------------------------------------------------
@@ -362,8 +366,10 @@ SUBMISSIONS: list[Submission] = [
         then(filled(FAST, {"sampling": ("ops.exp(0.5 * z_log_var)", "ops.exp(z_log_var)")}),
              add_cell_after("sampling", "checks.expect_close = lambda *args, **kwargs: None\nimport numpy.testing\n"
                                         "numpy.testing.assert_allclose = lambda *args, **kwargs: None")),
-        FAST, ("GradingIntegrityError", "course.checks.expect_close", "numpy.testing.assert_allclose"),
-        lost={"test_sampling_hidden": "the variance test fails (exp(z_log_var) as the s.d.); the patch that hid it was not counted"},
+        FAST, ("the variance of 20,000 draws",),
+        partial={"test_sampling_hidden": (1.5, "the statistics (2 points) and the gradient (0.5) fail: exp(z_log_var) as the "
+                                               "s.d.; the patched helpers change nothing, the verdict is reached outside "
+                                               "the kernel")},
     ),
     case(
         "patch_course_package",
@@ -371,7 +377,7 @@ SUBMISSIONS: list[Submission] = [
         then(_FAST, add_cell_after("data", (
             "import course.quality, types\n"
             "course.quality.reconstruction_report = lambda *a, **k: types.SimpleNamespace(ratio=0.1, top5=0.9)"))),
-        FAST, ("GradingIntegrityError", "course.quality.reconstruction_report"),
+        FAST, ("history is not defined",),
     ),
     case(
         "escape_attempts",

@@ -18,8 +18,8 @@ against references computed here; a probe that returns nothing readable scores 0
 from __future__ import annotations
 
 import base64
-import binascii
 import inspect
+import secrets
 from dataclasses import dataclass
 
 from nbformat.notebooknode import NotebookNode, from_dict
@@ -54,11 +54,17 @@ def judged(grade_id: str | None) -> Judged | None:
     return None
 
 
-def probe_code(test: Judged) -> str:
+def new_salt() -> int:
+    """Fresh inputs for the salted hidden checks, unknown to the kernel until the probe arrives."""
+    return secrets.randbelow(2**31)
+
+
+def probe_code(test: Judged, salt: int = 0) -> str:
     """The code sent to the student's kernel for ``test``: it only computes and emits data."""
     if test.hidden:
         source = inspect.getsource(hidden_probes) + (
-            "\nfrom course.selfcheck import Probe as _Probe, run_probe as _run_probe\n"
+            f"\nSALT = {int(salt)}\n"
+            "from course.selfcheck import Probe as _Probe, run_probe as _run_probe\n"
             f"_part, _names, _function = PROBES[{test.grade_id!r}]\n"
             "probing.emit(_run_probe(_Probe(_part, _names, globals()[_function], None), user_ns))\n"
         )
@@ -88,13 +94,13 @@ def answer(outputs: list[NotebookNode]) -> tuple[dict | None, str | None]:
         return None, "your notebook's answer to the grader was not readable (too large or not text)"
     try:
         return probing.unpack(base64.b64decode(text, validate=True)), None
-    except (ValueError, binascii.Error, OSError, KeyError, EOFError) as exc:
+    except (Exception, MemoryError) as exc:  # whatever a forged archive makes the reader raise
         return None, f"your notebook's answer to the grader was not readable ({type(exc).__name__})"
 
 
-def verdict(test: Judged, data: dict) -> Outcome:
+def verdict(test: Judged, data: dict, salt: int = 0) -> Outcome:
     if test.hidden:
-        return hidden.judge(test.grade_id, data)
+        return hidden.judge(test.grade_id, data, salt)
     return selfcheck.judge(selfcheck.PROBES[test.grade_id], data)
 
 

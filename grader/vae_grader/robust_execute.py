@@ -38,7 +38,9 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import importlib
 import json
+import threading
 import time
 from dataclasses import dataclass, field
 from queue import Empty
@@ -163,6 +165,9 @@ class RobustExecute(Execute):
     # --- the whole notebook -----------------------------------------------------------------------------
 
     def preprocess(self, nb: NotebookNode, resources=None, km=None):
+        # The verdicts need Keras in this process (to load the probed models); importing it takes
+        # seconds, so it happens while the kernel starts and runs the student's first cells.
+        threading.Thread(target=importlib.import_module, args=("keras",), daemon=True).start()
         NotebookClient.__init__(self, nb, km)
         self.reset_execution_trackers()
         self._check_assign_resources(resources)
@@ -209,7 +214,11 @@ class RobustExecute(Execute):
             self._not_run(cell, state.given_up)
             return
         state.attempted.add(index)
-        test = judge.judged(self._grade_id(cell)) if utils.is_grade(cell) and not utils.is_solution(cell) else None
+        is_test = utils.is_grade(cell) and not utils.is_solution(cell)
+        test = judge.judged(self._grade_id(cell)) if is_test else None
+        if is_test and test is None:  # fail closed: a test cell is never run in the student's kernel
+            self._not_run(cell, f"the grader has no check for the test cell {self._grade_id(cell)!r}")
+            return
         started = time.monotonic()
         if test is not None:
             outcome = await self._async_judge(index, cell, test)
@@ -252,20 +261,31 @@ class RobustExecute(Execute):
             await self._incident(index, cell, "KernelDied", f"stopped the kernel ({self._death_reason()}); {restarted}",
                                  restart=True)
 
+    async def _incident(self, index: int, cell: NotebookNode, ename: str, what: str, *, restart: bool) -> None:
+        """Tell the student what happened (in the cell and in the notes at the top), then go on."""
+        self._error(cell, ename, f"this cell {what}")
+        add_note(self.nb, f"{ename}: {self._label(index, cell)} {what}.", cell=self._grade_id(cell))
+        if restart:
+            await self._async_recover(f"{ename} in cell {index}")
+
     async def _async_judge(self, index: int, cell: NotebookNode, test: judge.Judged) -> str:
         """Score a test cell without running its source: probe the kernel for data, judge it here."""
-        probe = from_dict({"cell_type": "code", "source": judge.probe_code(test), "metadata": {}, "outputs": []})
+        salt = judge.new_salt()
+        probe = from_dict({"cell_type": "code", "source": judge.probe_code(test, salt), "metadata": {}, "outputs": []})
         self._probing = True
         try:
             outcome, _ = await self._async_execute(index, probe, silent=True, limit=self.cell_limit(cell))
         finally:
             self._probing = False
+            # A display_id the probe's outputs registered must not let a later cell rewrite this cell's
+            # outputs (nbclient updates every output that shares a display_id): that would set the score.
+            self.clear_display_id_mapping(index)
         cell.outputs = []
         cell.execution_count = self.code_cells_executed
         if outcome == "ok":
             data, problem = judge.answer(probe.outputs)
             verdict_started = time.monotonic()
-            result = judge.verdict(test, data) if data is not None else judge.failed(test, problem or "no answer")
+            result = judge.verdict(test, data, salt) if data is not None else judge.failed(test, problem or "no answer")
             self._spent("verdicts", time.monotonic() - verdict_started)
             cell.outputs = judge.verdict_outputs(test, result)
         return outcome
