@@ -80,53 +80,122 @@ def probe_encoder(build_encoder: Callable[..., Any]) -> dict[str, Any]:
     return rec.data
 
 
+ENCODER_FEATURE_MAP = (14, 14, 64)
+"""What the encoder's Flatten receives: only the second convolution halves 28x28 (stride 2, padding "same").
+Measured on the usual slips: stride 1 gives (28, 28, 64), padding="valid" everywhere gives (10, 10, 64)."""
+
+
 def verdict_encoder(data: dict[str, Any]) -> list[Check]:
+    from course.architecture import shape_before_flattening
+
     def check() -> None:
         enc = _load(data, "encoder_2", "build_encoder(2)")
         expect(len(enc.outputs) == 2, f"the encoder should have two outputs, [z_mean, z_log_var]; it has {len(enc.outputs)}")
         expect_shape("the encoder's input", enc.inputs[0].shape, (None, 28, 28, 1), "use keras.Input(shape=(28, 28, 1))")
         expect_shape("z_mean", enc.outputs[0].shape, (None, 2), "check latent_dim")
         expect_shape("z_log_var", enc.outputs[1].shape, (None, 2), "check latent_dim")
+        try:
+            feature_map = shape_before_flattening(enc)
+        except ValueError:
+            raise AssertionError("the encoder has no Flatten layer: flatten the last feature map before Dense 32") from None
+        expect_shape("the feature map before Flatten", (None, *feature_map), (None, *ENCODER_FEATURE_MAP),
+                     "only the second convolution has stride 2 (28x28 -> 14x14), and every convolution uses "
+                     'padding="same"; the encoder then has 494,244 parameters, as the text says')
         enc3 = _load(data, "encoder_3", "build_encoder(3)")
         expect_shape("z_mean from build_encoder(3)", enc3.outputs[0].shape, (None, 3), "use the latent_dim argument, not a fixed 2")
 
-    return [(2, "the encoder's inputs and outputs", check)]
+    return [(2, "the encoder's inputs, outputs and feature map", check)]
 
 
 # --- part 2: the sampling layer -----------------------------------------------------------------------
 
 
+SAMPLING_ROWS = 2000
+"""Rows of the batch the sampling self-check draws for (both latent dims count, so 4,000 draws)."""
+SAMPLING_MEAN = 3.0
+SAMPLING_VARIANCE = 4.0
+"""z_log_var = log 4: the draws' standard deviation must be exp(0.5 * log 4) = 2; exp(z_log_var) gives 4."""
+SAMPLING_SD_TOLERANCE = 0.25
+"""Accepted |s.d. - 2| per latent dimension (2,000 draws each). Measured (the master's sampler, seeds 0-19, 40
+dimensions): s.d. 1.95-2.06; its standard error is 2 / sqrt(2 * 2000) = 0.032, so 0.25 is 8 standard errors.
+The exp(z_log_var) sampler gives 3.89-4.13."""
+SAMPLING_MEAN_TOLERANCE = 0.25
+"""Accepted |mean - z_mean|. Measured (same runs): 2.85-3.07; the standard error of a mean of 2,000 draws of s.d. 2
+is 0.045, so 0.25 is 5.6 standard errors."""
+SAMPLING_SYMBOLIC = "Sampling()([keras.Input((2,)), keras.Input((2,))])"
+"""The probe step that calls the layer the way build_vae does, on symbolic inputs with no batch size."""
+
+
 def probe_sampling(Sampling: type) -> dict[str, Any]:
     rec = probing.Recorder()
-    z_mean = np.full((4, 2), 3.0, "float32")
+    z_mean = np.full((SAMPLING_ROWS, 2), SAMPLING_MEAN, "float32")
+    log_var = np.full((SAMPLING_ROWS, 2), np.log(SAMPLING_VARIANCE), "float32")
     layer = rec.attempt("Sampling(seed=1)", lambda: Sampling(seed=1))
     if layer is not None:
-        for key, log_var in (("z", 0.0), ("z_tiny", -40.0), ("z_again", 0.0)):
-            what = f"Sampling()([z_mean, z_log_var = {log_var:g}])"
-            z = rec.attempt(what, lambda: _numpy(layer([z_mean, np.full((4, 2), log_var, "float32")])))
+        for key, lv in (("z", log_var), ("z_tiny", np.full((4, 2), -40.0, "float32")), ("z_again", log_var)):
+            what = f"Sampling()([z_mean, z_log_var = {float(lv.flat[0]):.4g}])"
+            z = rec.attempt(what, lambda: _numpy(layer([z_mean[: len(lv)], lv])))
             if z is not None:
                 rec[key] = z
+    # Two fresh layers with the same seed: keras.random with the layer's SeedGenerator draws the same noise;
+    # np.random (one global stream) or an unseeded keras.random call does not.
+    for key in ("fresh_a", "fresh_b"):
+        z = rec.attempt("a fresh Sampling(seed=1)", lambda: _numpy(Sampling(seed=1)([z_mean[:5], log_var[:5]])))
+        if z is not None:
+            rec[key] = z
+
+    def symbolic() -> list[Any]:
+        import keras
+
+        inputs = [keras.Input(shape=(2,)), keras.Input(shape=(2,))]
+        return [None if d is None else int(d) for d in Sampling(seed=1)(inputs).shape]
+
+    shape = rec.attempt(SAMPLING_SYMBOLIC, symbolic)
+    if shape is not None:
+        rec["symbolic_shape.json"] = shape
     return rec.data
 
 
 def verdict_sampling(data: dict[str, Any]) -> list[Check]:
-    z_mean = np.full((4, 2), 3.0)
+    n = SAMPLING_ROWS
+    log4 = f"{np.log(SAMPLING_VARIANCE):.4g}"
 
     def check() -> None:
         expect_ran(data, "Sampling(seed=1)")
-        expect_ran(data, "Sampling()([z_mean, z_log_var = 0])")
+        expect_ran(data, f"Sampling()([z_mean, z_log_var = {log4}])")
         z = np.asarray(data["z"], dtype=np.float64)
-        expect_shape("the sampled z", z.shape, (4, 2), "z has the shape of z_mean")
-        expect(not np.allclose(z, z_mean), "z equals z_mean exactly: the layer adds no noise (multiply epsilon in)")
+        expect_shape(f"the sampled z for a batch of {n}", z.shape, (n, 2), "z has the shape of z_mean")
+        expect(bool(np.isfinite(z).all()), "the sampled z contains NaN or infinity")
+        expect(not np.allclose(z, SAMPLING_MEAN), "z equals z_mean exactly: the layer adds no noise (multiply epsilon in)")
+        expect(float(np.ptp(z, axis=0).max()) > 1e-6,
+               f"all {n} rows of one call got the same z ({np.array2string(z[0], precision=3)}): the noise is shared "
+               "across the batch; draw epsilon with the full shape of z_mean, a fresh value for every row")
+        sd, mean = z.std(axis=0), z.mean(axis=0)
+        expect(bool(np.all(np.abs(sd - 2.0) <= SAMPLING_SD_TOLERANCE)),
+               f"the standard deviation of {2 * n:,} draws with z_log_var = log 4 is {np.array2string(sd, precision=2)}; "
+               "expected 2 = exp(0.5 * log 4) in each dimension"
+               + (": exp(z_log_var) is the variance, not the standard deviation (the 0.5 is missing)"
+                  if np.all(np.abs(sd - 4.0) <= 2 * SAMPLING_SD_TOLERANCE) else ""))
+        expect(bool(np.all(np.abs(mean - SAMPLING_MEAN) <= SAMPLING_MEAN_TOLERANCE)),
+               f"the mean of {2 * n:,} draws is {np.array2string(mean, precision=2)}; expected z_mean = {SAMPLING_MEAN:g}: "
+               "the noise should be centred on z_mean (z = z_mean + sigma * epsilon)")
         expect_ran(data, "Sampling()([z_mean, z_log_var = -40])")
-        expect_close("z for a tiny variance (z_log_var = -40)", data["z_tiny"], z_mean, atol=1e-3,
+        expect_close("z for a tiny variance (z_log_var = -40)", data["z_tiny"], np.full((4, 2), SAMPLING_MEAN), atol=1e-3,
                      hint="with almost no variance z must be almost exactly z_mean")
-        expect_ran(data, "Sampling()([z_mean, z_log_var = 0])")
         z_again = np.asarray(data["z_again"], dtype=np.float64)
         expect(z_again.shape != z.shape or not np.allclose(z, z_again),
                "two calls gave the same z: draw fresh noise with seed=self.seed_generator")
+        expect_ran(data, "a fresh Sampling(seed=1)")
+        first, second = (np.asarray(data[k], dtype=np.float64) for k in ("fresh_a", "fresh_b"))
+        expect(first.shape == second.shape and bool(np.allclose(first, second, atol=1e-6)),
+               "two fresh Sampling(seed=1) layers drew different noise; expected the same draws from the same seed: "
+               "draw epsilon with keras.random.normal(..., seed=self.seed_generator), not np.random or an unseeded call")
+        error = str(data.get(probing.ERRORS, {}).get(SAMPLING_SYMBOLIC) or "")
+        expect(not error, f"calling Sampling on keras.Input tensors, as build_vae will, raised {error.split(':')[0]}: inside "
+                          "a Keras model the batch size is not known yet, so call() must use keras.ops and keras.random "
+                          "only (ops.shape(z_mean), not z_mean.shape or NumPy)")
 
-    return [(2, "the sampling layer adds fresh noise", check)]
+    return [(2, "the sampling layer's noise: scale, shape, freshness, seed", check)]
 
 
 # --- part 3: the decoder -----------------------------------------------------------------------------
@@ -138,17 +207,27 @@ def probe_decoder(build_decoder: Callable[..., Any]) -> dict[str, Any]:
     return rec.data
 
 
+EXTREME_CODE = 1000.0
+"""The largest codes the decoder self-check decodes. An untrained ReLU network with zero biases scales with its
+input, so a ReLU or linear last layer leaves [0, 1] by a margin that grows with the code. Measured (the
+course's decoder with a ReLU last layer, seeds 0-19): the largest pixel at codes +-50 was 0.54-1.72, so
+half the seeds stayed inside [0, 1]; at +-1000 it is 20 times that, 10.9 or more. A sigmoid stays in [0, 1]."""
+
+
 def verdict_decoder(data: dict[str, Any]) -> list[Check]:
     def check() -> None:
         dec = _load(data, "decoder", "build_decoder(2, (14, 14, 64))")
         expect_shape("the decoder's input", dec.inputs[0].shape, (None, 2), "the input is a latent code of length latent_dim")
         expect_shape("the decoded image", dec.outputs[0].shape, (None, 28, 28, 1),
                      "Reshape to shape_before_flattening, then one stride-2 Conv2DTranspose and a 1-filter Conv2D")
-        # Ordinary codes plus extreme ones (+-50): a ReLU or linear last layer leaves [0, 1] there even untrained.
-        codes = np.concatenate([np.random.default_rng(0).normal(0, 3, (16, 2)), [[50, 50], [-50, -50], [50, -50], [-50, 50]]])
+        # Ordinary codes plus extreme ones (+-EXTREME_CODE): a ReLU or linear last layer leaves [0, 1] there even untrained.
+        extreme = [[EXTREME_CODE, EXTREME_CODE], [-EXTREME_CODE, -EXTREME_CODE], [EXTREME_CODE, -EXTREME_CODE],
+                   [-EXTREME_CODE, EXTREME_CODE]]
+        codes = np.concatenate([np.random.default_rng(0).normal(0, 3, (16, 2)), extreme])
         pixels = _numpy(dec(codes.astype("float32")))
         expect(bool(np.isfinite(pixels).all()) and pixels.min() >= 0.0 and pixels.max() <= 1.0,
-               f"for codes between -50 and 50 the decoded pixels range from {np.nanmin(pixels):.3f} to {np.nanmax(pixels):.3f}; "
+               f"for codes between -{EXTREME_CODE:g} and {EXTREME_CODE:g} the decoded pixels range from "
+               f"{np.nanmin(pixels):.3f} to {np.nanmax(pixels):.3f}; "
                "they must lie in [0, 1] for every code: end with a sigmoid")
         expect(float(pixels.std()) > 1e-6,
                f"every decoded pixel is {float(pixels.flat[0]):.3f} whatever the code, so nothing can be learned "
@@ -175,12 +254,34 @@ def loss_layer_result(rec: probing.Recorder, key: str, layer_class: type, inputs
         rec[f"{key}.losses"] = np.asarray(losses, dtype=np.float64).reshape(-1)
 
 
+LOSS_CODE_MEAN = ((1.5, -1.0), (0.5, 2.0))
+LOSS_CODE_LOG_VAR = ((0.5, -0.5), (1.0, -1.0))
+"""A code far from N(0, I), so the KL term shows: its 5e-4 share (0.0011) is 110 times the tolerance, and the
+usual slips land far from the expected value (measured: KL subtracted -0.0022, KL_WEIGHT forgotten +2.2)."""
+LOSS_TOLERANCE = 1e-5
+"""float32 against the float64 reference: measured differences below 1e-7 for the master's layer."""
+
+
 def probe_loss_layer(CustomVariationalLayer: type) -> dict[str, Any]:
     rec = probing.Recorder()
     half = np.full((2, 28, 28, 1), 0.5, "float32")
+    quarter = np.full((2, 28, 28, 1), 0.25, "float32")
     zeros = np.zeros((2, 2), "float32")
-    loss_layer_result(rec, "zero_code", CustomVariationalLayer, [half, np.full((2, 28, 28, 1), 0.25, "float32"), zeros, zeros])
+    loss_layer_result(rec, "zero_code", CustomVariationalLayer, [half, quarter, zeros, zeros])
+    loss_layer_result(rec, "code", CustomVariationalLayer, [half, quarter, np.array(LOSS_CODE_MEAN, "float32"),
+                                                            np.array(LOSS_CODE_LOG_VAR, "float32")])
     return rec.data
+
+
+def _kl_slip(got: float, reconstruction: float, kl: float, weight: float) -> str:
+    """Which usual slip in the KL term explains the loss ``got``, in words ("" if none does)."""
+    slips = (
+        (reconstruction - weight * kl, "the KL term is subtracted; it is never negative and must be added"),
+        (reconstruction + kl, "the KL term is not multiplied by KL_WEIGHT"),
+        (reconstruction - kl, "the KL term is subtracted and not multiplied by KL_WEIGHT"),
+        (reconstruction, "the KL term is missing (it vanishes only when z_mean = 0 and z_log_var = 0)"),
+    )
+    return next((why for value, why in slips if abs(got - value) <= LOSS_TOLERANCE), "")
 
 
 def verdict_loss_layer(data: dict[str, Any]) -> list[Check]:
@@ -193,9 +294,23 @@ def verdict_loss_layer(data: dict[str, Any]) -> list[Check]:
         expect_ran(data, f"{what}.losses")
         losses = np.asarray(data["zero_code.losses"])
         expect(len(losses) == 1, f"the layer should add exactly one loss with self.add_loss; it added {len(losses)}")
-        expected = -(0.5 * np.log(0.25) + 0.5 * np.log(0.75))  # cross-entropy of 0.5 against 0.25; the KL term is 0 here
-        expect_close("the loss when z_mean = 0 and z_log_var = 0", float(losses[0]), expected, atol=1e-5,
+        reconstruction = -(0.5 * np.log(0.25) + 0.5 * np.log(0.75))  # cross-entropy of 0.5 against 0.25: 0.83698
+        expect_close("the loss when z_mean = 0 and z_log_var = 0", float(losses[0]), reconstruction, atol=LOSS_TOLERANCE,
                      hint="mean binary cross-entropy over all pixels (the KL term is zero for a standard normal)")
+        z_mean, z_log_var = np.array(LOSS_CODE_MEAN), np.array(LOSS_CODE_LOG_VAR)
+        # The KL term as the text of part 4 states it, and its weight there (5e-4).
+        kl = float(np.mean(-np.mean(1 + z_log_var - z_mean**2 - np.exp(z_log_var), axis=-1)))
+        weight = 5e-4
+        expected = reconstruction + weight * kl
+        code_losses = np.asarray(data["code.losses"])
+        expect(len(code_losses) == 1, f"the layer should add exactly one loss with self.add_loss; it added {len(code_losses)}")
+        got = float(code_losses[0])
+        slip = _kl_slip(got, reconstruction, kl, weight)
+        expect(bool(np.isfinite(got)) and abs(got - expected) <= LOSS_TOLERANCE,
+               f"the loss for z_mean = {z_mean.tolist()}, z_log_var = {z_log_var.tolist()} is {got:.5f}; expected "
+               f"{expected:.5f} = reconstruction {reconstruction:.5f} + 5e-4 x KL {kl:.4f}: "
+               + (slip or "KL is -mean over the latent dimensions of (1 + z_log_var - z_mean^2 - exp(z_log_var)), "
+                          "averaged over the batch and weighted by KL_WEIGHT"))
 
     return [(2, "the loss layer's output and loss", check)]
 
@@ -335,13 +450,43 @@ def verdict_training(data: dict[str, Any]) -> list[Check]:
 # --- part 8: the manifold ------------------------------------------------------------------------------
 
 
-def probe_manifold(manifold: Any) -> dict[str, Any]:
+def probe_manifold(manifold: Any, build_manifold: Callable[..., Any]) -> dict[str, Any]:
+    from course.stand_ins import ProbeDecoder
+
     rec = probing.Recorder()
     rec["type"] = type(manifold).__name__
     array = np.asarray(manifold) if isinstance(manifold, np.ndarray) else None
     if array is not None and array.dtype.kind in "fiub":
         rec["manifold"] = array.astype(np.float32)
+    # The layout, read through a decoder that needs no training: pixels (0, 0) and (0, 1) of each tile show its code.
+    image = rec.attempt("build_manifold(probe_decoder)", lambda: np.asarray(build_manifold(ProbeDecoder())))
+    if image is not None and image.dtype.kind in "fiub":
+        rec["probe_image"] = image.astype(np.float32)
     return rec.data
+
+
+def _layout_problem(z0: np.ndarray, z1: np.ndarray) -> str:
+    """What is wrong with the codes read from the tiles (tile (i, j) should show z = (grid[j], grid[i])), or ""."""
+    def along_rows(a: np.ndarray) -> bool:  # the same in every row, changing along a row
+        return bool(np.allclose(a, a[:1, :], atol=1e-5)) and float(np.ptp(a)) > 1e-3
+
+    def down_columns(a: np.ndarray) -> bool:  # the same in every column, changing down a column
+        return along_rows(a.T)
+
+    found = (f"found z[0] = {np.array2string(z0[0, :4], precision=2)}... along the first row and "
+             f"z[1] = {np.array2string(z1[:4, 0], precision=2)}... down the first column")
+    if float(np.ptp(z0)) <= 1e-3 and float(np.ptp(z1)) <= 1e-3:
+        return f"every tile shows the same code ({z0[0, 0]:.3g}, {z1[0, 0]:.3g}): each tile must decode its own code"
+    if down_columns(z0) and along_rows(z1):
+        return ("the tiles are transposed: z[0] changes down a column and z[1] along a row; expected z[0] to change "
+                "along a row (column j shows grid[j]) and z[1] down a column (row i shows grid[i])")
+    if not (along_rows(z0) and down_columns(z1)):
+        return ("the tiles are not where the text puts them: the tile in row i, column j must show z = (grid[j], grid[i]); "
+                + found + "; check the reshape/transpose that tiles the digits")
+    if np.any(np.diff(z0[0]) < 0) or np.any(np.diff(z1[:, 0]) < 0):
+        return ("the grid runs backwards: z[0] must increase along a row and z[1] down a column "
+                "(grid ascending, tile (i, j) shows (grid[j], grid[i])); " + found)
+    return ""
 
 
 def verdict_manifold(data: dict[str, Any]) -> list[Check]:
@@ -352,9 +497,20 @@ def verdict_manifold(data: dict[str, Any]) -> list[Check]:
         expect_shape("the manifold image", manifold.shape, (420, 420), "15 x 15 tiles of 28 x 28 pixels in one 2-D array")
         expect(bool(np.isfinite(manifold).all()) and manifold.min() >= 0 and manifold.max() <= 1,
                f"the manifold's pixels range from {np.nanmin(manifold):.3f} to {np.nanmax(manifold):.3f}; expected values in [0, 1]")
-        expect(manifold.std() > 0.05, "the manifold is (almost) a flat image: did every tile get a different code?")
+        # The layout is judged on the probe decoder's picture, not on `manifold`: an undertrained decoder may
+        # draw (almost) the same blur everywhere, and that is no fault of build_manifold.
+        expect_ran(data, "build_manifold(probe_decoder)")
+        image = np.asarray(data.get("probe_image", np.zeros(0)), dtype=np.float64)
+        expect_shape("build_manifold(decoder) for a probe decoder", image.shape, (420, 420),
+                     "15 x 15 tiles of 28 x 28 pixels in one 2-D array")
+        expect(bool(np.isfinite(image).all()), "build_manifold(decoder) for a probe decoder contains NaN or infinity")
+        problem = _layout_problem(image[0::28, 0::28], image[0::28, 1::28])
+        if problem and not _layout_problem(image.T[0::28, 0::28], image.T[0::28, 1::28]):
+            problem = ("the whole image is transposed (tiles and the digits in them): tile (i, j) must show "
+                       "z = (grid[j], grid[i]), z[0] changing along a row")
+        expect(not problem, "with a probe decoder whose tiles show their code in pixels (0, 0) and (0, 1): " + problem)
 
-    return [(2, "the manifold image", check)]
+    return [(2, "the manifold image and its layout", check)]
 
 
 # --- the registry and the notebook's calls ----------------------------------------------------------
@@ -367,7 +523,7 @@ PROBES: dict[str, Probe] = {
     "test_vae_model": Probe(5, ("build_vae",), probe_vae_model, verdict_vae_model),
     "test_data": Probe(6, ("x_train", "x_test"), probe_data, verdict_data),
     "test_training": Probe(7, ("history", "vae", "x_val"), probe_training, verdict_training),
-    "test_manifold": Probe(8, ("manifold",), probe_manifold, verdict_manifold),
+    "test_manifold": Probe(8, ("manifold", "build_manifold"), probe_manifold, verdict_manifold),
 }
 """Visible self-check cells by grade_id (the grader judges the same cells with the same verdicts)."""
 
@@ -438,9 +594,9 @@ def training(history: Any, vae: Any, x_val: Any) -> None:
     _check("test_training", {"history": history, "vae": vae, "x_val": x_val})
 
 
-def manifold(manifold: Any) -> None:
-    """Part 8: the manifold is one 420x420 image of values in [0, 1]."""
-    _check("test_manifold", {"manifold": manifold})
+def manifold(manifold: Any, build_manifold: Callable[..., Any]) -> None:
+    """Part 8: the manifold is one 420x420 image in [0, 1], and build_manifold puts each code in its tile."""
+    _check("test_manifold", {"manifold": manifold, "build_manifold": build_manifold})
 
 
 __all__ = ["PROBES", "Probe", "decoder", "data", "encoder", "fmt_shape", "judge", "loss_layer", "manifold",

@@ -69,7 +69,8 @@ def test_release_holds_no_solution_and_no_hidden_test(master, release):
         secret += _regions(cell.source, BEGIN, END) + _regions(cell.source, HIDDEN_BEGIN, HIDDEN_END)
     # A hidden test may repeat a line of a visible test; only lines found nowhere public are secret.
     secret = [line for line in secret if line not in public]
-    assert len(secret) > 60, "the master should hold solutions and hidden tests"
+    # Measured: 55 secret lines (issue 12 moved part 6's loading line and preprocess signature out of the solution).
+    assert len(secret) > 50, "the master should hold solutions and hidden tests"
     release_text = "\n".join(line.strip() for cell in release.cells for line in cell.source.splitlines())
     leaked = [line for line in secret if line in release_text]
     assert leaked == [], f"solution or hidden-test lines in the student notebook: {leaked[:5]}"
