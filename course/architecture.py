@@ -121,13 +121,20 @@ def _sources(node: Any) -> list[tuple[str, int]]:
     return []
 
 
+def _entries(value: Any) -> list[list[Any]]:
+    """Keras writes one input or output as ``[name, node, index]`` and several as a list of those."""
+    if isinstance(value, list) and value and isinstance(value[0], str):
+        return [value]
+    return [entry for entry in value if isinstance(entry, list) and entry] if isinstance(value, list) else []
+
+
 def wiring_problem(config: dict[str, Any], encoder: str, decoder: str) -> str | None:
     """What is wrong with a VAE's functional graph (``model.get_config()``), or None if it is wired as asked."""
     layers_by_class: dict[str, list[dict]] = {}
     for layer in config.get("layers", []):
         layers_by_class.setdefault(str(layer.get("class_name")), []).append(layer)
     by_name = {str(layer.get("name")): layer for layer in config.get("layers", [])}
-    inputs = [str(entry[0]) for entry in config.get("input_layers", [])]
+    inputs = [str(entry[0]) for entry in _entries(config.get("input_layers", []))]
     if len(inputs) != 1:
         return f"the VAE should have one input, the image; it has {len(inputs)}"
     for kind in ("Sampling", "CustomVariationalLayer"):
@@ -145,7 +152,7 @@ def wiring_problem(config: dict[str, Any], encoder: str, decoder: str) -> str | 
         return "the decoder should be called on the sampled z"
     if _sources(loss.get("inbound_nodes", [])) != [(inputs[0], 0), (decoder, 0), (encoder, 0), (encoder, 1)]:
         return "CustomVariationalLayer should receive [image, z_decoded, z_mean, z_log_var], in that order"
-    outputs = [str(entry[0]) for entry in config.get("output_layers", [])]
+    outputs = [str(entry[0]) for entry in _entries(config.get("output_layers", []))]
     if outputs != [str(loss.get("name"))]:
         return "the VAE's output should be the loss layer's output"
     return None
