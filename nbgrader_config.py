@@ -101,10 +101,10 @@ c.RobustExecute.max_output_bytes = 2 * MiB              # output kept per cell (
 c.RobustExecute.max_notebook_output_bytes = 16 * MiB    # output kept per notebook
 c.RobustExecute.submission_seconds = 900               # all of one submission (master: ~60 s idle, ~130 s loaded)
 # The kernel's limits (grader/vae_grader/sandbox.py); 0 disables one.
-c.SandboxedKernelManager.memory_limit = 8 * GiB         # RLIMIT_AS; the master peaks at 3.6 GB virtual, 1.5 GB resident
-c.SandboxedKernelManager.max_processes = 256            # RLIMIT_NPROC (threads count; training uses 26)
-c.SandboxedKernelManager.max_file_size = 256 * MiB      # RLIMIT_FSIZE
-c.SandboxedKernelManager.cpu_seconds = 1200             # RLIMIT_CPU for the kernel (whole master notebook: ~60 s)
-c.SandboxedKernelManager.scratch_size = 512 * MiB       # each private tmpfs: /tmp, /dev/shm, the working folder
-c.SandboxedKernelManager.kernel_uid = 0                 # grading as root: kernel's uid (0: 100000 + pid mod 50000)
-c.SandboxedKernelManager.socket_timeout = 120           # s for the kernel to open its sockets (measured 0.5-3.6 s)
+c.Sandbox.memory_limit = 8 * GiB  # RLIMIT_AS; the master peaks at 3.6 GB virtual, 1.5 GB resident
+c.Sandbox.max_processes = 256  # RLIMIT_NPROC (threads count; training uses 26)
+c.Sandbox.max_file_size = 256 * MiB  # RLIMIT_FSIZE
+c.Sandbox.cpu_seconds = 1200  # RLIMIT_CPU for the kernel (whole master notebook: ~60 s)
+c.Sandbox.scratch_size = 512 * MiB  # each private tmpfs: /tmp, /dev/shm, the working folder
+c.Sandbox.kernel_uid = 0  # grading as root: kernel's uid (0: 100000 + pid mod 50000)
+c.Sandbox.socket_timeout = 120  # s for the kernel to open its sockets (measured 0.5-3.6 s)

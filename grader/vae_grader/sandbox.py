@@ -5,8 +5,9 @@ not protect against that (its FAQ: "not directly"; upstream issue #483). Measure
 0.9.6 and no sandbox, a student cell can read ``source/`` (the solutions) and every other student's
 submission, write the gradebook, open network connections, and kill nbgrader itself.
 
-:class:`SandboxedKernelManager` starts the very same ipykernel, but inside ``bwrap``, on an EMPTY
-root that bubblewrap fills with exactly these paths (:meth:`SandboxedKernelManager.allowed_paths`
+:class:`SandboxProvisioner` (a jupyter_client kernel provisioner, registered by entry point) starts
+the very same ipykernel, but inside ``bwrap``, on an EMPTY
+root that bubblewrap fills with exactly these paths (:meth:`Sandbox.allowed_paths`
 lists them; a test walks the kernel's whole filesystem against that list):
 
 * read-only: the system's programs and libraries (``/usr``; ``/bin``, ``/sbin``, ``/lib``,
@@ -22,7 +23,7 @@ lists them; a test walks the kernel's whole filesystem against that list):
   file the instructor keeps beside the master (``source/<assignment>/``, e.g. ``solutions.py``)
   next to the submission, and those must not reach the kernel; the notebook never does either;
 * the folder of the ZMQ ``ipc`` sockets, writable only while ipykernel starts (see
-  :meth:`SandboxedKernelManager._seal_runtime_folder`): once the kernel has created its five sockets,
+  :meth:`Sandbox.seal`): once the kernel has created its five sockets,
   and before any student code can run, the grader moves them out and deletes the folder. Linux
   refuses to create anything in a deleted folder (measured: ``No such file or directory`` for
   files, folders and sockets alike), so student code can write zero bytes to the grader's disk
@@ -42,7 +43,7 @@ its own, because Linux does not apply the process limit to root: measured here, 
 root reached 300 processes with the limit at 256; as an unprivileged user it stopped at 254.
 Output size is limited by the executor (``vae_grader.robust_execute``).
 
-Every limit is a traitlets option of :class:`SandboxedKernelManager`, set in ``nbgrader_config.py``
+Every limit is a traitlets option of :class:`Sandbox` (``c.Sandbox.<name>``), set in ``nbgrader_config.py``
 with its measured default. ``VAE_SANDBOX=off`` grades without the sandbox; where ``bwrap`` is
 missing or does not work, ``nbgrader autograde`` refuses with one line (:func:`refuse_unsandboxed_autograde`).
 """
@@ -66,8 +67,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
+from jupyter_client.provisioning import LocalProvisioner
 from traitlets import Integer, List, Unicode, default
+from traitlets.config import LoggingConfigurable
 
 SANDBOX_ENV = "VAE_SANDBOX"
 GiB = 2**30
@@ -308,8 +312,13 @@ class _Tree:
             self.mounts.append((target, option in ("--ro-bind", "--bind") and source == str(target)))
 
 
-class SandboxedKernelManager(AsyncKernelManager):
-    """An ipykernel inside bubblewrap (see the module docstring); used by ``RobustExecute``."""
+class Sandbox(LoggingConfigurable):
+    """What one grading kernel may see and use: its filesystem, environment and limits (module docstring).
+
+    Plain policy, no Jupyter: :class:`SandboxProvisioner` asks it for the bwrap command line and
+    the kernel's environment, and to seal the socket folder once the kernel is up. Its options
+    are set in ``nbgrader_config.py`` as ``c.Sandbox.<name>``.
+    """
 
     memory_limit = Integer(
         8 * GiB,
@@ -356,91 +365,86 @@ class SandboxedKernelManager(AsyncKernelManager):
         help="The nbgrader course folder (default: CourseDirectory.root from the configuration, else the current folder).",
     ).tag(config=True)
 
-    @default("transport")
-    def _default_transport(self) -> str:
-        return "ipc"  # the kernel has no network; ZMQ over Unix sockets in a shared folder
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.runtime_dir: str | None = None
+        """Host folder of kernel.json, the generated /etc files and (until sealed) the sockets."""
+        self.workdir: str | None = None
+        """The kernel's working folder (the submission's folder), a private tmpfs in the sandbox."""
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._runtime_dir: str | None = None
-        self._workdir: str | None = None
-        self._output_tail: deque[str] = deque(maxlen=64)
-        self._reader: threading.Thread | None = None
+    @property
+    def connection_file(self) -> str | None:
+        return os.path.join(self.runtime_dir, "kernel.json") if self.runtime_dir else None
 
-    # --- start-up ---------------------------------------------------------------------------------
+    @property
+    def socket_folder(self) -> Path | None:
+        return Path(self.runtime_dir, "sockets") if self.runtime_dir else None
 
-    async def _async_pre_start_kernel(self, **kw):
+    # --- one kernel's life --------------------------------------------------------------------------
+
+    def prepare(self, cwd: str | None) -> tuple[str, str]:
+        """Create the host side for a kernel in ``cwd``; returns (connection file, ZMQ ip to bind).
+
+        ``<runtime>/kernel.json`` and the generated /etc files are lent read-only,
+        ``<runtime>/sockets/`` writable until sealed, and the sealed sockets live in ``<runtime>/``.
+        """
         problem = bwrap_problem()
         if problem:
             raise RuntimeError(f"cannot start the sandboxed grading kernel: {problem} (set {SANDBOX_ENV}=off to grade without it)")
-        uid, gid = self._kernel_ids()
-        if self._runtime_dir is None:
-            # The host side: <runtime>/kernel.json and the generated /etc files (lent read-only),
-            # <runtime>/sockets/ (lent writable until sealed), and the sealed sockets in <runtime>/.
-            self._runtime_dir = tempfile.mkdtemp(prefix="vae-kernel-")
-            os.chmod(self._runtime_dir, 0o700)
-            self.connection_file = os.path.join(self._runtime_dir, "kernel.json")
-            etc = Path(self._runtime_dir, "etc")
+        uid, gid = self.kernel_ids()
+        if self.runtime_dir is None:
+            self.runtime_dir = tempfile.mkdtemp(prefix="vae-kernel-")
+            os.chmod(self.runtime_dir, 0o700)
+            etc = Path(self.runtime_dir, "etc")
             etc.mkdir(mode=0o755)
             for name, text in _generated_etc(uid, gid).items():
                 (etc / name).write_text(text)
                 os.chmod(etc / name, 0o444)
-        sockets = Path(self._runtime_dir, "sockets")
+        sockets = Path(self.runtime_dir, "sockets")
         shutil.rmtree(sockets, ignore_errors=True)  # left by a start that failed before the seal
         sockets.mkdir(mode=0o700)  # again on a restart: the previous one was sealed (deleted)
         if uid > 0:
             os.chown(sockets, uid, gid)
-        self.ip = str(sockets / "zmq")  # where the kernel binds (the connection file says so)
-        self._workdir = os.path.realpath(kw.get("cwd") or os.getcwd())
-        return await super()._async_pre_start_kernel(**kw)
+        self.workdir = os.path.realpath(cwd or os.getcwd())
+        return os.path.join(self.runtime_dir, "kernel.json"), str(sockets / "zmq")
 
-    def format_kernel_cmd(self, extra_arguments=None):
-        kernel_cmd = super().format_kernel_cmd(extra_arguments)
-        uid, gid = self._kernel_ids()
+    def command(self, kernel_cmd: list[str]) -> list[str]:
+        """``kernel_cmd`` run by the limits launcher inside bwrap."""
+        uid, gid = self.kernel_ids()
         limits = [str(self.memory_limit), str(self.max_processes), str(self.max_file_size), str(self.cpu_seconds), str(uid), str(gid)]
         return [
             shutil.which("bwrap") or "bwrap", *self.bwrap_arguments(),
             "--", sys.executable, "-I", "-S", "-c", _LIMITS_LAUNCHER, *limits, "--", *kernel_cmd,
         ]
 
-    async def _async_launch_kernel(self, kernel_cmd, **kw):
-        uid, gid = self._kernel_ids()
+    def lend_connection_file(self) -> None:
+        """Let the unprivileged kernel read its connection file."""
+        uid, gid = self.kernel_ids()
         if uid > 0 and self.connection_file and os.path.exists(self.connection_file):
-            os.chown(self.connection_file, uid, gid)  # the unprivileged kernel must read it
-        kw["env"] = self.kernel_environment(kw.get("env") or os.environ)
-        # Keep the kernel's own stdout/stderr (not cell output: ipykernel sends that over ZMQ) out of
-        # the grader's log, but remember its end: it says why a kernel died.
-        kw["stdout"] = subprocess.PIPE
-        kw["stderr"] = subprocess.STDOUT
-        await super()._async_launch_kernel(kernel_cmd, **kw)
-        process = getattr(self.provisioner, "process", None)
-        if process is not None and process.stdout is not None:
-            self._reader = threading.Thread(target=self._drain, args=(process.stdout,), daemon=True)
-            self._reader.start()
-        await self._seal_runtime_folder(process)
+            os.chown(self.connection_file, uid, gid)
 
-    async def _seal_runtime_folder(self, process) -> None:
+    async def seal(self, process, ip: str, ports: Iterable[int], output_tail) -> str:
         """Move the kernel's sockets out of the folder it shares with the grader, then delete that folder.
 
         ipykernel creates its five sockets before it reads a single request, so no student code
         has run yet. A Unix socket is found by its inode, so the moved sockets keep working (the
         clients are made after this and connect to the new paths); the kernel's view of the
         deleted folder stays mounted but Linux refuses every new file in it. This is the whole
-        bound on what the kernel can write to the grader's disk: nothing.
+        bound on what the kernel can write to the grader's disk: nothing. Returns the new ip.
         """
-        sockets = Path(self.ip).parent
-        names = [f"{Path(self.ip).name}-{getattr(self, channel)}" for channel in _CHANNELS]
+        sockets = Path(ip).parent
+        names = [f"{Path(ip).name}-{port}" for port in ports]
         deadline = time.monotonic() + self.socket_timeout
         while not all((sockets / name).exists() for name in names):
             if process is not None and process.poll() is not None:
-                tail = " | ".join(self.output_tail()[-3:]) or "no output"
+                tail = " | ".join(output_tail()[-3:]) or "no output"
                 raise RuntimeError(f"the sandboxed kernel exited before it was ready (exit code {process.returncode}): {tail}")
             if time.monotonic() > deadline:
                 if process is not None:
                     process.kill()  # bwrap: its --die-with-parent child goes with it
                 raise RuntimeError(f"the sandboxed kernel did not open its sockets within {self.socket_timeout} s")
             await asyncio.sleep(0.02)
-        runtime = Path(self._runtime_dir or sockets.parent)
+        runtime = Path(self.runtime_dir or sockets.parent)
         for name in names:
             os.replace(sockets / name, runtime / name)
         for _ in range(5):
@@ -452,37 +456,13 @@ class SandboxedKernelManager(AsyncKernelManager):
             if process is not None:
                 process.kill()
             raise RuntimeError(f"could not seal the kernel's socket folder {sockets}")
-        self.ip = str(runtime / Path(self.ip).name)
+        return str(runtime / Path(ip).name)
 
-    def _drain(self, stream) -> None:
-        try:
-            for raw in iter(lambda: stream.readline(4096), b""):
-                self._output_tail.append(raw.decode("utf-8", "replace").rstrip()[:500])
-        except (OSError, ValueError):
-            pass
-
-    def output_tail(self) -> list[str]:
-        """The last lines the kernel process wrote to its own stdout/stderr."""
-        return list(self._output_tail)
-
-    async def _async_interrupt_kernel(self) -> None:
-        # A signal to bwrap's process group would also hit bwrap itself and end the sandbox;
-        # ipykernel's interrupt_request makes the kernel send SIGINT to itself instead.
-        if not self.has_kernel:
-            raise RuntimeError("Cannot interrupt kernel. No kernel is running!")
-        msg = self.session.msg("interrupt_request", content={})
-        self._connect_control_socket()
-        self.session.send(self._control_socket, msg)
-
-    interrupt_kernel = _async_interrupt_kernel  # AsyncKernelManager binds the base method by name
-
-    async def _async_cleanup_resources(self, restart: bool = False) -> None:
-        await super()._async_cleanup_resources(restart=restart)
-        if self._runtime_dir and not restart:
-            shutil.rmtree(self._runtime_dir, ignore_errors=True)
-            self._runtime_dir = None
-
-    cleanup_resources = _async_cleanup_resources
+    def remove(self) -> None:
+        """Delete the host side (the kernel is gone)."""
+        if self.runtime_dir:
+            shutil.rmtree(self.runtime_dir, ignore_errors=True)
+            self.runtime_dir = None
 
     # --- the sandbox ------------------------------------------------------------------------------
 
@@ -494,11 +474,11 @@ class SandboxedKernelManager(AsyncKernelManager):
                 if p and os.path.isabs(p) and any(_is_within(Path(p), v) for v in visible)]
         kept.update({"PATH": os.pathsep.join(dict.fromkeys(path)) or "/usr/bin:/bin", "HOME": "/tmp",
                      "TMPDIR": "/tmp", "MPLCONFIGDIR": "/tmp/.matplotlib"})
-        if self._workdir:
-            kept["PWD"] = self._workdir
+        if self.workdir:
+            kept["PWD"] = self.workdir
         return kept
 
-    def _kernel_ids(self) -> tuple[int, int]:
+    def kernel_ids(self) -> tuple[int, int]:
         if os.geteuid() != 0:
             return os.getuid(), os.getgid()  # already unprivileged: the user namespace maps us to ourselves
         uid = self.kernel_uid or 100000 + os.getpid() % 50000
@@ -512,12 +492,13 @@ class SandboxedKernelManager(AsyncKernelManager):
 
     def release_folder(self) -> Path | None:
         """``release/<assignment>/`` of the course for the working folder being graded (``.../<assignment>``)."""
-        if not self._workdir:
+        if not self.workdir:
             return None
         release = self.config.get("CourseDirectory", {}).get("release_directory") or "release"
-        return self._course_root() / release / Path(self._workdir).name
+        return self._course_root() / release / Path(self.workdir).name
 
-    def _python_paths(self) -> list[str]:
+    @staticmethod
+    def _python_paths() -> list[str]:
         """The interpreter and its installations: the virtual environment and the Python it was made from."""
         paths = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
                  os.path.dirname(os.path.realpath(sys.executable))]
@@ -538,9 +519,9 @@ class SandboxedKernelManager(AsyncKernelManager):
         for name in ETC_FILES:
             if os.path.exists(f"/etc/{name}"):
                 allowed.append(Allowed("ro", f"/etc/{name}", os.path.realpath(f"/etc/{name}")))
-        if self._runtime_dir:
+        if self.runtime_dir:
             for name in ETC_GENERATED:
-                allowed.append(Allowed("ro", f"/etc/{name}", os.path.join(self._runtime_dir, "etc", name)))
+                allowed.append(Allowed("ro", f"/etc/{name}", os.path.join(self.runtime_dir, "etc", name)))
         lent: list[str] = [*self._python_paths(), *self.visible_paths]
         spec = importlib.util.find_spec("course")  # found, not imported: importing it sets environment defaults
         if spec is not None and spec.submodule_search_locations:
@@ -560,15 +541,15 @@ class SandboxedKernelManager(AsyncKernelManager):
         fonts = _matplotlib_font_cache()
         if fonts is not None:
             allowed.append(Allowed("ro", f"/tmp/.matplotlib/{fonts.name}", str(fonts)))
-        if self._workdir:
-            workdir = Path(self._workdir)
+        if self.workdir:
+            workdir = Path(self.workdir)
             allowed.append(Allowed("tmpfs", str(workdir)))
             release = self.release_folder()
             for relative in released_files(workdir, release) if release else []:
                 allowed.append(Allowed("ro", str(workdir / relative), str(workdir / relative)))
-        if self._runtime_dir:
+        if self.runtime_dir:
             allowed.append(Allowed("ro", self.connection_file, self.connection_file))
-            allowed.append(Allowed("rw", str(Path(self.ip).parent), str(Path(self.ip).parent)))
+            allowed.append(Allowed("rw", str(self.socket_folder), str(self.socket_folder)))
         return allowed
 
     def bwrap_arguments(self) -> list[str]:
@@ -594,13 +575,134 @@ class SandboxedKernelManager(AsyncKernelManager):
                 tree.add("--ro-bind", target, item.source)
             elif item.kind == "rw":
                 tree.add("--bind", target, item.source)
-        if self._workdir:
-            tree.args += ["--chdir", self._workdir]
+        if self.workdir:
+            tree.args += ["--chdir", self.workdir]
         # jupyter_client's launcher adds JPY_PARENT_PID after the environment was filtered; ipykernel
         # exits when its parent's pid is 1, which inside a PID namespace it always is.
         # bwrap's --die-with-parent already ends the kernel with the grader.
         tree.args += ["--unsetenv", "JPY_PARENT_PID", "--hostname", "grading-sandbox"]
         return tree.args
+
+
+PROVISIONER_NAME = "vae-sandbox"  # entry point in grader/pyproject.toml (jupyter_client.kernel_provisioners)
+
+
+class SandboxProvisioner(LocalProvisioner):
+    """jupyter_client's local provisioner, launching the kernel inside the :class:`Sandbox`.
+
+    A kernel provisioner is jupyter_client's public hook for how a kernel process is started,
+    signalled and cleaned up. Registered by entry point as ``vae-sandbox``; a kernel spec selects
+    it with ``metadata.kernel_provisioner.provisioner_name`` (:class:`GradingKernelSpecManager`).
+    """
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.sandbox = Sandbox(parent=self)
+        self._output_tail: deque[str] = deque(maxlen=64)
+        # A signal to bwrap's process group would also hit bwrap itself and end the sandbox;
+        # ipykernel's interrupt_request makes the kernel send SIGINT to itself instead.
+        if self.kernel_spec is not None:
+            self.kernel_spec.interrupt_mode = "message"
+
+    async def pre_launch(self, **kwargs):
+        km = self.parent
+        km.transport = "ipc"  # the kernel has no network; ZMQ over Unix sockets in a shared folder
+        km.cleanup_connection_file()  # on a restart: the file names the sealed sockets, not the new folder
+        km.connection_file, km.ip = self.sandbox.prepare(kwargs.get("cwd"))
+        kwargs = await super().pre_launch(**kwargs)
+        kwargs["cmd"] = self.sandbox.command(kwargs["cmd"])
+        return kwargs
+
+    async def launch_kernel(self, cmd: list[str], **kwargs):
+        self.sandbox.lend_connection_file()
+        kwargs["env"] = self.sandbox.kernel_environment(kwargs.get("env") or os.environ)
+        # Keep the kernel's own stdout/stderr (not cell output: ipykernel sends that over ZMQ) out of
+        # the grader's log, but remember its end: it says why a kernel died.
+        kwargs["stdout"] = subprocess.PIPE
+        kwargs["stderr"] = subprocess.STDOUT
+        info = await super().launch_kernel(cmd, **kwargs)
+        process = self.process
+        if process is not None and process.stdout is not None:
+            threading.Thread(target=self._drain, args=(process.stdout,), daemon=True).start()
+        ip = await self.sandbox.seal(process, str(info["ip"]), [info[c] for c in _CHANNELS], self.output_tail)
+        # The kernel manager loads this and rewrites its connection file; the kernel has read its copy.
+        self.connection_info = {**info, "ip": ip}
+        return self.connection_info
+
+    async def cleanup(self, restart: bool = False) -> None:
+        await super().cleanup(restart=restart)
+        if not restart:
+            self.sandbox.remove()
+
+    def _drain(self, stream) -> None:
+        try:
+            for raw in iter(lambda: stream.readline(4096), b""):
+                self._output_tail.append(raw.decode("utf-8", "replace").rstrip()[:500])
+        except (OSError, ValueError):
+            pass
+
+    def output_tail(self) -> list[str]:
+        """The last lines the kernel process wrote to its own stdout/stderr."""
+        return list(self._output_tail)
+
+
+class GradingKernelSpecManager(KernelSpecManager):
+    """The installed kernel specs, each started through :class:`SandboxProvisioner`."""
+
+    def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
+        spec = super().get_kernel_spec(kernel_name)
+        spec.metadata = {**spec.metadata, "kernel_provisioner": {"provisioner_name": PROVISIONER_NAME}}
+        return spec
+
+
+class SandboxedKernelManager(AsyncKernelManager):
+    """An ipykernel inside bubblewrap (see the module docstring); used by ``RobustExecute``.
+
+    Only public traits: the kernel specs it reads name the sandbox provisioner, and ZMQ runs over
+    ``ipc``. The rest (inspecting the sandbox) is for tests and ``--show``.
+    """
+
+    @default("transport")
+    def _default_transport(self) -> str:
+        return "ipc"
+
+    @default("kernel_spec_manager")
+    def _default_kernel_spec_manager(self) -> KernelSpecManager:
+        return GradingKernelSpecManager(data_dir=self.data_dir)
+
+    @property
+    def sandbox(self) -> Sandbox:
+        """The started kernel's sandbox, or (before a start) one built from the same configuration."""
+        if isinstance(self.provisioner, SandboxProvisioner):
+            return self.provisioner.sandbox
+        if getattr(self, "_unstarted", None) is None:
+            self._unstarted = Sandbox(parent=self)
+        return self._unstarted
+
+    @property
+    def _runtime_dir(self) -> str | None:
+        return self.sandbox.runtime_dir
+
+    @property
+    def _workdir(self) -> str | None:
+        return self.sandbox.workdir
+
+    @_workdir.setter
+    def _workdir(self, value: str | None) -> None:
+        self.sandbox.workdir = value
+
+    def allowed_paths(self) -> list[Allowed]:
+        return self.sandbox.allowed_paths()
+
+    def bwrap_arguments(self) -> list[str]:
+        return self.sandbox.bwrap_arguments()
+
+    def kernel_environment(self, env: Mapping[str, str]) -> dict[str, str]:
+        return self.sandbox.kernel_environment(env)
+
+    def output_tail(self) -> list[str]:
+        """The last lines the kernel process wrote to its own stdout/stderr."""
+        return self.provisioner.output_tail() if isinstance(self.provisioner, SandboxProvisioner) else []
 
 
 def _generated_etc(uid: int, gid: int) -> dict[str, str]:
@@ -686,13 +788,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"sandbox: {'NOT usable: ' + problem if problem else 'bubblewrap works here'}"
           f"{' (disabled by ' + SANDBOX_ENV + '=off)' if sandbox_disabled() else ''}")
     if args.show:
-        km = SandboxedKernelManager(kernel_name="python3")
-        km._workdir = os.path.realpath(os.getcwd())
-        print(describe(km.allowed_paths()))
+        sandbox = Sandbox()
+        sandbox.workdir = os.path.realpath(os.getcwd())
+        print(describe(sandbox.allowed_paths()))
         print(f"ro       /etc/{{{','.join(ETC_GENERATED)}}}  <- generated per kernel\n"
               "ro       <runtime folder>/kernel.json  (the connection file)\n"
               "rw       <runtime folder>/sockets  (deleted once the kernel's sockets exist)")
-        print("environment:", " ".join(sorted(km.kernel_environment(os.environ))))
+        print("environment:", " ".join(sorted(sandbox.kernel_environment(os.environ))))
     if args.overhead and not problem:
         times = measure_overhead(args.overhead)
         for name, values in times.items():
