@@ -46,11 +46,13 @@ def all_submissions() -> list[Submission]:
 def manifest() -> str:
     import nbformat
 
+    from vae_grader.demo_submissions import catalogue_markdown
     from vae_grader.paths import MASTER
     from vae_grader.report import manifest_markdown
     from vae_grader.submission_kit import points_by_cell
 
-    return manifest_markdown(demo_submissions(), points_by_cell(nbformat.read(MASTER, as_version=4)), MANIFEST_TITLE)
+    table = manifest_markdown(demo_submissions(), points_by_cell(nbformat.read(MASTER, as_version=4)), MANIFEST_TITLE)
+    return table + "\n" + catalogue_markdown()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,12 +13,13 @@ is that output, kept in sync by a test).
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Iterable, Mapping
 
 import nbformat
 
 from vae_grader.paths import MASTER
-from vae_grader.submission_kit import PARTS, Submission, filled, full_points, test_cells
+from vae_grader.submission_kit import BEGIN, END, PARTS, Submission, cell_by_id, filled, full_points, test_cells
 
 _MASTER = nbformat.read(MASTER, as_version=4)
 
@@ -29,6 +30,20 @@ def _part_lost(part: str, visible: str, hidden: str | None = None) -> dict[str, 
     """Reasons for losing both test cells of ``part`` (``hidden`` defaults to ``visible``)."""
     visible_id, hidden_id = test_cells(part)
     return {visible_id: visible, hidden_id: hidden or visible}
+
+
+def rewritten(cell: str, source: str) -> tuple[str, str]:
+    """A substitution that replaces the whole solution of ``cell`` (the lines between the markers) by ``source``.
+
+    For correct-but-different students, who write a part in their own way rather than slip once. The
+    old text is the master's solution, so a changed master still raises instead of passing silently;
+    ``source`` is dedented and indented like the master's solution lines.
+    """
+    lines = cell_by_id(_MASTER, cell).source.splitlines()
+    begin = next(i for i, line in enumerate(lines) if line.strip() == BEGIN)
+    end = next(i for i, line in enumerate(lines) if line.strip() == END)
+    indent = lines[begin][: len(lines[begin]) - len(lines[begin].lstrip())]
+    return "\n".join(lines[begin + 1:end]), textwrap.indent(textwrap.dedent(source).strip("\n"), indent)
 
 
 def _not_attempted(parts: Iterable[str]) -> dict[str, str]:
@@ -178,3 +193,228 @@ SUBMISSIONS: list[Submission] = [
         feedback=("not the reconstruction",),
     ),
 ]
+
+# --- issue 11: correct-but-different students (40/40 each) and more plausible mistakes ----------------
+
+SEQUENTIAL_ENCODER = '''
+    convolutions = keras.Sequential([
+        layers.Conv2D(32, 3, padding="same", activation="relu"),
+        layers.Conv2D(64, 3, strides=2, padding="same", activation="relu"),
+        layers.Conv2D(64, 3, padding="same", activation="relu"),
+        layers.Conv2D(64, 3, padding="same", activation="relu"),
+    ], name="convolutions")
+    head = keras.Sequential([layers.Flatten(), layers.Dense(32, activation="relu")], name="head")
+    inputs = keras.Input(shape=(28, 28, 1))
+    features = head(convolutions(inputs))
+    outputs = [layers.Dense(latent_dim, name="z_mean")(features), layers.Dense(latent_dim, name="z_log_var")(features)]
+    return keras.Model(inputs, outputs, name="encoder")
+'''
+SEQUENTIAL_DECODER = '''
+    inputs = keras.Input(shape=(latent_dim,))
+    upsample = keras.Sequential([
+        layers.Dense(int(np.prod(shape_before_flattening)), activation="relu"),
+        layers.Reshape(shape_before_flattening),
+        layers.Conv2DTranspose(32, 3, strides=2, padding="same", activation="relu"),
+    ], name="upsample")
+    to_pixels = keras.Sequential([layers.Conv2D(1, 3, padding="same", activation="sigmoid")], name="to_pixels")
+    return keras.Model(inputs, to_pixels(upsample(inputs)), name="decoder")
+'''
+ACTIVATION_LAYER_ENCODER = '''
+    image = keras.Input(shape=(28, 28, 1))
+    x = layers.ReLU()(layers.Conv2D(32, 3, padding="same", activation=None)(image))
+    x = layers.ReLU()(layers.Conv2D(64, 3, strides=2, padding="same", activation=None)(x))
+    x = layers.Activation("relu")(layers.Conv2D(64, 3, padding="same")(x))
+    x = layers.ReLU()(layers.Conv2D(64, 3, padding="same")(x))
+    x = layers.Flatten()(x)
+    x = layers.Activation("relu")(layers.Dense(32)(x))
+    return keras.Model(image, [layers.Dense(latent_dim)(x), layers.Dense(latent_dim)(x)], name="encoder")
+'''
+ACTIVATION_LAYER_DECODER = '''
+    z = keras.Input(shape=(latent_dim,))
+    x = layers.ReLU()(layers.Dense(int(np.prod(shape_before_flattening)))(z))
+    x = layers.Reshape(shape_before_flattening)(x)
+    x = layers.ReLU()(layers.Conv2DTranspose(32, 3, strides=2, padding="same", activation=None)(x))
+    image = layers.Activation("sigmoid")(layers.Conv2D(1, 3, padding="same", activation=None)(x))
+    return keras.Model(z, image, name="decoder")
+'''
+MANUAL_LOSS = '''
+    p = ops.clip(ops.reshape(z_decoded, (ops.shape(z_decoded)[0], -1)), 1e-7, 1 - 1e-7)
+    target = ops.reshape(x, (ops.shape(x)[0], -1))
+    reconstruction = ops.mean(-target * ops.log(p) - (1 - target) * ops.log(1 - p))
+    latent_dim = ops.shape(z_mean)[-1]
+    kl = -ops.sum(1 + z_log_var - ops.square(z_mean) - ops.exp(z_log_var), axis=-1) / latent_dim
+    self.add_loss(reconstruction + KL_WEIGHT * ops.mean(kl))
+    return x
+'''
+SQRT_SAMPLER = '''
+    epsilon = keras.random.normal(shape=ops.shape(z_log_var), mean=0.0, stddev=1.0, seed=self.seed_generator)
+    return z_mean + ops.sqrt(ops.exp(z_log_var)) * epsilon
+'''
+LOOP_MANIFOLD = '''
+    grid = norm.ppf(np.linspace(0.05, 0.95, n))
+    codes = []
+    for i in range(n):  # row i: z[1] = grid[i]
+        for j in range(n):  # column j: z[0] = grid[j]
+            codes.append([grid[j], grid[i]])
+    digits = ops.convert_to_numpy(decoder(np.array(codes, dtype="float32")))  # one call for all n*n codes
+    image = np.zeros((n * digit_size, n * digit_size))
+    for k, digit in enumerate(digits):
+        i, j = divmod(k, n)
+        image[i * digit_size:(i + 1) * digit_size, j * digit_size:(j + 1) * digit_size] = digit.reshape(digit_size, digit_size)
+    return image
+'''
+VALID_PADDING_ENCODER = '''
+    image = keras.Input(shape=(28, 28, 1), name="image")
+    x = layers.Conv2D(32, 3, activation="relu")(image)
+    x = layers.Conv2D(64, 3, activation="relu", strides=2)(x)
+    x = layers.Conv2D(64, 3, activation="relu")(x)
+    x = layers.Conv2D(64, 3, activation="relu")(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(32, activation="relu")(x)
+    z_mean = layers.Dense(latent_dim, name="z_mean")(x)
+    z_log_var = layers.Dense(latent_dim, name="z_log_var")(x)
+    return keras.Model(image, [z_mean, z_log_var], name="encoder")
+'''
+
+CORRECT_VARIANTS: list[Submission] = [
+    sample("sequential_blocks", "correct, written differently: encoder and decoder as keras.Sequential blocks wrapped in "
+           "keras.Model(inputs, outputs)",
+           mistakes={"encoder": rewritten("encoder", SEQUENTIAL_ENCODER), "decoder": rewritten("decoder", SEQUENTIAL_DECODER)}),
+    sample("activation_layers", "correct, written differently: Conv2D/Dense with activation=None followed by "
+           "layers.ReLU() / layers.Activation(\"relu\") / layers.Activation(\"sigmoid\")",
+           mistakes={"encoder": rewritten("encoder", ACTIVATION_LAYER_ENCODER),
+                     "decoder": rewritten("decoder", ACTIVATION_LAYER_DECODER)}),
+    sample("loss_by_hand", "correct, written differently: the cross-entropy written out as -x log p - (1 - x) log(1 - p) "
+           "with clipping, the KL term as ops.sum(...) / latent_dim",
+           mistakes={"loss_layer": rewritten("loss_layer", MANUAL_LOSS)}),
+    sample("sampler_sqrt", "correct, written differently: the standard deviation as ops.sqrt(ops.exp(z_log_var)), the noise "
+           "drawn with the shape of z_log_var",
+           mistakes={"sampling": rewritten("sampling", SQRT_SAMPLER)}),
+    sample("manifold_loop", "correct, written differently: codes and tiles in Python loops around one batched decoder call",
+           mistakes={"manifold": rewritten("manifold", LOOP_MANIFOLD)}),
+]
+"""Correct code written as a careful reader of the instructions might: each must earn 40/40."""
+
+CATALOGUE: dict[str, dict[str, str]] = {
+    "loss_sum_pixels": {
+        "test_loss_layer": "expected 0.",
+        "test_loss_layer_hidden": "summed over the 784 pixels",
+    },
+    "encoder_padding_valid": {
+        "test_encoder": 'padding="same"',
+        "test_encoder_hidden": "padding='valid'; expected padding='same'",
+        "test_training_hidden": "fix part 1",
+    },
+    "sampler_shared_noise": {
+        "test_sampling": "shared across the batch",
+        "test_sampling_hidden": "a fresh value for every row",
+    },
+    "sampler_unseeded": {
+        "test_sampling": "drew different noise",
+        "test_sampling_hidden": "seed=self.seed_generator",
+    },
+    "manifold_tiles_transposed": {
+        "test_manifold": "check the reshape/transpose",
+        "test_manifold_hidden": "transposed inside itself",
+    },
+    "fit_without_validation": {
+        "test_training": "no val_loss in the history",
+    },
+    "fit_validation_split": {
+        "test_training_hidden": "look untrained",
+    },
+}
+"""For each new mistake: grade_id -> a phrase of the message that cell's failing check must show (the cause,
+not a formula). tests/test_fair_grading.py asserts every entry in-process; the pipeline tests assert them on
+the feedback pages."""
+
+_PADDING_NOT_TRAINED = ("the decoder mirrors the encoder's (8, 8, 64) feature map and makes 16x16 images, so "
+                        "build_vae cannot match them with the 28x28 inputs and `vae` is never built")
+
+NEW_MISTAKES: list[Submission] = [
+    sample(
+        "loss_sum_pixels",
+        "the reconstruction term summed over each image's 784 pixels instead of averaged",
+        mistakes={"loss_layer": ("ops.mean(keras.losses.binary_crossentropy(x_flat, decoded_flat))",
+                                 "ops.mean(ops.sum(ops.binary_crossentropy(x_flat, decoded_flat), axis=-1))")},
+        lost={"test_loss_layer": "the loss for a zero code is 784 times the mean cross-entropy"},
+        partial={"test_loss_layer_hidden": (1, "the loss value (3 points) is the per-image sum over 784 pixels; the "
+                                                "layer still passes x through (1 point). Training judges the loss "
+                                                "relative to its own scale, so part 7 keeps its points")},
+        feedback=tuple(CATALOGUE["loss_sum_pixels"].values()),
+    ),
+    sample(
+        "encoder_padding_valid",
+        "the encoder's convolutions without padding=\"same\" (Keras's default \"valid\" shrinks 28x28 to 8x8)",
+        mistakes={"encoder": rewritten("encoder", VALID_PADDING_ENCODER)},
+        lost={
+            "test_encoder": "the feature map before Flatten is (8, 8, 64), not (14, 14, 64)",
+            "test_encoder_hidden": "layer 1 has padding 'valid', expected 'same' (and 223,908 parameters, not 494,244)",
+            # Cross-part losses that remain: the shapes do not fit, so nothing downstream of the notebook's
+            # own encoder can run; the messages point at part 1.
+            "test_training": "cross-part: " + _PADDING_NOT_TRAINED + ", so there is no history",
+            "test_training_hidden": "cross-part: the trained decoder makes 16x16 images; the message says to fix part 1",
+            "test_manifold": "cross-part: build_manifold cannot cut 16x16 digits into 28x28 tiles, so `manifold` is "
+                             "never defined (the hidden manifold test uses stand-in decoders and passes)",
+        },
+        feedback=tuple(CATALOGUE["encoder_padding_valid"].values()),
+    ),
+    sample(
+        "sampler_shared_noise",
+        "the sampler draws one epsilon of shape (1, latent_dim) and shares it across the batch",
+        mistakes={"sampling": ("keras.random.normal(ops.shape(z_mean), seed=self.seed_generator)",
+                               "keras.random.normal((1, ops.shape(z_mean)[1]), seed=self.seed_generator)")},
+        lost={"test_sampling": "every row of one call gets the same z"},
+        partial={"test_sampling_hidden": (2, "the statistics of 20,000 draws (2 points): all draws of one call are the "
+                                              "same point; reproducibility, gradients and serialisation pass")},
+        feedback=tuple(CATALOGUE["sampler_shared_noise"].values()),
+    ),
+    sample(
+        "sampler_unseeded",
+        "the sampler draws its noise without seed=self.seed_generator (right distribution, not reproducible)",
+        mistakes={"sampling": ("keras.random.normal(ops.shape(z_mean), seed=self.seed_generator)",
+                               "keras.random.normal(ops.shape(z_mean))")},
+        lost={"test_sampling": "two fresh Sampling(seed=1) layers draw different noise"},
+        partial={"test_sampling_hidden": (3, "reproducibility (1 point): a seeded layer's draws differ between runs; "
+                                              "statistics, gradients and serialisation pass")},
+        feedback=tuple(CATALOGUE["sampler_unseeded"].values()),
+    ),
+    sample(
+        "manifold_tiles_transposed",
+        "the manifold's tiles transposed inside themselves (digits.transpose(0, 3, 1, 2): each digit lies on its side)",
+        mistakes={"manifold": ("digits.transpose(0, 2, 1, 3)", "digits.transpose(0, 3, 1, 2)")},
+        lost={"test_manifold": "the self-check's probe decoder finds z[1] missing from pixel (0, 1) of every tile"},
+        partial={"test_manifold_hidden": (1, "the grid and layout (2 points): every tile is transposed inside itself; "
+                                              "one batched call and unscrambled tiles pass")},
+        feedback=tuple(CATALOGUE["manifold_tiles_transposed"].values()),
+    ),
+    sample(
+        "fit_without_validation",
+        "vae.fit without validation_data (the cell's own print of val_loss then raises KeyError)",
+        mistakes={"training": ("validation_data=(x_val, None), ", "")},
+        lost={"test_training": "the history has no val_loss"},
+        feedback=tuple(CATALOGUE["fit_without_validation"].values()),
+    ),
+    sample(
+        "fit_validation_split",
+        "validation_split=(x_val, None) where validation_data was meant: fit raises before the first step",
+        mistakes={"training": ("validation_data=(x_val, None)", "validation_split=(x_val, None)")},
+        lost={"test_training": "fit raised, so `history` is never assigned and the model is untrained",
+              "test_training_hidden": "the encoder and decoder were never trained (every reconstruction is the same "
+                                      "grey blur)"},
+        feedback=tuple(CATALOGUE["fit_validation_split"].values()),
+    ),
+]
+"""Plausible mistakes of issue 11, each losing the points of its own part (cross-part losses say why)."""
+
+SUBMISSIONS += CORRECT_VARIANTS + NEW_MISTAKES
+
+
+def catalogue_markdown() -> str:
+    """The catalogue of mistakes: for each, the graded cells it fails and the cause their message names."""
+    out = ["## Catalogue: which check and message each mistake meets", "",
+           "| student | graded cell | the message names (phrase) |", "|---|---|---|"]
+    for student, cells in CATALOGUE.items():
+        for cell, phrase in cells.items():
+            out.append(f"| `{student}` | `{cell}` | {phrase.replace('|', '/')} |")
+    return "\n".join(out)

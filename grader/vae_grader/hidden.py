@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from course.architecture import wiring_problem
 from course.checks import (
     Check, Outcome, expect, expect_close, expect_layers, expect_param_count, expect_ran, expect_shape,
 )
@@ -65,33 +66,47 @@ def verdict_encoder(data: dict[str, Any]) -> list[Check]:
 # --- part 2 -----------------------------------------------------------------------------------------
 
 
-def verdict_sampling(data: dict[str, Any]) -> list[Check]:
+def _centred(what: str, draws: Any, mean: np.ndarray, rows: int) -> np.ndarray:
+    """Draws of the expected shape, noisy, and centred on ``mean`` within 6 standard errors of their own spread."""
+    z = np.asarray(draws, dtype=np.float64)
+    expect_shape(what, z.shape, (rows, 2), "z has the shape of z_mean")
+    expect(bool(np.isfinite(z).all()) and bool(np.all(z.std(axis=0) > 1e-3)), f"{what} are not noisy draws around z_mean")
+    error = np.abs(z.mean(axis=0) - mean) / (z.std(axis=0) / np.sqrt(rows))
+    expect(bool(np.all(error < 6)), f"{what} are not centred on the z_mean they were given")
+    return z
+
+
+def verdict_sampling(data: dict[str, Any], salt: int = 0) -> list[Check]:
+    given = hp.sampler_inputs(salt)
+
     def statistics() -> None:
         expect_ran(data, "Sampling(seed=7)([z_mean, z_log_var])")
         draws = np.asarray(data["draws"], dtype=np.float64)
         expect_shape("20,000 draws", draws.shape, (hp.N_DRAWS, 2), "z has the shape of z_mean")
-        # Standard errors at 20,000 draws: 0.014 for the mean (sd 2), 1 % for a variance; the tolerances are 5.7
-        # and 8 standard errors. The exp(z_log_var) sampler gives variance ratios 4 and 1/4; noise shared across
-        # the batch (drawn once) gives a variance near 0.
-        ratio = draws.var(axis=0) / np.array(hp.SAMPLER_VARIANCE)
+        # Standard errors at 20,000 draws: at most 0.014 for the mean (sd up to 2), 1 % for a variance; the
+        # tolerances are 5.7 and 8 standard errors. The exp(z_log_var) sampler squares the variances (ratios
+        # 2.5-4 and 0.25-0.4 with these inputs); noise shared across the batch (drawn once) gives a variance near 0.
+        ratio = draws.var(axis=0) / given["variance"]
         if np.all(ratio < 0.05):
             raise AssertionError("all 20,000 draws of one call are (almost) the same point: draw the noise inside call() "
                                  "with the shape of z_mean (ops.shape(z_mean)), a fresh value for every row")
         expect_close("the variance of 20,000 draws / exp(z_log_var)", ratio, [1.0, 1.0], atol=0.08,
                      hint="the variance must be exp(z_log_var), so the standard deviation is exp(0.5 * z_log_var)")
-        expect_close("the mean of 20,000 draws", draws.mean(axis=0), list(hp.SAMPLER_MEAN), atol=0.08,
+        expect_close("the mean of 20,000 draws", draws.mean(axis=0), given["mean"], atol=0.08,
                      hint="the draws should be centred on z_mean")
 
     def reproducible() -> None:
         expect_ran(data, "Sampling(seed=3)")
-        expect_close("a seeded layer's first draw, repeated", data["seeded.second"], data["seeded.first"], atol=1e-6,
+        first = _centred("a seeded layer's draws", data["seeded.first"], given["mean"], hp.N_SEEDED)
+        expect_close("a seeded layer's first draw, repeated", data["seeded.second"], first, atol=1e-6,
                      hint="use keras.random with seed=self.seed_generator so runs are reproducible")
 
     def gradients() -> None:
         expect_ran(data, "gradients of Sampling")
-        m0 = np.array([hp.GRAD_MEAN] * 8)
+        m0 = np.tile(given["grad_mean"], (hp.N_SEEDED, 1))
+        z = _centred("the draws whose gradients were taken", data["grad.z"], given["grad_mean"], hp.N_SEEDED)
         expect_close("d z / d z_mean", data["grad.mean"], np.ones_like(m0), atol=1e-5, hint="z must depend on z_mean additively")
-        expect_close("d z / d z_log_var", data["grad.log_var"], 0.5 * (np.asarray(data["grad.z"], np.float64) - m0), atol=1e-4,
+        expect_close("d z / d z_log_var", data["grad.log_var"], 0.5 * (z - m0), atol=1e-4,
                      hint="with z = z_mean + exp(0.5 * z_log_var) * eps the gradient is 0.5 * (z - z_mean)")
 
     def serialisable() -> None:
@@ -99,6 +114,10 @@ def verdict_sampling(data: dict[str, Any]) -> list[Check]:
         restored = data.get("restored.json") or {}
         expect(bool(restored.get("same_class")) and restored.get("seed") == 9,
                "Sampling does not survive serialisation with its seed (keep seed in get_config)")
+        # The template's get_config alone would pass the lines above: the rebuilt layer must also draw.
+        draws = _centred("the rebuilt layer's draws", restored.get("restored", []), given["grad_mean"], hp.N_SEEDED)
+        expect_close("the rebuilt layer's first draw against the original's", draws, restored.get("original"), atol=1e-6,
+                     hint="a layer rebuilt with the same seed must draw the same first sample: seed the SeedGenerator with self.seed")
 
     return [(2, "the statistics of many draws", statistics), (1, "reproducibility", reproducible),
             (0.5, "gradients", gradients), (0.5, "serialisation", serialisable)]
@@ -137,16 +156,63 @@ def verdict_decoder(data: dict[str, Any]) -> list[Check]:
 def reference_vae_loss(x: np.ndarray, decoded: np.ndarray, z_mean: np.ndarray, z_log_var: np.ndarray,
                        eps: float = 1e-7) -> tuple[float, float]:
     """(total, reconstruction) as the notebook defines them, in float64."""
+    terms = loss_terms(x, decoded, z_mean, z_log_var, eps)
+    return terms["reconstruction"] + KL_WEIGHT * terms["kl"], terms["reconstruction"]
+
+
+KL_WEIGHT = 5e-4
+
+
+def loss_terms(x: np.ndarray, decoded: np.ndarray, z_mean: np.ndarray, z_log_var: np.ndarray,
+               eps: float = 1e-7) -> dict[str, float]:
+    """The pieces of the loss, and of its plausible misreadings, in float64.
+
+    ``reconstruction``: mean pixel cross-entropy; ``kl``: -mean over latent dims, mean over the batch;
+    ``kl_sum``: the same summed over the latent dims; ``kl_batch_sum``: averaged over latent dims but
+    summed over the batch.
+    """
     x = x.reshape(len(x), -1).astype("float64")
     p = np.clip(decoded.reshape(len(decoded), -1).astype("float64"), eps, 1 - eps)
-    reconstruction = float(np.mean(-(x * np.log(p) + (1 - x) * np.log(1 - p))))
-    kl = -np.mean(1 + z_log_var - z_mean**2 - np.exp(z_log_var), axis=-1)
-    return reconstruction + 5e-4 * float(np.mean(kl)), reconstruction
+    pixels = -(x * np.log(p) + (1 - x) * np.log(1 - p))
+    per_dim = -(1 + z_log_var - z_mean**2 - np.exp(z_log_var)).astype("float64")
+    return {
+        "reconstruction": float(np.mean(pixels)),
+        "kl": float(np.mean(per_dim.mean(axis=-1))),
+        "kl_sum": float(np.mean(per_dim.sum(axis=-1))),
+        "kl_batch_sum": float(np.sum(per_dim.mean(axis=-1))),
+        "pixels": float(x.shape[1]),
+    }
 
 
-def verdict_loss_layer(data: dict[str, Any]) -> list[Check]:
+LOSS_SLIPS: tuple[tuple[str, Callable[[dict[str, float]], float]], ...] = (
+    ("the reconstruction term is summed over the 784 pixels of each image instead of averaged: take the mean over "
+     "all pixels (the KL weight 5e-4 is set for a mean)",
+     lambda t: t["pixels"] * t["reconstruction"] + KL_WEIGHT * t["kl"]),
+    ("the KL term is missing: add 5e-4 times -mean(1 + z_log_var - z_mean^2 - exp(z_log_var))",
+     lambda t: t["reconstruction"]),
+    ("the KL term is added without its weight: multiply it by KL_WEIGHT (5e-4)",
+     lambda t: t["reconstruction"] + t["kl"]),
+    ("the KL term is summed over the latent dimensions instead of averaged: take -mean over the last axis",
+     lambda t: t["reconstruction"] + KL_WEIGHT * t["kl_sum"]),
+    ("the KL term is summed over the batch instead of averaged: take its mean over the batch",
+     lambda t: t["reconstruction"] + KL_WEIGHT * t["kl_batch_sum"]),
+    ("the KL term is subtracted: the KL term must be added with a positive sign (-mean(1 + z_log_var - z_mean^2 - "
+     "exp(z_log_var)) is never negative)",
+     lambda t: t["reconstruction"] - KL_WEIGHT * t["kl"]),
+)
+"""Measured diagnoses of part 4: each plausible slip and the loss it produces (tests/test_fair_grading.py
+writes each one as a student would and checks that its message is the one named here)."""
+
+
+def diagnose_loss(got: float, terms: dict[str, float]) -> str | None:
+    """The slip whose loss matches ``got`` (relative tolerance 1e-4), if exactly one does."""
+    matches = [message for message, formula in LOSS_SLIPS if abs(got - formula(terms)) <= 1e-4 * max(1.0, abs(got))]
+    return matches[0] if len(matches) == 1 else None
+
+
+def verdict_loss_layer(data: dict[str, Any], salt: int = 0) -> list[Check]:
     what = "CustomVariationalLayer()([x, z_decoded, z_mean, z_log_var])"
-    batches = hp.loss_batches()
+    batches = hp.loss_batches(salt)
 
     def output() -> None:
         expect_ran(data, what)
@@ -161,6 +227,12 @@ def verdict_loss_layer(data: dict[str, Any]) -> list[Check]:
             expect(len(losses) == 1, f"exactly one loss should be added; found {len(losses)}")
             total, reconstruction = reference_vae_loss(*inputs)
             got = float(losses[0])
+            if abs(got - total) <= 1e-5:
+                continue
+            slip = diagnose_loss(got, loss_terms(*inputs)) if np.isfinite(got) else None
+            if slip is not None:
+                raise AssertionError(f"the loss for a batch of {batch} with latent_dim {latent} is {got:.5g}, expected "
+                                     f"{total:.5g}: {slip}")
             expect(got > reconstruction, "the loss is below the reconstruction term alone: the KL term must be added with a "
                    "positive sign (-mean(1 + z_log_var - z_mean^2 - exp(z_log_var)) is never negative)")
             expect_close(f"the loss for a batch of {batch} with latent_dim {latent}", got, total, atol=1e-5,
@@ -176,13 +248,16 @@ def verdict_loss_layer(data: dict[str, Any]) -> list[Check]:
 def verdict_vae_model(data: dict[str, Any]) -> list[Check]:
     def check() -> None:
         expect_ran(data, "build_vae")
-        kinds = data.get("layers.json") or []
-        expect("Sampling" in kinds, f"the VAE should contain a Sampling layer; its layers are {kinds}")
-        expect("CustomVariationalLayer" in kinds, f"the VAE should end in CustomVariationalLayer; its layers are {kinds}")
-        expect(all(data.get("uses_given.json") or [False]),
-               "build_vae should use the encoder and decoder it is given (call them on the input), not build new ones")
-        expect_ran(data, "reading the optimizer's learning rate", "compile the model inside build_vae")
-        expect_close("the learning rate", float(data["learning_rate"]), 3e-3, atol=1e-9, hint="pass learning_rate to the optimizer")
+        expect_ran(data, "model.get_config()", "build_vae should return a functional keras.Model")
+        config = data.get("config.json")
+        expect(isinstance(config, dict), "build_vae should return a functional keras.Model")
+        encoder, decoder = (data.get("given.json") or ["", ""])[:2]
+        problem = wiring_problem(config, str(encoder), str(decoder))
+        expect(problem is None, problem or "")
+        expect_ran(data, "reading the optimizer (compile the model inside build_vae)")
+        rate = (data.get("optimizer.json") or {}).get("learning_rate")
+        expect(isinstance(rate, (int, float)), "the optimizer has no learning rate: compile with keras.optimizers.Adam(learning_rate)")
+        expect_close("the learning rate", float(rate), 3e-3, atol=1e-9, hint="pass learning_rate to the optimizer")
         expect_ran(data, "vae.fit(images, None, epochs=1, batch_size=8)")
         expect(bool(np.isfinite(data["fit_loss"])), "training the VAE for one step gave a non-finite loss")
         expect(bool(data["decoder_changed"]),
@@ -228,25 +303,63 @@ RATIO_THRESHOLD = 0.90
 """Calibrated in README ("Calibration"): master 0.59-0.81 over 10 seeds; input-ignoring models 1.00."""
 
 
+UNTRAINED_SPREAD = 0.02
+"""Below this, the reconstructions are the grey blur of an untrained decoder. Measured on the 200 quality
+images (tests/test_fair_grading.py's base notebook, Keras 3.15, TF backend): the master's encoder and
+decoder with fresh weights, seeds 0-4: mean pixel 0.50, mean per-pixel standard deviation across images
+below 5e-5, error ratio 1.00; after the grading budget's training, seeds 0 and 1: mean pixel 0.131 / 0.123,
+spread 0.070 / 0.076, ratio 0.684 / 0.589. A trained decoder that ignores its code also has no spread, but
+its mean pixel is the share of ink (about 0.13), not 0.5."""
+
+
+def diagnose_training(decoded: np.ndarray) -> str:
+    """Why reconstructions fail: a decoder that never trained, or one that trained but ignores its code."""
+    mean, spread = float(np.mean(decoded)), float(np.mean(np.std(decoded, axis=0)))
+    if spread < UNTRAINED_SPREAD and abs(mean - 0.5) < 0.1:
+        return (f"your encoder and decoder look untrained: every reconstruction is the same grey blur (mean pixel "
+                f"{mean:.2f}, as for fresh weights; a trained decoder averages about 0.13). Did vae.fit run to the end? "
+                "If the training cell raised an error (fit needs the preprocessed x_train, shape (N, 28, 28, 1)) or was "
+                "stopped at the grader's time limit, fix that first")
+    return ("check that training ran on the preprocessed images and that the decoder is trained through the loss "
+            "(an earlier self-check that fails, e.g. the decoder's output in part 3, is the first thing to fix)")
+
+
 def verdict_training(data: dict[str, Any]) -> list[Check]:
+    from course.architecture import shape_before_flattening
     from course.quality import reconstruction_report
 
     def check() -> None:
         encoder = _load(data, "encoder", "the trained encoder")
         decoder = _load(data, "decoder", "the trained decoder")
         expect(len(encoder.outputs) == 2, "the trained encoder should output [z_mean, z_log_var]")
-        expect_shape("the trained decoder's output", decoder.outputs[0].shape, (None, 28, 28, 1))
+        # The reconstructions must pass through the 2-number code: an encoder that hands the image itself to the
+        # decoder would "reconstruct" perfectly without learning anything.
+        expect_shape("the trained encoder's z_mean", encoder.outputs[0].shape, (None, 2), "the code has latent_dim = 2 numbers")
+        expect_shape("the trained decoder's input", decoder.inputs[0].shape, (None, 2), "the decoder reads a code of 2 numbers")
+        shape = tuple(decoder.outputs[0].shape)
+        if shape != (None, 28, 28, 1):
+            try:
+                feature_map = shape_before_flattening(encoder)
+            except ValueError:
+                feature_map = None
+            if feature_map is not None and feature_map != (14, 14, 64):
+                raise AssertionError(
+                    f"the trained decoder makes images of shape {shape[1:]}, not (28, 28, 1), because it mirrors your "
+                    f"encoder's feature map {feature_map} (expected (14, 14, 64)): fix part 1 first (padding=\"same\" in "
+                    "every convolution, stride 2 only in the second); nothing could be trained with these shapes")
+        expect_shape("the trained decoder's output", shape, (None, 28, 28, 1),
+                     "fix part 3 first: the decoder must end in a 28x28x1 image")
         _, reference_test = _mnist()
         quality_x = (reference_test[:200] / 255.0).astype("float32")[..., None]
         z_mean, _ = encoder(quality_x)
-        report = reconstruction_report(quality_x, _numpy(decoder(z_mean)))
+        decoded = _numpy(decoder(z_mean))
+        report = reconstruction_report(quality_x, decoded)
         # Error ratio = mean cross-entropy of each reconstruction against its own input / against the other 199
         # inputs (1.00 = reconstructions carry no information about their input).
         expect(report.ratio < RATIO_THRESHOLD,
                f"your reconstructions resemble their own input hardly more than other digits (error ratio {report.ratio:.3f}; "
                "the reference solution reaches 0.59 to 0.81 after the same short training, and a model that ignores its "
-               "input scores 1.00). Check that training ran on the preprocessed images and that the decoder is trained "
-               "through the loss.")
+               f"input scores 1.00): {diagnose_training(decoded)}.")
 
     return [(5, "reconstruction quality of the trained encoder and decoder", check)]
 
@@ -268,7 +381,13 @@ def verdict_manifold(data: dict[str, Any]) -> list[Check]:
     def layout() -> None:
         out = image()
         z0, z1 = out[0::28, 0::28], out[0::28, 1::28]  # pixels (0, 0) and (0, 1) of every tile hold its code
-        if np.allclose(np.stack([z1, z0]), np.stack(np.meshgrid(grid, grid)), atol=1e-4):
+        codes = np.stack(np.meshgrid(grid, grid))
+        if np.allclose(np.stack([z0, out[1::28, 0::28]]), codes, atol=1e-4) and not np.allclose(z1, codes[1], atol=1e-4):
+            raise AssertionError("every tile is transposed inside itself (pixel (r, c) of a digit lands at (c, r), so the "
+                                 "digits lie on their side); the tiles are in the right places: reorder the axes of the "
+                                 "(n, n, 28, 28) digits to (row of tiles, pixel row, column of tiles, pixel column), "
+                                 "e.g. transpose(0, 2, 1, 3), before the reshape")
+        if np.allclose(np.stack([z1, z0]), codes, atol=1e-4):
             raise AssertionError("z[0] and z[1] are swapped: z[0] must change along a row (column j uses grid[j]) and "
                                  "z[1] down a column (row i uses grid[i])")
         expect_close("z[0] along the first row of tiles", z0[0], grid, atol=1e-4,
@@ -298,7 +417,7 @@ def verdict_manifold(data: dict[str, Any]) -> list[Check]:
             (0.5, "tiles in one piece", not_scrambled)]
 
 
-VERDICTS: Mapping[str, Callable[[dict[str, Any]], list[Check]]] = {
+VERDICTS: Mapping[str, Callable[..., list[Check]]] = {
     "test_encoder_hidden": verdict_encoder,
     "test_sampling_hidden": verdict_sampling,
     "test_decoder_hidden": verdict_decoder,
@@ -310,14 +429,19 @@ VERDICTS: Mapping[str, Callable[[dict[str, Any]], list[Check]]] = {
 }
 
 
-def probe_spec(grade_id: str) -> Probe:
-    """The hidden cell ``grade_id`` as a :class:`course.selfcheck.Probe` (probe function from hidden_probes)."""
+SALTED = ("test_sampling_hidden", "test_loss_layer_hidden")
+"""Hidden cells whose inputs the grader draws afresh for every probe (``hidden_probes.SALT``)."""
+
+
+def probe_spec(grade_id: str, salt: int = 0) -> Probe:
+    """The hidden cell ``grade_id`` as a :class:`course.selfcheck.Probe`, its verdict judging the inputs of ``salt``."""
     part, names, function = hp.PROBES[grade_id]
-    return Probe(part, names, getattr(hp, function), VERDICTS[grade_id])
+    verdict = functools.partial(VERDICTS[grade_id], salt=salt) if grade_id in SALTED else VERDICTS[grade_id]
+    return Probe(part, names, getattr(hp, function), verdict)
 
 
-def judge(grade_id: str, data: dict[str, Any]) -> Outcome:
-    return _judge(probe_spec(grade_id), data)
+def judge(grade_id: str, data: dict[str, Any], salt: int = 0) -> Outcome:
+    return _judge(probe_spec(grade_id, salt), data)
 
 
 def check_here(grade_id: str, namespace: Mapping[str, Any]) -> None:

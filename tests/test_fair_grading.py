@@ -1,0 +1,241 @@
+"""Fair grading (issue 11), in this process: every demo variant is judged cell by cell, in seconds.
+
+Each sample student's notebook is built exactly as the pipeline builds it (release + master +
+substitution), its code cells are run here in one namespace (test cells skipped, as the grader
+skips them), and then every graded cell the variant touches is probed and judged with the same
+probe and verdict the grader uses (``course.selfcheck`` / ``vae_grader.hidden``). Asserted per
+cell: the points the manifest expects, and for every mistake in the catalogue
+(``demo_submissions.CATALOGUE``) that the failure message names its cause.
+
+What stays for the pipeline tests (tests/test_pipeline.py): cells that need the grading budget's
+real training to pass (the training cells of students whose training is fine). Here training runs
+on 64 images only, enough to produce a ``history`` or fail the way the student's code fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("VAE_MODE", "grading")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import nbformat  # noqa: E402
+from nbgrader import utils  # noqa: E402
+
+from course import probing, selfcheck  # noqa: E402
+from course.checks import Outcome  # noqa: E402
+from vae_grader import demo_submissions as demo  # noqa: E402
+from vae_grader import hidden  # noqa: E402
+from vae_grader.submission_kit import PARTS, Submission, load_master_and_release  # noqa: E402
+from vae_grader.submission_kit import test_cells as cells_of  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not os.environ.get("MNIST_NPZ") and not os.path.exists(
+    os.path.expanduser("~/.keras/datasets/mnist.npz")), reason="needs MNIST (set MNIST_NPZ)")
+
+TRAINING_IMAGES = 64
+"""Images the training cell sees here: 4 steps, enough for a history or for the student's own error."""
+TRAINING_CELLS = set(cells_of("training"))
+
+
+@pytest.fixture(scope="module")
+def notebooks() -> tuple[nbformat.NotebookNode, nbformat.NotebookNode]:
+    return load_master_and_release()
+
+
+def _code_cells(nb: nbformat.NotebookNode) -> list[tuple[str, str]]:
+    """(cell id, source) of the code cells a grader runs, up to the last graded cell (test cells excluded)."""
+    cells = [c for c in nb.cells if c.cell_type == "code"]
+    last = max(i for i, c in enumerate(cells) if utils.is_grade(c))
+    out = []
+    for index, cell in enumerate(cells[: last + 1]):
+        if utils.is_grade(cell) and not utils.is_solution(cell):
+            continue
+        out.append((cell.metadata.get("nbgrader", {}).get("grade_id", f"cell{index}"), cell.source))
+    return out
+
+
+def _run(source: str, namespace: dict[str, Any], name: str) -> str | None:
+    """Run one cell like the grader (an error is recorded and the notebook goes on); returns the error, if any."""
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        try:
+            exec(compile(source, f"<cell {name}>", "exec"), namespace)
+        except Exception as exc:  # the student's cell may raise anything
+            return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+@pytest.fixture(scope="module")
+def complete(notebooks) -> dict[str, Any]:
+    """The complete student's namespace without training (the cells before part 7), shared by every variant."""
+    master, release = notebooks
+    nb = demo.sample("complete", "x").build(master, release)
+    namespace: dict[str, Any] = {}
+    for cell_id, source in _code_cells(nb):
+        if cell_id in ("training", "manifold"):
+            break
+        assert _run(source, namespace, cell_id) is None, cell_id
+    return namespace
+
+
+def _changed_cells(sub: Submission, notebooks) -> list[str]:
+    master, release = notebooks
+    ours = {cid: src for cid, src in _code_cells(sub.build(master, release))}
+    reference = {cid: src for cid, src in _code_cells(demo.sample("complete", "x").build(master, release))}
+    return [cid for cid in ours if ours[cid] != reference[cid]]
+
+
+def student_namespace(sub: Submission, notebooks, complete: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The variant's namespace: the complete student's, with the variant's cells and every cell after them re-run.
+
+    When training is involved the models are rebuilt first, so no variant trains another's weights.
+    """
+    master, release = notebooks
+    changed = _changed_cells(sub, notebooks)
+    cells = _code_cells(sub.build(master, release))
+    ids = [cid for cid, _ in cells]
+    first = min(ids.index(cid) for cid in changed)
+    if "training" in changed or any(cell in sub.lost for cell in TRAINING_CELLS):
+        first = min(first, ids.index("encoder"))
+    namespace = dict(complete)
+    for cell_id, source in cells[first:]:
+        if cell_id == "data":
+            continue  # unchanged in every variant here, and the slowest cell
+        if cell_id == "training":
+            full = namespace.get("x_train")
+            namespace["x_train"] = None if full is None else full[:TRAINING_IMAGES]
+            _run(source, namespace, cell_id)
+            namespace["x_train"] = full
+            continue
+        _run(source, namespace, cell_id)
+    if "manifold" in changed and "build_manifold" in namespace:
+        # The visible check judges the picture: draw it with a decoder whose images vary (the untrained one is flat).
+        from course.stand_ins import smooth_decoder
+
+        namespace["manifold"] = namespace["build_manifold"](smooth_decoder())
+    return namespace, changed
+
+
+def judge_cell(grade_id: str, namespace: Mapping[str, Any]) -> Outcome:
+    """The grader's verdict on one graded cell: its probe on ``namespace``, through pack/unpack, then its verdict."""
+    if grade_id in selfcheck.PROBES:
+        spec = selfcheck.PROBES[grade_id]
+        return selfcheck.judge(spec, probing.unpack(probing.pack(selfcheck.run_probe(spec, namespace))))
+    spec = hidden.probe_spec(grade_id)
+    return hidden.judge(grade_id, probing.unpack(probing.pack(selfcheck.run_probe(spec, namespace))))
+
+
+def judged_cells(sub: Submission, changed: list[str]) -> list[str]:
+    """The graded cells of the changed parts and every cell the manifest marks down, except training cells
+    that must pass (those need the grading budget's real training: the pipeline tests check them)."""
+    cells = {cell for part in PARTS if part in changed for cell in cells_of(part)} | set(sub.lost) | set(sub.partial)
+    return sorted(cell for cell in cells if cell not in TRAINING_CELLS or float(sub.expected.get(cell, 0.0)) == 0.0)
+
+
+# --- extra variants, judged here only (the demo set keeps the pipeline's run short) ------------------
+
+EXTRA_CORRECT = [
+    demo.sample("loss_bce_object", "keras.losses.BinaryCrossentropy()(x, z_decoded) on the 4-D tensors",
+                mistakes={"loss_layer": ("ops.mean(keras.losses.binary_crossentropy(x_flat, decoded_flat))",
+                                         "keras.losses.BinaryCrossentropy()(x, z_decoded)")}),
+    demo.sample("loss_ops_bce", "ops.binary_crossentropy per pixel, then ops.mean",
+                mistakes={"loss_layer": ("ops.mean(keras.losses.binary_crossentropy(x_flat, decoded_flat))",
+                                         "ops.mean(ops.binary_crossentropy(x_flat, decoded_flat))")}),
+    demo.sample("sampler_half_log_var", "exp(z_log_var / 2) and noise shaped like z_log_var",
+                mistakes={"sampling": demo.rewritten("sampling", """
+                    epsilon = keras.random.normal(shape=ops.shape(z_log_var), seed=self.seed_generator)
+                    return z_mean + ops.exp(z_log_var / 2) * epsilon
+                """)}),
+]
+
+_KL = "kl = -ops.mean(1 + z_log_var - ops.square(z_mean) - ops.exp(z_log_var), axis=-1)"
+_LOSS_SLIP = (1, "the loss value fails, x passes through")
+_VISIBLE_LOSS = {"test_loss_layer": "the self-check's loss for a nonzero code is off"}
+EXTRA_MISTAKES: list[tuple[Submission, dict[str, str]]] = [
+    (demo.sample("kl_missing", "the KL term left out",
+                 mistakes={"loss_layer": ("reconstruction + KL_WEIGHT * ops.mean(kl)", "reconstruction")},
+                 lost=_VISIBLE_LOSS, partial={"test_loss_layer_hidden": _LOSS_SLIP}),
+     {"test_loss_layer_hidden": "the KL term is missing"}),
+    (demo.sample("kl_unweighted", "the KL term without its weight",
+                 mistakes={"loss_layer": ("reconstruction + KL_WEIGHT * ops.mean(kl)", "reconstruction + ops.mean(kl)")},
+                 lost=_VISIBLE_LOSS, partial={"test_loss_layer_hidden": _LOSS_SLIP}),
+     {"test_loss_layer_hidden": "without its weight"}),
+    (demo.sample("kl_summed_latent", "the KL term summed over the latent dimensions",
+                 mistakes={"loss_layer": (_KL, _KL.replace("ops.mean", "ops.sum"))},
+                 lost=_VISIBLE_LOSS, partial={"test_loss_layer_hidden": _LOSS_SLIP}),
+     {"test_loss_layer_hidden": "summed over the latent dimensions"}),
+    (demo.sample("kl_summed_batch", "the KL term summed over the batch",
+                 mistakes={"loss_layer": ("KL_WEIGHT * ops.mean(kl)", "KL_WEIGHT * ops.sum(kl)")},
+                 lost=_VISIBLE_LOSS, partial={"test_loss_layer_hidden": _LOSS_SLIP}),
+     {"test_loss_layer_hidden": "summed over the batch"}),
+    (demo.sample("wrong_epochs", "epochs=10 typed in instead of budget.epochs",
+                 mistakes={"training": ("epochs=budget.epochs", "epochs=10")}, lost={"test_training": "x"}),
+     {"test_training": "epoch"}),
+]
+"""Mistakes judged here only, with the phrase each failing cell's message must contain."""
+
+
+def _demo(name: str) -> Submission:
+    return next(s for s in demo.SUBMISSIONS if s.student == name)
+
+
+CASES: list[tuple[Submission, Mapping[str, str]]] = (
+    [(s, {}) for s in demo.CORRECT_VARIANTS + EXTRA_CORRECT]
+    + [(_demo(name), phrases) for name, phrases in demo.CATALOGUE.items()]
+    + EXTRA_MISTAKES
+)
+
+
+def test_every_new_demo_student_is_judged_here() -> None:
+    judged = {s.student for s, _ in CASES}
+    assert {s.student for s in demo.CORRECT_VARIANTS + demo.NEW_MISTAKES} <= judged
+    assert set(demo.CATALOGUE) == {s.student for s in demo.NEW_MISTAKES}
+    for sub in demo.CORRECT_VARIANTS:
+        assert sum(sub.expected.values()) == 40 and not sub.lost and not sub.partial, sub.student
+
+
+@pytest.mark.parametrize("sub,phrases", CASES, ids=[s.student for s, _ in CASES])
+def test_each_cell_scores_what_the_manifest_says_and_names_the_cause(sub, phrases, notebooks, complete) -> None:
+    namespace, changed = student_namespace(sub, notebooks, complete)
+    problems = []
+    for cell in judged_cells(sub, changed):
+        outcome = judge_cell(cell, namespace)
+        want = float(sub.expected.get(cell, 0.0))
+        if abs(outcome.points - want) > 1e-9:
+            problems.append(f"{cell}: {outcome.points:g} points, the manifest expects {want:g}; {outcome.failures}")
+        phrase = phrases.get(cell)
+        if phrase and not any(phrase in failure for failure in outcome.failures):
+            problems.append(f"{cell}: no message names the cause ({phrase!r}): {outcome.failures}")
+    missing = set(phrases) - set(judged_cells(sub, changed))
+    assert not missing, f"catalogue cells never judged: {missing}"
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("message,formula", hidden.LOSS_SLIPS, ids=[m.split(":")[0][:40] for m, _ in hidden.LOSS_SLIPS])
+def test_each_loss_slip_is_told_apart_from_the_others(message, formula) -> None:
+    """On the hidden test's batches every slip's loss matches its own diagnosis and no other one."""
+    from vae_grader import hidden_probes
+
+    for inputs in hidden_probes.loss_batches():
+        terms = hidden.loss_terms(*inputs)
+        assert hidden.diagnose_loss(formula(terms), terms) == message
+    right = hidden.reference_vae_loss(*hidden_probes.loss_batches()[0])[0]
+    assert hidden.diagnose_loss(right, hidden.loss_terms(*hidden_probes.loss_batches()[0])) is None
+
+
+def test_canonical_form_costs_far_less_than_a_second(complete) -> None:
+    """model_signature() of the master encoder + decoder; measured 6-33 ms on the loaded 2-core dev box."""
+    import time
+
+    from course.architecture import model_signature
+
+    start = time.perf_counter()
+    for _ in range(5):
+        model_signature(complete["encoder"])
+        model_signature(complete["decoder"])
+    assert (time.perf_counter() - start) / 5 < 1.0
