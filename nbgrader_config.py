@@ -8,7 +8,7 @@ below, so an instructor never needs a wrapper script to grade correctly.
 Environment variables (all optional):
   NBGRADER_DB_URL    gradebook URL; default: SQLite file gradebook.db in this folder
                      (e.g. postgresql://user@host/vae for a shared server)
-  VAE_MODE           training budget inside graded notebooks; default here: grading
+  VAE_MODE           training budget inside graded notebooks; default for the grading kernel: grading
   VAE_CELL_TIMEOUT      seconds one cell may run during autograding; default 60
   VAE_TRAINING_TIMEOUT  seconds the training cell (or a student cell calling .fit) may run; default 180
   VAE_SANDBOX           set to off to grade without the bubblewrap sandbox (not recommended);
@@ -30,10 +30,8 @@ c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedE
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 
 # Autograding executes student notebooks with the short, calibrated training budget
-# (course/budget.py). The kernel inherits this process's environment.
-os.environ.setdefault("VAE_MODE", "grading")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# (course/budget.py): the grading kernel starts with VAE_MODE=grading unless set otherwise
+# (grader/vae_grader/environment.py). Loading this file changes no environment variable.
 
 # Time limits per cell. The training cell takes 24 s in grading mode on an idle 2-core machine and
 # 36-70 s under load; at a flat 60 s it timed out in demo runs and cost correct submissions their
@@ -74,13 +72,15 @@ from nbgrader.preprocessors import (  # noqa: E402
     OverwriteCells, OverwriteKernelspec, SaveAutoGrades,
 )
 
-from vae_grader.repair import RepairSubmission, TolerantNotebookExporter, intake_hook  # noqa: E402
-from vae_grader.robust_execute import FlagForReview, RobustExecute  # noqa: E402
+from vae_grader.execute import RobustExecute  # noqa: E402
+from vae_grader.flags import FlagForReview  # noqa: E402
+from vae_grader.intake import TolerantNotebookExporter, intake_hook  # noqa: E402
+from vae_grader.restructure import RepairSubmission  # noqa: E402
 from vae_grader.sandbox import GiB, MiB, refuse_unsandboxed_autograde  # noqa: E402
 
 refuse_unsandboxed_autograde()  # only stops `nbgrader autograde`, never the other commands
 
-# Reading submissions (grader/vae_grader/repair.py): a file that is not a notebook, or a notebook
+# Reading submissions (grader/vae_grader/intake.py, restructure.py): a file that is not a notebook, or a notebook
 # under another name, still gets graded as far as it can be, with a note in its feedback; the
 # notebook's graded cells are put back in order from the gradebook before nbgrader's own checks.
 c.Autograde.exporter_class = TolerantNotebookExporter
@@ -88,7 +88,7 @@ c.Autograde.pre_convert_hook = intake_hook
 c.Autograde.sanitize_preprocessors = [
     ClearOutput, RepairSubmission, DeduplicateIds, OverwriteKernelspec, OverwriteCells, CheckCellMetadata,
 ]
-# Executing (grader/vae_grader/robust_execute.py): survives kernel crashes and timeouts, caps output,
+# Executing (grader/vae_grader/execute.py; flags.py marks what it could not run): survives kernel crashes and timeouts, caps output,
 # flags what it could not run. Test cells never run in the student's kernel: the judge
 # (grader/vae_grader/judge.py) probes the kernel for data and scores it in this process.
 c.Autograde.autograde_preprocessors = [

@@ -27,7 +27,9 @@ import pytest
 from vae_grader import adversarial
 from vae_grader.paths import COURSE_ROOT, MASTER, RELEASE
 from vae_grader.pipeline import grading_workers
-from vae_grader.repair import Canonical, notes_of, repair, scan_source
+from vae_grader.notes import notes_of
+from vae_grader.restructure import Canonical, repair
+from vae_grader.scan import scan_source
 from vae_grader.submission_kit import PARTS, points_by_cell
 from vae_grader.submission_kit import test_cells as cells_of_part
 
@@ -409,8 +411,8 @@ def test_executor_survives_crashes_timeouts_and_forks_and_never_runs_test_cells(
     from nbformat.v4 import new_code_cell, new_notebook
     from traitlets.config import Config
 
-    from vae_grader.repair import flags_of
-    from vae_grader.robust_execute import RobustExecute
+    from vae_grader.notes import flags_of
+    from vae_grader.execute import RobustExecute
 
     def cell(source, grade_id=None, grade=False):
         c = new_code_cell(source)

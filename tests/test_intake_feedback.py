@@ -26,7 +26,8 @@ from nbgrader.coursedir import CourseDirectory
 from traitlets.config import Config
 
 from vae_grader.feedback import StudentFeedback
-from vae_grader.repair import flags_of, intake_hook, load_submission, notes_of
+from vae_grader.intake import intake_hook, load_submission
+from vae_grader.notes import flags_of, notes_of
 
 MASTER_SECRET = "MASTER_SOLUTION_LINE = 42"
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="

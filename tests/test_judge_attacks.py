@@ -475,7 +475,7 @@ def test_interpreter_dump_leaks_nothing(graded_course):
 @pytest.mark.slow
 def test_crash_loop_stays_in_budget(graded_course):
     """Eight kernel deaths: the replays stop at max_restarts and the whole submission within its time budget."""
-    from vae_grader.robust_execute import RobustExecute
+    from vae_grader.execute import RobustExecute
 
     result = graded_course.run.results["repeated_crashes"]
     budget = RobustExecute.submission_seconds.default_value

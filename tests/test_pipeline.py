@@ -279,7 +279,7 @@ def test_training_cells_get_the_long_time_limit():
     from nbformat.v4 import new_code_cell
     from traitlets.config import Config
 
-    from vae_grader.robust_execute import RobustExecute
+    from vae_grader.execute import RobustExecute
 
     config = Config()
     config.Execute.timeout = 60

@@ -56,6 +56,8 @@ from nbgrader import utils
 from nbgrader.preprocessors import ClearHiddenTests
 from pygments.token import STANDARD_TYPES
 
+from vae_grader.cells import Markers, grade_id, hidden_test_markers
+
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _CELL_LINE = re.compile(r"Cell In\[(\d+)\], line (\d+)")
 _NAME_ERROR = re.compile(r"name '([^']+)' is not defined")
@@ -117,23 +119,16 @@ def strip_ansi(text: str) -> str:
     return _ANSI.sub("", text)
 
 
-def hidden_lines(source: str, begin: str = "BEGIN HIDDEN TESTS", end: str = "END HIDDEN TESTS") -> list[str]:
+def hidden_lines(source: str, begin: str | None = None, end: str | None = None) -> list[str]:
     """The stripped, non-trivial lines inside the hidden-test regions of ``source``.
 
-    Marker lines, blank lines, comment-only lines and lines shorter than ``MIN_HIDDEN_LINE`` are
-    left out: they carry nothing a student could use.
+    ``begin``/``end``: the markers (default: nbgrader's ``ClearHiddenTests`` settings). Marker
+    lines, blank lines, comment-only lines and lines shorter than ``MIN_HIDDEN_LINE`` are left
+    out: they carry nothing a student could use.
     """
-    lines, inside = [], False
-    for line in source.splitlines():
-        if begin in line:
-            inside = True
-        elif end in line:
-            inside = False
-        elif inside:
-            text = line.strip()
-            if len(text) >= MIN_HIDDEN_LINE and not text.startswith("#"):
-                lines.append(text)
-    return lines
+    markers = hidden_test_markers() if begin is None or end is None else Markers(begin, end)
+    texts = (line.strip() for line in markers.inside(source))
+    return [text for text in texts if len(text) >= MIN_HIDDEN_LINE and not text.startswith("#")]
 
 
 def image_sizes(metadata: object) -> dict:
@@ -160,7 +155,7 @@ def student_message(ename: str, evalue: str) -> str:
         return (f"NameError: {evalue} ({name} was never defined: a cell above failed or was not run; "
                 "fix the first error above this cell first)")
     if ename in ("KeyboardInterrupt", "CellTimeoutError"):
-        # The executor words its own timeout message (grader/vae_grader/robust_execute.py); keep it.
+        # The executor words its own timeout message (grader/vae_grader/execute.py); keep it.
         return f"stopped: {evalue}" if evalue else "stopped: the cell ran longer than the grader's time limit for one cell"
     if ename == "AssertionError":
         return f"Test failed: {evalue}" if evalue else "Test failed (the test gave no message)"
@@ -189,7 +184,7 @@ class StudentFeedback(ClearHiddenTests):
                 self._remove_hidden_test_region(cell)
             except RuntimeError as exc:  # markers out of balance in the master: show none of the source
                 self.log.warning("Test cell %s: %s; its source is left out of the feedback",
-                                 cell.metadata["nbgrader"].get("grade_id"), exc)
+                                 grade_id(cell), exc)
                 cell.source = HIDDEN_SOURCE_REMOVED
         cell.pop("attachments", None)  # markdown attachments: the clean HTML below does not use them
         if cell.cell_type == "markdown":

@@ -194,19 +194,11 @@ class CourseConfig:
 
 
 def course_config(root: Path) -> CourseConfig:
-    """The gradebook URL and course id exactly as nbgrader will read them from ``nbgrader_config.py``.
-
-    The file sets environment defaults for the grading subprocesses; they are undone here so that
-    loading the configuration does not change this process.
-    """
+    """The gradebook URL and course id exactly as nbgrader will read them from ``nbgrader_config.py``
+    (loading it changes nothing in this process: the kernel's defaults are set when it starts)."""
     from traitlets.config.loader import PyFileConfigLoader
 
-    saved = dict(os.environ)
-    try:
-        config = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
     coursedir = config.get("CourseDirectory", {})
     db_url = coursedir.get("db_url") or f"sqlite:///{root / 'gradebook.db'}"
     return CourseConfig(db_url=str(db_url), course_id=str(coursedir.get("course_id") or "default_course"))

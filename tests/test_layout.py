@@ -1,0 +1,66 @@
+"""The public extension points the grader plugs into, and the shared helpers (issue 14); seconds, no kernel."""
+
+from __future__ import annotations
+
+import os
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import nbformat
+from traitlets.config import Config
+from traitlets.config.loader import PyFileConfigLoader
+
+from vae_grader import cells, environment, sandbox
+from vae_grader.intake import SubmittedNotebook, TolerantNotebookExporter
+from vae_grader.restructure import _visible_lines
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_sandbox_is_a_registered_kernel_provisioner():
+    found = {ep.name: ep.value for ep in entry_points(group="jupyter_client.kernel_provisioners")}
+    assert found.get(sandbox.PROVISIONER_NAME) == "vae_grader.sandbox:SandboxProvisioner", found
+
+
+def test_sandboxed_kernels_are_chosen_through_the_kernel_spec():
+    km = sandbox.SandboxedKernelManager(kernel_name="python3")
+    assert km.transport == "ipc"
+    assert km.kernel_spec.metadata["kernel_provisioner"] == {"provisioner_name": sandbox.PROVISIONER_NAME}
+
+
+def test_loading_the_course_config_changes_no_environment_variable():
+    before = dict(os.environ)
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(ROOT)).load_config()
+    assert dict(os.environ) == before
+    assert config.Sandbox.memory_limit > 0  # the sandbox's limits are the Sandbox's options
+
+
+def test_grading_defaults_never_override_the_instructor():
+    assert environment.grading_kernel_environment({})["VAE_MODE"] == "grading"
+    assert environment.grading_kernel_environment({"VAE_MODE": "student"})["VAE_MODE"] == "student"
+
+
+def test_markers_come_from_nbgrader_settings():
+    config = Config()
+    config.ClearHiddenTests.begin_test_delimeter = "START SECRET"
+    config.ClearHiddenTests.end_test_delimeter = "STOP SECRET"
+    markers = cells.hidden_test_markers(config)
+    source = "a = 1\n# START SECRET\nassert a == 1\n# STOP SECRET\nb = 2"
+    assert markers.inside(source) == ["assert a == 1"]
+    assert _visible_lines(source, markers) == {"a = 1", "b = 2"}
+    assert cells.hidden_test_markers() == cells.Markers("BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
+
+
+def test_cells_are_found_by_grade_id():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("x"), nbformat.v4.new_code_cell("y")]
+    nb.cells[1].metadata["nbgrader"] = {"grade_id": "encoder"}
+    nb.cells[0].metadata["nbgrader"] = "not a dict"
+    assert cells.cell_by_id(nb, "encoder") is nb.cells[1]
+    assert cells.grade_id(nb.cells[0]) is None and cells.cell_by_id(nb, "decoder") is None
+
+
+def test_only_the_submitted_file_is_read_tolerantly(tmp_path):
+    exporter = TolerantNotebookExporter()
+    assert exporter.is_submitted(SubmittedNotebook(str(tmp_path / "vae.ipynb"), None))
+    assert not exporter.is_submitted(str(tmp_path / "autograded" / "vae.ipynb"))
