@@ -9,7 +9,8 @@ the plain one in README's "Running it as a real course".
 Bad input rides along without costing another autograde: bob first submits the untouched
 notebook and then again (collect must take the later one), and his second submission comes after
 the due date (nbgrader records it as late); the one-off cases (a notebook that is not the
-release's, a second fetch, a wrong file name) are checked on the nbgrader commands' own output.
+release's, a second fetch, a wrong file name) are checked on the nbgrader commands' own output; a
+notebook whose graded cells were deleted still validates (a strict xfail records that gap).
 """
 
 from __future__ import annotations
@@ -165,21 +166,10 @@ def test_bad_input(world: CourseWorld):
 
     again = world.nbgrader(carol, "fetch_assignment", ASSIGNMENT, check=False)
     assert again.returncode != 0
-    assert "already exists" in again.stdout, again.stdout
+    assert "You already have a copy of the assignment" in again.stdout, again.stdout
     assert_readable(again.stdout)
 
-    # A notebook that is not the release's: the graded cells are gone.
-    nb = nbformat.read(world.fetched_notebook(carol), as_version=4)
-    stripped = nbformat.v4.new_notebook(cells=[c for c in nb.cells if not c.metadata.get("nbgrader", {}).get("grade")],
-                                        metadata=nb.metadata)
-    write_as(carol, world.fetched_notebook(carol), stripped)
-    validated = world.nbgrader(carol, "validate", f"{ASSIGNMENT}/{ASSIGNMENT}.ipynb", check=False)
-    print("\nvalidate, graded cells deleted:\n" + validated.stdout)
-    assert SUCCESS not in validated.stdout, validated.stdout
-    assert_readable(validated.stdout)
-
     # The right notebook under another name: nbgrader submits it with a warning naming the file.
-    write_as(carol, world.fetched_notebook(carol), nb)
     world.fetched_notebook(carol).rename(world.fetched_notebook(carol).with_name("vae-copy.ipynb"))
     submitted = world.nbgrader(carol, "submit", ASSIGNMENT)
     print("submit, notebook renamed:\n" + submitted.stdout)
@@ -189,6 +179,24 @@ def test_bad_input(world: CourseWorld):
     unknown = world.nbgrader(carol, "submit", "vae2", check=False)
     assert unknown.returncode != 0
     assert_readable(unknown.stdout)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "known gap, reported on issue 13: nbgrader validate checks only the graded cells still in the notebook, "
+    "so one whose graded cells were deleted validates to Success (autograde restores them from the gradebook)"))
+def test_validate_refuses_a_notebook_missing_its_graded_cells(world: CourseWorld):
+    carol = world.students["carol"]
+    if not world.fetched_notebook(carol).parent.is_dir():
+        if not (world.exchange / COURSE_ID / "outbound" / ASSIGNMENT).is_dir():
+            world.release()
+        world.nbgrader(carol, "fetch_assignment", ASSIGNMENT)
+    master, release = load_master_and_release()
+    stripped = nbformat.v4.new_notebook(
+        cells=[c for c in release.cells if not c.metadata.get("nbgrader", {}).get("grade")], metadata=release.metadata)
+    write_as(carol, world.fetched_notebook(carol), stripped)
+    validated = world.nbgrader(carol, "validate", f"{ASSIGNMENT}/{ASSIGNMENT}.ipynb", check=False)
+    print("\nvalidate, graded cells deleted:\n" + validated.stdout)
+    assert SUCCESS not in validated.stdout, validated.stdout
 
 
 def _cell(nb: nbformat.NotebookNode, grade_id: str) -> nbformat.NotebookNode:
