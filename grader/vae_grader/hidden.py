@@ -70,6 +70,9 @@ def _centred(what: str, draws: Any, mean: np.ndarray, rows: int) -> np.ndarray:
     """Draws of the expected shape, noisy, and centred on ``mean`` within 6 standard errors of their own spread."""
     z = np.asarray(draws, dtype=np.float64)
     expect_shape(what, z.shape, (rows, 2), "z has the shape of z_mean")
+    if bool(np.isfinite(z).all()) and rows > 1 and np.allclose(z, z[:1]):
+        raise AssertionError(f"{what}: all {rows} rows of one call are the same z, so the noise is shared across the batch: "
+                             "draw epsilon inside call() with the shape of z_mean (ops.shape(z_mean)), a fresh value per row")
     expect(bool(np.isfinite(z).all()) and bool(np.all(z.std(axis=0) > 1e-3)), f"{what} are not noisy draws around z_mean")
     error = np.abs(z.mean(axis=0) - mean) / (z.std(axis=0) / np.sqrt(rows))
     expect(bool(np.all(error < 6)), f"{what} are not centred on the z_mean they were given")
