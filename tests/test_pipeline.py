@@ -25,7 +25,7 @@ from vae_grader.pipeline import run_pipeline
 from vae_grader.submission_kit import PARTS, cell_by_id, load_master_and_release, points_by_cell
 from vae_grader.submission_kit import test_cells as cells_of_part
 
-MANIFEST_FILE = COURSE_ROOT / "course" / "grading" / "demo_manifest.md"
+MANIFEST_FILE = COURSE_ROOT / "grader" / "vae_grader" / "demo_manifest.md"
 DEMO_IDS = [s.student for s in SUBMISSIONS]
 BUDGET_OVERRIDES = ("VAE_EPOCHS", "VAE_TRAIN_IMAGES", "VAE_VAL_IMAGES", "VAE_BATCH_SIZE", "VAE_LEARNING_RATE", "VAE_SEED")
 

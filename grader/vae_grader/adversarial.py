@@ -366,7 +366,8 @@ SUBMISSIONS: list[Submission] = [
         then(filled(FAST, {"sampling": ("ops.exp(0.5 * z_log_var)", "ops.exp(z_log_var)")}),
              add_cell_after("sampling", "checks.expect_close = lambda *args, **kwargs: None\nimport numpy.testing\n"
                                         "numpy.testing.assert_allclose = lambda *args, **kwargs: None")),
-        FAST, ("the variance of 20,000 draws",),
+        FAST, ("the variance of 20,000 draws", "the 0.5 is missing"),
+        lost={"test_sampling": "the standard deviation of 4,000 draws at z_log_var = log 4 is 4, not 2"},
         partial={"test_sampling_hidden": (1.5, "the statistics (2 points) and the gradient (0.5) fail: exp(z_log_var) as the "
                                                "s.d.; the patched helpers change nothing, the verdict is reached outside "
                                                "the kernel")},
@@ -735,8 +736,10 @@ _HAND_MADE_HISTORY = ('x_val = None\nimport types\nhistory = types.SimpleNamespa
 _NOISE_MANIFOLD = "manifold = np.random.default_rng(0).uniform(0, 1, (420, 420))\n"
 
 FORGED_VISIBLE = {
-    "test_training": "a hand-made history: no model was trained (the visible check reads only the dict)",
-    "test_manifold": "random noise, not decoded by any decoder (the visible check reads only shape, range and spread)",
+    "test_training": "a hand-made history and no trained model: the check reconstructs test digits with the saved "
+                     "encoder and decoder against fresh weights",
+    "test_manifold": "random noise, not decoded by any decoder: the check lays out codes through build_manifold with a "
+                     "probe decoder, which still raises NotImplementedError",
 }
 
 JUDGE_ATTACKS: list[Submission] = [
