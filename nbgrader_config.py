@@ -23,7 +23,9 @@ COURSE_ROOT = os.path.dirname(os.path.abspath(__file__))
 
 c.CourseDirectory.course_id = "vae-mnist"
 c.CourseDirectory.root = COURSE_ROOT
-c.CourseDirectory.db_url = os.environ.get("NBGRADER_DB_URL") or f"sqlite:///{os.path.join(COURSE_ROOT, 'gradebook.db')}"
+c.CourseDirectory.db_url = (
+    os.environ.get("NBGRADER_DB_URL") or f"sqlite:///{os.path.join(COURSE_ROOT, 'gradebook.db')}"
+)
 
 # Student-facing stub that replaces each solution region.
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
@@ -38,7 +40,9 @@ c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 # training points. Every other cell of the master takes under 3 s idle (slowest: a hidden test,
 # 2.4 s), so it gets 60 s: an endless loop then costs a submission one minute, not three.
 c.Execute.timeout = int(os.environ.get("VAE_CELL_TIMEOUT", "60"))
-c.RobustExecute.training_timeout = int(os.environ.get("VAE_TRAINING_TIMEOUT", "180"))  # cells that call .fit(
+c.RobustExecute.training_timeout = int(
+    os.environ.get("VAE_TRAINING_TIMEOUT", "180")
+)  # cells that call .fit(
 c.Execute.interrupt_on_timeout = True
 
 # --- Feedback pages (grader/vae_grader/feedback.py, issue 4) -------------------------------------
@@ -68,8 +72,15 @@ c.GenerateFeedback.preprocessors = [GetGrades, StudentFeedback, CSSHTMLHeaderPre
 # (the robust executor still applies). Everything below is measured; reasons are in the modules named.
 from nbconvert.preprocessors import ClearMetadataPreprocessor  # noqa: E402
 from nbgrader.preprocessors import (  # noqa: E402
-    AssignLatePenalties, CheckCellMetadata, ClearOutput, DeduplicateIds, IgnorePattern, LimitOutput,
-    OverwriteCells, OverwriteKernelspec, SaveAutoGrades,
+    AssignLatePenalties,
+    CheckCellMetadata,
+    ClearOutput,
+    DeduplicateIds,
+    IgnorePattern,
+    LimitOutput,
+    OverwriteCells,
+    OverwriteKernelspec,
+    SaveAutoGrades,
 )
 
 from vae_grader.execute import RobustExecute  # noqa: E402
@@ -86,20 +97,35 @@ refuse_unsandboxed_autograde()  # only stops `nbgrader autograde`, never the oth
 c.Autograde.exporter_class = TolerantNotebookExporter
 c.Autograde.pre_convert_hook = intake_hook
 c.Autograde.sanitize_preprocessors = [
-    ClearOutput, RepairSubmission, DeduplicateIds, OverwriteKernelspec, OverwriteCells, CheckCellMetadata,
+    ClearOutput,
+    RepairSubmission,
+    DeduplicateIds,
+    OverwriteKernelspec,
+    OverwriteCells,
+    CheckCellMetadata,
 ]
 # Executing (grader/vae_grader/execute.py; flags.py marks what it could not run): survives kernel crashes and timeouts, caps output,
 # flags what it could not run. Test cells never run in the student's kernel: the judge
 # (grader/vae_grader/judge.py) probes the kernel for data and scores it in this process.
 c.Autograde.autograde_preprocessors = [
-    RobustExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput, SaveAutoGrades, FlagForReview,
-    AssignLatePenalties, CheckCellMetadata,
+    RobustExecute,
+    IgnorePattern,
+    ClearMetadataPreprocessor,
+    LimitOutput,
+    SaveAutoGrades,
+    FlagForReview,
+    AssignLatePenalties,
+    CheckCellMetadata,
 ]
-c.RobustExecute.max_restarts = 6                        # new kernels per notebook before the rest is flagged
-c.RobustExecute.interrupt_grace = 10                    # s a timed-out cell gets to stop before its kernel is replaced
-c.RobustExecute.max_output_bytes = 2 * MiB              # output kept per cell (largest in the master: ~60 kB)
-c.RobustExecute.max_notebook_output_bytes = 16 * MiB    # output kept per notebook
-c.RobustExecute.submission_seconds = 900               # all of one submission (master: ~60 s idle, ~130 s loaded)
+c.RobustExecute.max_restarts = 6  # new kernels per notebook before the rest is flagged
+c.RobustExecute.interrupt_grace = (
+    10  # s a timed-out cell gets to stop before its kernel is replaced
+)
+c.RobustExecute.max_output_bytes = 2 * MiB  # output kept per cell (largest in the master: ~60 kB)
+c.RobustExecute.max_notebook_output_bytes = 16 * MiB  # output kept per notebook
+c.RobustExecute.submission_seconds = (
+    900  # all of one submission (master: ~60 s idle, ~130 s loaded)
+)
 # The kernel's limits (grader/vae_grader/sandbox.py); 0 disables one.
 c.Sandbox.memory_limit = 8 * GiB  # RLIMIT_AS; the master peaks at 3.6 GB virtual, 1.5 GB resident
 c.Sandbox.max_processes = 256  # RLIMIT_NPROC (threads count; training uses 26)

@@ -20,7 +20,11 @@ def flat_layers(model: Any) -> list[Any]:
     """The model's layers in order, with every nested model (Sequential or functional) expanded."""
     out: list[Any] = []
     for layer in getattr(model, "layers", []):
-        if hasattr(layer, "layers") and type(layer).__name__ in ("Functional", "Sequential", "Model"):
+        if hasattr(layer, "layers") and type(layer).__name__ in (
+            "Functional",
+            "Sequential",
+            "Model",
+        ):
             out += flat_layers(layer)
         else:
             out.append(layer)
@@ -42,7 +46,11 @@ def _activation_of_layer(layer: Any) -> str | None:
     if kind == "Activation":
         return _activation_name(config.get("activation"))
     if kind == "ReLU":
-        plain = config.get("max_value") is None and not config.get("negative_slope") and not config.get("threshold")
+        plain = (
+            config.get("max_value") is None
+            and not config.get("negative_slope")
+            and not config.get("threshold")
+        )
         return "relu" if plain else None
     if kind == "LeakyReLU":
         slope = config.get("negative_slope", config.get("alpha"))
@@ -56,7 +64,15 @@ def layer_signature(layer: Any) -> dict[str, Any]:
     """The architecture-relevant facts of one Keras layer, comparable across construction orders."""
     config = layer.get_config()
     sig: dict[str, Any] = {"type": type(layer).__name__}
-    for key in ("filters", "kernel_size", "strides", "padding", "units", "target_shape", "use_bias"):
+    for key in (
+        "filters",
+        "kernel_size",
+        "strides",
+        "padding",
+        "units",
+        "target_shape",
+        "use_bias",
+    ):
         if key in config:
             value = config[key]
             sig[key] = tuple(value) if isinstance(value, list) else value
@@ -75,8 +91,12 @@ def model_signature(model: Any) -> list[dict[str, Any]]:
         if kind in _ACTIVATION_LAYERS:
             activation = _activation_of_layer(layer)
             previous = signatures[-1] if signatures else None
-            if activation is not None and previous is not None and previous.get("activation") in ("linear", None) \
-                    and "activation" in previous:
+            if (
+                activation is not None
+                and previous is not None
+                and previous.get("activation") in ("linear", None)
+                and "activation" in previous
+            ):
                 previous["activation"] = activation
                 continue
             if activation == "linear":
@@ -102,8 +122,10 @@ def shape_before_flattening(encoder: Any) -> tuple[int, ...]:
                 shape = (layer.get_build_config() or {}).get("input_shape")
             if shape is not None:
                 return tuple(int(d) for d in shape[1:])
-    raise ValueError(f"{getattr(encoder, 'name', 'the encoder')!r} has no Flatten layer, so there is no shape "
-                     "before flattening to mirror.")
+    raise ValueError(
+        f"{getattr(encoder, 'name', 'the encoder')!r} has no Flatten layer, so there is no shape "
+        "before flattening to mirror."
+    )
 
 
 # --- the VAE's wiring, read from its serialised functional graph (model.get_config()) ---------------
@@ -112,7 +134,11 @@ def shape_before_flattening(encoder: Any) -> tuple[int, ...]:
 def _sources(node: Any) -> list[tuple[str, int]]:
     """(layer name, output index) of every tensor an inbound node reads, in argument order."""
     if isinstance(node, dict):
-        history = node.get("config", {}).get("keras_history") if node.get("class_name") == "__keras_tensor__" else None
+        history = (
+            node.get("config", {}).get("keras_history")
+            if node.get("class_name") == "__keras_tensor__"
+            else None
+        )
         if history:
             return [(str(history[0]), int(history[2]))]
         return [found for value in node.values() for found in _sources(value)]
@@ -125,7 +151,11 @@ def _entries(value: Any) -> list[list[Any]]:
     """Keras writes one input or output as ``[name, node, index]`` and several as a list of those."""
     if isinstance(value, list) and value and isinstance(value[0], str):
         return [value]
-    return [entry for entry in value if isinstance(entry, list) and entry] if isinstance(value, list) else []
+    return (
+        [entry for entry in value if isinstance(entry, list) and entry]
+        if isinstance(value, list)
+        else []
+    )
 
 
 def wiring_problem(config: dict[str, Any], encoder: str, decoder: str) -> str | None:
@@ -150,7 +180,12 @@ def wiring_problem(config: dict[str, Any], encoder: str, decoder: str) -> str | 
         return "the Sampling layer should receive [z_mean, z_log_var], the encoder's two outputs, in that order"
     if reads[decoder] != [(str(sampling.get("name")), 0)]:
         return "the decoder should be called on the sampled z"
-    if _sources(loss.get("inbound_nodes", [])) != [(inputs[0], 0), (decoder, 0), (encoder, 0), (encoder, 1)]:
+    if _sources(loss.get("inbound_nodes", [])) != [
+        (inputs[0], 0),
+        (decoder, 0),
+        (encoder, 0),
+        (encoder, 1),
+    ]:
         return "CustomVariationalLayer should receive [image, z_decoded, z_mean, z_log_var], in that order"
     outputs = [str(entry[0]) for entry in _entries(config.get("output_layers", []))]
     if outputs != [str(loss.get("name"))]:

@@ -39,4 +39,7 @@ def gradients(fn: Callable[..., Any], inputs: Sequence[np.ndarray]) -> list[np.n
         grads = jax.grad(lambda *xs: jnp.sum(fn(*xs)), argnums=tuple(range(len(arrays))))(*arrays)
     else:
         raise NotImplementedError(f"gradients() does not support the {backend!r} backend")
-    return [np.zeros_like(x) if g is None else np.asarray(keras.ops.convert_to_numpy(g)) for x, g in zip(arrays, grads)]
+    return [
+        np.zeros_like(x) if g is None else np.asarray(keras.ops.convert_to_numpy(g))
+        for x, g in zip(arrays, grads)
+    ]

@@ -34,7 +34,8 @@ def expect_shape(what: str, actual: Shape, expected: Shape, hint: str = "") -> N
     expected_t = tuple(expected)
     expect(
         actual_t == expected_t,
-        f"{what} has shape {fmt_shape(actual_t)}; expected {fmt_shape(expected_t)}" + (f": {hint}" if hint else ""),
+        f"{what} has shape {fmt_shape(actual_t)}; expected {fmt_shape(expected_t)}"
+        + (f": {hint}" if hint else ""),
     )
 
 
@@ -43,9 +44,13 @@ def expect_close(what: str, actual: Any, expected: Any, *, atol: float, hint: st
     expected_a = np.asarray(expected, dtype=np.float64)
     expect(
         actual_a.shape == expected_a.shape,
-        f"{what} has shape {actual_a.shape}; expected {expected_a.shape}" + (f": {hint}" if hint else ""),
+        f"{what} has shape {actual_a.shape}; expected {expected_a.shape}"
+        + (f": {hint}" if hint else ""),
     )
-    expect(bool(np.all(np.isfinite(actual_a))), f"{what} contains NaN or infinity" + (f": {hint}" if hint else ""))
+    expect(
+        bool(np.all(np.isfinite(actual_a))),
+        f"{what} contains NaN or infinity" + (f": {hint}" if hint else ""),
+    )
     worst = float(np.max(np.abs(actual_a - expected_a))) if actual_a.size else 0.0
     expect(
         worst <= atol,
@@ -59,10 +64,13 @@ def expect_raises_nothing(what: str, fn: Callable[[], Any], hint: str = "") -> A
     try:
         return fn()
     except NotImplementedError:
-        raise AssertionError(f"{what}: this part is not filled in yet (it still raises NotImplementedError).") from None
+        raise AssertionError(
+            f"{what}: this part is not filled in yet (it still raises NotImplementedError)."
+        ) from None
     except Exception as exc:  # the student's code may raise anything
         raise AssertionError(
-            f"{what} raised {type(exc).__name__}: {_first_line(exc)}" + (f". {hint}" if hint else "")
+            f"{what} raised {type(exc).__name__}: {_first_line(exc)}"
+            + (f". {hint}" if hint else "")
         ) from exc
 
 
@@ -86,7 +94,10 @@ def expect_layers(what: str, model: Any, expected: Sequence[dict[str, Any]]) -> 
 
 def expect_param_count(what: str, model: Any, expected: int) -> None:
     actual = int(model.count_params())
-    expect(actual == expected, f"{what} has {actual:,} parameters; expected {expected:,}: compare its layers with the description")
+    expect(
+        actual == expected,
+        f"{what} has {actual:,} parameters; expected {expected:,}: compare its layers with the description",
+    )
 
 
 def _short(array: np.ndarray) -> str:
@@ -131,12 +142,18 @@ def run_checks(checks: Sequence[Check]) -> Outcome:
             message = str(exc)
             if message not in failures:  # one cause (a missing function, say) is told once
                 failures.append(message)
-        except Exception as exc:  # a check must never crash on odd data: that is a failure of the data
-            failures.append(f"{label}: the grader could not read your result ({type(exc).__name__}: {_first_line(exc)})")
+        except (
+            Exception
+        ) as exc:  # a check must never crash on odd data: that is a failure of the data
+            failures.append(
+                f"{label}: the grader could not read your result ({type(exc).__name__}: {_first_line(exc)})"
+            )
         else:
             earned += points
             passed.append(label)
-    return Outcome(round(earned, 6), round(sum(p for p, _, _ in checks), 6), tuple(failures), tuple(passed))
+    return Outcome(
+        round(earned, 6), round(sum(p for p, _, _ in checks), 6), tuple(failures), tuple(passed)
+    )
 
 
 def expect_ran(data: dict[str, Any], what: str, hint: str = "") -> None:
@@ -145,5 +162,7 @@ def expect_ran(data: dict[str, Any], what: str, hint: str = "") -> None:
     if error is None:
         return
     if error == "NotImplementedError":
-        raise AssertionError(f"{what}: this part is not filled in yet (it still raises NotImplementedError).")
+        raise AssertionError(
+            f"{what}: this part is not filled in yet (it still raises NotImplementedError)."
+        )
     raise AssertionError(f"{what} raised {error}" + (f". {hint}" if hint else ""))

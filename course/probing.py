@@ -59,8 +59,12 @@ def unpack(blob: bytes) -> dict[str, Any]:
     """The inverse of :func:`pack`; never unpickles, never runs code, never inflates past ``MAX_UNPACKED_BYTES``."""
     with zipfile.ZipFile(io.BytesIO(blob)) as archive:
         declared = sum(info.file_size for info in archive.infolist())
-        if declared > MAX_UNPACKED_BYTES or any(info.compress_type != zipfile.ZIP_STORED for info in archive.infolist()):
-            raise ValueError(f"the archive declares {declared} bytes or is compressed; pack() writes neither")
+        if declared > MAX_UNPACKED_BYTES or any(
+            info.compress_type != zipfile.ZIP_STORED for info in archive.infolist()
+        ):
+            raise ValueError(
+                f"the archive declares {declared} bytes or is compressed; pack() writes neither"
+            )
     out: dict[str, Any] = {}
     with np.load(io.BytesIO(blob), allow_pickle=False) as archive:
         for key in archive.files:
@@ -112,7 +116,9 @@ def load_model(blob: bytes) -> Any:
             handle.write(blob)
         model = keras.saving.load_model(path, compile=False, safe_mode=True)
     if model.count_params() > MAX_MODEL_PARAMETERS:
-        raise ValueError(f"the model has {model.count_params():,} parameters, far more than the course's models")
+        raise ValueError(
+            f"the model has {model.count_params():,} parameters, far more than the course's models"
+        )
     for layer in flat_layers(model):
         try:
             shapes = [tuple(t.shape) for t in keras.tree.flatten(layer.output)]
@@ -121,7 +127,9 @@ def load_model(blob: bytes) -> Any:
         for shape in shapes:
             values = int(np.prod([d for d in shape[1:] if d is not None] or [1]))
             if values > MAX_ACTIVATION_VALUES:
-                raise ValueError(f"layer {layer.name} outputs {values:,} values per image, far more than the course's models")
+                raise ValueError(
+                    f"layer {layer.name} outputs {values:,} values per image, far more than the course's models"
+                )
     return model
 
 

@@ -24,12 +24,16 @@ class ReconstructionReport:
     """Mean per-pixel cross-entropy of each reconstruction against its own input."""
 
 
-def reconstruction_report(inputs: np.ndarray, reconstructions: np.ndarray, eps: float = 1e-7) -> ReconstructionReport:
+def reconstruction_report(
+    inputs: np.ndarray, reconstructions: np.ndarray, eps: float = 1e-7
+) -> ReconstructionReport:
     """Compare every reconstruction with every input of the same batch (N x N cross-entropies)."""
     x = np.asarray(inputs, dtype=np.float64).reshape(len(inputs), -1)
     r = np.asarray(reconstructions, dtype=np.float64).reshape(len(reconstructions), -1)
     if x.shape != r.shape:
-        raise AssertionError(f"the reconstructions have shape {r.shape[0]}x{r.shape[1]} values; expected {x.shape}")
+        raise AssertionError(
+            f"the reconstructions have shape {r.shape[0]}x{r.shape[1]} values; expected {x.shape}"
+        )
     if not np.all(np.isfinite(r)):
         raise AssertionError("the reconstructions contain NaN or infinity: training diverged")
     r = np.clip(r, eps, 1 - eps)
@@ -38,7 +42,9 @@ def reconstruction_report(inputs: np.ndarray, reconstructions: np.ndarray, eps: 
     own = np.diag(err)
     n = len(x)
     others = (err.sum(axis=1) - own) / (n - 1)
-    better_fits = (err < own[:, None]).sum(axis=1)  # inputs that reconstruction i fits better than its own
+    better_fits = (err < own[:, None]).sum(
+        axis=1
+    )  # inputs that reconstruction i fits better than its own
     return ReconstructionReport(
         ratio=float(own.mean() / others.mean()),
         top5=float(np.mean(better_fits < 5)),

@@ -22,7 +22,16 @@ import numpy as np
 
 from course import probing
 from course.architecture import wiring_problem
-from course.checks import Check, Outcome, expect, expect_close, expect_ran, expect_shape, fmt_shape, run_checks
+from course.checks import (
+    Check,
+    Outcome,
+    expect,
+    expect_close,
+    expect_ran,
+    expect_shape,
+    fmt_shape,
+    run_checks,
+)
 
 
 @dataclass(frozen=True)
@@ -39,7 +48,10 @@ def _load(data: dict[str, Any], key: str, what: str) -> Any:
     """The model a probe saved under ``key``, or a failure that says why there is none."""
     expect_ran(data, what)
     if key + ".keras" not in data:
-        expect(bool(data.get(f"{key}.is_model")), f"{what} should return a keras.Model, not {data.get(f'{key}.type', 'nothing')}")
+        expect(
+            bool(data.get(f"{key}.is_model")),
+            f"{what} should return a keras.Model, not {data.get(f'{key}.type', 'nothing')}",
+        )
         expect_ran(data, f"saving {what}")
         raise AssertionError(f"{what} returned a model that could not be saved")
     try:
@@ -91,19 +103,38 @@ def verdict_encoder(data: dict[str, Any]) -> list[Check]:
 
     def check() -> None:
         enc = _load(data, "encoder_2", "build_encoder(2)")
-        expect(len(enc.outputs) == 2, f"the encoder should have two outputs, [z_mean, z_log_var]; it has {len(enc.outputs)}")
-        expect_shape("the encoder's input", enc.inputs[0].shape, (None, 28, 28, 1), "use keras.Input(shape=(28, 28, 1))")
+        expect(
+            len(enc.outputs) == 2,
+            f"the encoder should have two outputs, [z_mean, z_log_var]; it has {len(enc.outputs)}",
+        )
+        expect_shape(
+            "the encoder's input",
+            enc.inputs[0].shape,
+            (None, 28, 28, 1),
+            "use keras.Input(shape=(28, 28, 1))",
+        )
         expect_shape("z_mean", enc.outputs[0].shape, (None, 2), "check latent_dim")
         expect_shape("z_log_var", enc.outputs[1].shape, (None, 2), "check latent_dim")
         try:
             feature_map = shape_before_flattening(enc)
         except ValueError:
-            raise AssertionError("the encoder has no Flatten layer: flatten the last feature map before Dense 32") from None
-        expect_shape("the feature map before Flatten", (None, *feature_map), (None, *ENCODER_FEATURE_MAP),
-                     "only the second convolution has stride 2 (28x28 -> 14x14), and every convolution uses "
-                     'padding="same"; the encoder then has 494,244 parameters, as the text says')
+            raise AssertionError(
+                "the encoder has no Flatten layer: flatten the last feature map before Dense 32"
+            ) from None
+        expect_shape(
+            "the feature map before Flatten",
+            (None, *feature_map),
+            (None, *ENCODER_FEATURE_MAP),
+            "only the second convolution has stride 2 (28x28 -> 14x14), and every convolution uses "
+            'padding="same"; the encoder then has 494,244 parameters, as the text says',
+        )
         enc3 = _load(data, "encoder_3", "build_encoder(3)")
-        expect_shape("z_mean from build_encoder(3)", enc3.outputs[0].shape, (None, 3), "use the latent_dim argument, not a fixed 2")
+        expect_shape(
+            "z_mean from build_encoder(3)",
+            enc3.outputs[0].shape,
+            (None, 3),
+            "use the latent_dim argument, not a fixed 2",
+        )
 
     return [(2, "the encoder's inputs, outputs and feature map", check)]
 
@@ -133,7 +164,11 @@ def probe_sampling(Sampling: type) -> dict[str, Any]:
     log_var = np.full((SAMPLING_ROWS, 2), np.log(SAMPLING_VARIANCE), "float32")
     layer = rec.attempt("Sampling(seed=1)", lambda: Sampling(seed=1))
     if layer is not None:
-        for key, lv in (("z", log_var), ("z_tiny", np.full((4, 2), -40.0, "float32")), ("z_again", log_var)):
+        for key, lv in (
+            ("z", log_var),
+            ("z_tiny", np.full((4, 2), -40.0, "float32")),
+            ("z_again", log_var),
+        ):
             what = f"Sampling()([z_mean, z_log_var = {float(lv.flat[0]):.4g}])"
             z = rec.attempt(what, lambda: _numpy(layer([z_mean[: len(lv)], lv])))
             if z is not None:
@@ -141,7 +176,9 @@ def probe_sampling(Sampling: type) -> dict[str, Any]:
     # Two fresh layers with the same seed: keras.random with the layer's SeedGenerator draws the same noise;
     # np.random (one global stream) or an unseeded keras.random call does not.
     for key in ("fresh_a", "fresh_b"):
-        z = rec.attempt("a fresh Sampling(seed=1)", lambda: _numpy(Sampling(seed=1)([z_mean[:5], log_var[:5]])))
+        z = rec.attempt(
+            "a fresh Sampling(seed=1)", lambda: _numpy(Sampling(seed=1)([z_mean[:5], log_var[:5]]))
+        )
         if z is not None:
             rec[key] = z
 
@@ -165,36 +202,62 @@ def verdict_sampling(data: dict[str, Any]) -> list[Check]:
         expect_ran(data, "Sampling(seed=1)")
         expect_ran(data, f"Sampling()([z_mean, z_log_var = {log4}])")
         z = np.asarray(data["z"], dtype=np.float64)
-        expect_shape(f"the sampled z for a batch of {n}", z.shape, (n, 2), "z has the shape of z_mean")
+        expect_shape(
+            f"the sampled z for a batch of {n}", z.shape, (n, 2), "z has the shape of z_mean"
+        )
         expect(bool(np.isfinite(z).all()), "the sampled z contains NaN or infinity")
-        expect(not np.allclose(z, SAMPLING_MEAN), "z equals z_mean exactly: the layer adds no noise (multiply epsilon in)")
-        expect(float(np.ptp(z, axis=0).max()) > 1e-6,
-               f"all {n} rows of one call got the same z ({np.array2string(z[0], precision=3)}): the noise is shared "
-               "across the batch; draw epsilon with the full shape of z_mean, a fresh value for every row")
+        expect(
+            not np.allclose(z, SAMPLING_MEAN),
+            "z equals z_mean exactly: the layer adds no noise (multiply epsilon in)",
+        )
+        expect(
+            float(np.ptp(z, axis=0).max()) > 1e-6,
+            f"all {n} rows of one call got the same z ({np.array2string(z[0], precision=3)}): the noise is shared "
+            "across the batch; draw epsilon with the full shape of z_mean, a fresh value for every row",
+        )
         sd, mean = z.std(axis=0), z.mean(axis=0)
-        expect(bool(np.all(np.abs(sd - 2.0) <= SAMPLING_SD_TOLERANCE)),
-               f"the standard deviation of {2 * n:,} draws with z_log_var = log 4 is {np.array2string(sd, precision=2)}; "
-               "expected 2 = exp(0.5 * log 4) in each dimension"
-               + (": exp(z_log_var) is the variance, not the standard deviation (the 0.5 is missing)"
-                  if np.all(np.abs(sd - 4.0) <= 2 * SAMPLING_SD_TOLERANCE) else ""))
-        expect(bool(np.all(np.abs(mean - SAMPLING_MEAN) <= SAMPLING_MEAN_TOLERANCE)),
-               f"the mean of {2 * n:,} draws is {np.array2string(mean, precision=2)}; expected z_mean = {SAMPLING_MEAN:g}: "
-               "the noise should be centred on z_mean (z = z_mean + sigma * epsilon)")
+        expect(
+            bool(np.all(np.abs(sd - 2.0) <= SAMPLING_SD_TOLERANCE)),
+            f"the standard deviation of {2 * n:,} draws with z_log_var = log 4 is {np.array2string(sd, precision=2)}; "
+            "expected 2 = exp(0.5 * log 4) in each dimension"
+            + (
+                ": exp(z_log_var) is the variance, not the standard deviation (the 0.5 is missing)"
+                if np.all(np.abs(sd - 4.0) <= 2 * SAMPLING_SD_TOLERANCE)
+                else ""
+            ),
+        )
+        expect(
+            bool(np.all(np.abs(mean - SAMPLING_MEAN) <= SAMPLING_MEAN_TOLERANCE)),
+            f"the mean of {2 * n:,} draws is {np.array2string(mean, precision=2)}; expected z_mean = {SAMPLING_MEAN:g}: "
+            "the noise should be centred on z_mean (z = z_mean + sigma * epsilon)",
+        )
         expect_ran(data, "Sampling()([z_mean, z_log_var = -40])")
-        expect_close("z for a tiny variance (z_log_var = -40)", data["z_tiny"], np.full((4, 2), SAMPLING_MEAN), atol=1e-3,
-                     hint="with almost no variance z must be almost exactly z_mean")
+        expect_close(
+            "z for a tiny variance (z_log_var = -40)",
+            data["z_tiny"],
+            np.full((4, 2), SAMPLING_MEAN),
+            atol=1e-3,
+            hint="with almost no variance z must be almost exactly z_mean",
+        )
         z_again = np.asarray(data["z_again"], dtype=np.float64)
-        expect(z_again.shape != z.shape or not np.allclose(z, z_again),
-               "two calls gave the same z: draw fresh noise with seed=self.seed_generator")
+        expect(
+            z_again.shape != z.shape or not np.allclose(z, z_again),
+            "two calls gave the same z: draw fresh noise with seed=self.seed_generator",
+        )
         expect_ran(data, "a fresh Sampling(seed=1)")
         first, second = (np.asarray(data[k], dtype=np.float64) for k in ("fresh_a", "fresh_b"))
-        expect(first.shape == second.shape and bool(np.allclose(first, second, atol=1e-6)),
-               "two fresh Sampling(seed=1) layers drew different noise; expected the same draws from the same seed: "
-               "draw epsilon with keras.random.normal(..., seed=self.seed_generator), not np.random or an unseeded call")
+        expect(
+            first.shape == second.shape and bool(np.allclose(first, second, atol=1e-6)),
+            "two fresh Sampling(seed=1) layers drew different noise; expected the same draws from the same seed: "
+            "draw epsilon with keras.random.normal(..., seed=self.seed_generator), not np.random or an unseeded call",
+        )
         error = str(data.get(probing.ERRORS, {}).get(SAMPLING_SYMBOLIC) or "")
-        expect(not error, f"calling Sampling on keras.Input tensors, as build_vae will, raised {error.split(':')[0]}: inside "
-                          "a Keras model the batch size is not known yet, so call() must use keras.ops and keras.random "
-                          "only (ops.shape(z_mean), not z_mean.shape or NumPy)")
+        expect(
+            not error,
+            f"calling Sampling on keras.Input tensors, as build_vae will, raised {error.split(':')[0]}: inside "
+            "a Keras model the batch size is not known yet, so call() must use keras.ops and keras.random "
+            "only (ops.shape(z_mean), not z_mean.shape or NumPy)",
+        )
 
     return [(2, "the sampling layer's noise: scale, shape, freshness, seed", check)]
 
@@ -204,7 +267,9 @@ def verdict_sampling(data: dict[str, Any]) -> list[Check]:
 
 def probe_decoder(build_decoder: Callable[..., Any]) -> dict[str, Any]:
     rec = probing.Recorder()
-    _model_step(rec, "decoder", "build_decoder(2, (14, 14, 64))", lambda: build_decoder(2, (14, 14, 64)))
+    _model_step(
+        rec, "decoder", "build_decoder(2, (14, 14, 64))", lambda: build_decoder(2, (14, 14, 64))
+    )
     return rec.data
 
 
@@ -218,21 +283,38 @@ half the seeds stayed inside [0, 1]; at +-1000 it is 20 times that, 10.9 or more
 def verdict_decoder(data: dict[str, Any]) -> list[Check]:
     def check() -> None:
         dec = _load(data, "decoder", "build_decoder(2, (14, 14, 64))")
-        expect_shape("the decoder's input", dec.inputs[0].shape, (None, 2), "the input is a latent code of length latent_dim")
-        expect_shape("the decoded image", dec.outputs[0].shape, (None, 28, 28, 1),
-                     "Reshape to shape_before_flattening, then one stride-2 Conv2DTranspose and a 1-filter Conv2D")
+        expect_shape(
+            "the decoder's input",
+            dec.inputs[0].shape,
+            (None, 2),
+            "the input is a latent code of length latent_dim",
+        )
+        expect_shape(
+            "the decoded image",
+            dec.outputs[0].shape,
+            (None, 28, 28, 1),
+            "Reshape to shape_before_flattening, then one stride-2 Conv2DTranspose and a 1-filter Conv2D",
+        )
         # Ordinary codes plus extreme ones (+-EXTREME_CODE): a ReLU or linear last layer leaves [0, 1] there even untrained.
-        extreme = [[EXTREME_CODE, EXTREME_CODE], [-EXTREME_CODE, -EXTREME_CODE], [EXTREME_CODE, -EXTREME_CODE],
-                   [-EXTREME_CODE, EXTREME_CODE]]
+        extreme = [
+            [EXTREME_CODE, EXTREME_CODE],
+            [-EXTREME_CODE, -EXTREME_CODE],
+            [EXTREME_CODE, -EXTREME_CODE],
+            [-EXTREME_CODE, EXTREME_CODE],
+        ]
         codes = np.concatenate([np.random.default_rng(0).normal(0, 3, (16, 2)), extreme])
         pixels = _numpy(dec(codes.astype("float32")))
-        expect(bool(np.isfinite(pixels).all()) and pixels.min() >= 0.0 and pixels.max() <= 1.0,
-               f"for codes between -{EXTREME_CODE:g} and {EXTREME_CODE:g} the decoded pixels range from "
-               f"{np.nanmin(pixels):.3f} to {np.nanmax(pixels):.3f}; "
-               "they must lie in [0, 1] for every code: end with a sigmoid")
-        expect(float(pixels.std()) > 1e-6,
-               f"every decoded pixel is {float(pixels.flat[0]):.3f} whatever the code, so nothing can be learned "
-               "(a softmax over one channel is always 1): end with a sigmoid")
+        expect(
+            bool(np.isfinite(pixels).all()) and pixels.min() >= 0.0 and pixels.max() <= 1.0,
+            f"for codes between -{EXTREME_CODE:g} and {EXTREME_CODE:g} the decoded pixels range from "
+            f"{np.nanmin(pixels):.3f} to {np.nanmax(pixels):.3f}; "
+            "they must lie in [0, 1] for every code: end with a sigmoid",
+        )
+        expect(
+            float(pixels.std()) > 1e-6,
+            f"every decoded pixel is {float(pixels.flat[0]):.3f} whatever the code, so nothing can be learned "
+            "(a softmax over one channel is always 1): end with a sigmoid",
+        )
 
     return [(2, "the decoder's input, output and pixel range", check)]
 
@@ -240,7 +322,9 @@ def verdict_decoder(data: dict[str, Any]) -> list[Check]:
 # --- part 4: the loss layer ----------------------------------------------------------------------------
 
 
-def loss_layer_result(rec: probing.Recorder, key: str, layer_class: type, inputs: list[np.ndarray]) -> None:
+def loss_layer_result(
+    rec: probing.Recorder, key: str, layer_class: type, inputs: list[np.ndarray]
+) -> None:
     """Call a fresh loss layer on ``inputs``; store its output and the values of the losses it added."""
     what = "CustomVariationalLayer()([x, z_decoded, z_mean, z_log_var])"
     layer = rec.attempt(what, layer_class)
@@ -269,18 +353,33 @@ def probe_loss_layer(CustomVariationalLayer: type) -> dict[str, Any]:
     quarter = np.full((2, 28, 28, 1), 0.25, "float32")
     zeros = np.zeros((2, 2), "float32")
     loss_layer_result(rec, "zero_code", CustomVariationalLayer, [half, quarter, zeros, zeros])
-    loss_layer_result(rec, "code", CustomVariationalLayer, [half, quarter, np.array(LOSS_CODE_MEAN, "float32"),
-                                                            np.array(LOSS_CODE_LOG_VAR, "float32")])
+    loss_layer_result(
+        rec,
+        "code",
+        CustomVariationalLayer,
+        [
+            half,
+            quarter,
+            np.array(LOSS_CODE_MEAN, "float32"),
+            np.array(LOSS_CODE_LOG_VAR, "float32"),
+        ],
+    )
     return rec.data
 
 
 def _kl_slip(got: float, reconstruction: float, kl: float, weight: float) -> str:
     """Which usual slip in the KL term explains the loss ``got``, in words ("" if none does)."""
     slips = (
-        (reconstruction - weight * kl, "the KL term is subtracted; it is never negative and must be added"),
+        (
+            reconstruction - weight * kl,
+            "the KL term is subtracted; it is never negative and must be added",
+        ),
         (reconstruction + kl, "the KL term is not multiplied by KL_WEIGHT"),
         (reconstruction - kl, "the KL term is subtracted and not multiplied by KL_WEIGHT"),
-        (reconstruction, "the KL term is missing (it vanishes only when z_mean = 0 and z_log_var = 0)"),
+        (
+            reconstruction,
+            "the KL term is missing (it vanishes only when z_mean = 0 and z_log_var = 0)",
+        ),
     )
     return next((why for value, why in slips if abs(got - value) <= LOSS_TOLERANCE), "")
 
@@ -290,28 +389,51 @@ def verdict_loss_layer(data: dict[str, Any]) -> list[Check]:
 
     def check() -> None:
         expect_ran(data, what)
-        expect_close("the layer's output", data["zero_code.output"], np.full((2, 28, 28, 1), 0.5), atol=0,
-                     hint="return the first input x unchanged, not the reconstruction")
+        expect_close(
+            "the layer's output",
+            data["zero_code.output"],
+            np.full((2, 28, 28, 1), 0.5),
+            atol=0,
+            hint="return the first input x unchanged, not the reconstruction",
+        )
         expect_ran(data, f"{what}.losses")
         losses = np.asarray(data["zero_code.losses"])
-        expect(len(losses) == 1, f"the layer should add exactly one loss with self.add_loss; it added {len(losses)}")
-        reconstruction = -(0.5 * np.log(0.25) + 0.5 * np.log(0.75))  # cross-entropy of 0.5 against 0.25: 0.83698
-        expect_close("the loss when z_mean = 0 and z_log_var = 0", float(losses[0]), reconstruction, atol=LOSS_TOLERANCE,
-                     hint="mean binary cross-entropy over all pixels (the KL term is zero for a standard normal)")
+        expect(
+            len(losses) == 1,
+            f"the layer should add exactly one loss with self.add_loss; it added {len(losses)}",
+        )
+        reconstruction = -(
+            0.5 * np.log(0.25) + 0.5 * np.log(0.75)
+        )  # cross-entropy of 0.5 against 0.25: 0.83698
+        expect_close(
+            "the loss when z_mean = 0 and z_log_var = 0",
+            float(losses[0]),
+            reconstruction,
+            atol=LOSS_TOLERANCE,
+            hint="mean binary cross-entropy over all pixels (the KL term is zero for a standard normal)",
+        )
         z_mean, z_log_var = np.array(LOSS_CODE_MEAN), np.array(LOSS_CODE_LOG_VAR)
         # The KL term as the text of part 4 states it, and its weight there (5e-4).
         kl = float(np.mean(-np.mean(1 + z_log_var - z_mean**2 - np.exp(z_log_var), axis=-1)))
         weight = 5e-4
         expected = reconstruction + weight * kl
         code_losses = np.asarray(data["code.losses"])
-        expect(len(code_losses) == 1, f"the layer should add exactly one loss with self.add_loss; it added {len(code_losses)}")
+        expect(
+            len(code_losses) == 1,
+            f"the layer should add exactly one loss with self.add_loss; it added {len(code_losses)}",
+        )
         got = float(code_losses[0])
         slip = _kl_slip(got, reconstruction, kl, weight)
-        expect(bool(np.isfinite(got)) and abs(got - expected) <= LOSS_TOLERANCE,
-               f"the loss for z_mean = {z_mean.tolist()}, z_log_var = {z_log_var.tolist()} is {got:.5f}; expected "
-               f"{expected:.5f} = reconstruction {reconstruction:.5f} + 5e-4 x KL {kl:.4f}: "
-               + (slip or "KL is -mean over the latent dimensions of (1 + z_log_var - z_mean^2 - exp(z_log_var)), "
-                          "averaged over the batch and weighted by KL_WEIGHT"))
+        expect(
+            bool(np.isfinite(got)) and abs(got - expected) <= LOSS_TOLERANCE,
+            f"the loss for z_mean = {z_mean.tolist()}, z_log_var = {z_log_var.tolist()} is {got:.5f}; expected "
+            f"{expected:.5f} = reconstruction {reconstruction:.5f} + 5e-4 x KL {kl:.4f}: "
+            + (
+                slip
+                or "KL is -mean over the latent dimensions of (1 + z_log_var - z_mean^2 - exp(z_log_var)), "
+                "averaged over the batch and weighted by KL_WEIGHT"
+            ),
+        )
 
     return [(2, "the loss layer's output and loss", check)]
 
@@ -335,11 +457,16 @@ def probe_vae_model(build_vae: Callable[..., Any]) -> dict[str, Any]:
     if config is not None:
         rec["config.json"] = config
     rec["given.json"] = [encoder.name, decoder.name]
-    rec["input_shape.json"] = [None if d is None else int(d) for d in getattr(model.inputs[0], "shape", ())] \
-        if getattr(model, "inputs", None) else None
+    rec["input_shape.json"] = (
+        [None if d is None else int(d) for d in getattr(model.inputs[0], "shape", ())]
+        if getattr(model, "inputs", None)
+        else None
+    )
     rec["compiled"] = bool(getattr(model, "optimizer", None) is not None)
     images = np.random.default_rng(1).uniform(0, 1, (4, 28, 28, 1)).astype("float32")
-    loss = rec.attempt("vae.evaluate(images)", lambda: float(np.ravel(model.evaluate(images, verbose=0))[0]))
+    loss = rec.attempt(
+        "vae.evaluate(images)", lambda: float(np.ravel(model.evaluate(images, verbose=0))[0])
+    )
     if loss is not None:
         rec["loss"] = loss
     return rec.data
@@ -348,19 +475,30 @@ def probe_vae_model(build_vae: Callable[..., Any]) -> dict[str, Any]:
 def verdict_vae_model(data: dict[str, Any]) -> list[Check]:
     def check() -> None:
         expect_ran(data, "build_vae(encoder, decoder)")
-        expect(bool(data.get("is_model")), f"build_vae should return a keras.Model, not {data.get('type')}")
+        expect(
+            bool(data.get("is_model")),
+            f"build_vae should return a keras.Model, not {data.get('type')}",
+        )
         config = data.get("config.json")
-        expect(isinstance(config, dict), "build_vae should return a functional keras.Model (keras.Model(image, output))")
+        expect(
+            isinstance(config, dict),
+            "build_vae should return a functional keras.Model (keras.Model(image, output))",
+        )
         encoder, decoder = (data.get("given.json") or ["", ""])[:2]
         problem = wiring_problem(config, str(encoder), str(decoder))
         expect(problem is None, problem or "")
         shape = data.get("input_shape.json")
         expect_shape("the VAE's input", shape or (), (None, 28, 28, 1))
-        expect(bool(data.get("compiled")), "the VAE is not compiled: call vae.compile(optimizer=..., loss=None) inside build_vae")
+        expect(
+            bool(data.get("compiled")),
+            "the VAE is not compiled: call vae.compile(optimizer=..., loss=None) inside build_vae",
+        )
         expect_ran(data, "vae.evaluate(images)")
         loss = float(data["loss"])
-        expect(np.isfinite(loss) and loss > 0,
-               f"the VAE's loss on random images is {loss}; expected a positive number: is the loss layer in the model?")
+        expect(
+            np.isfinite(loss) and loss > 0,
+            f"the VAE's loss on random images is {loss}; expected a positive number: is the loss layer in the model?",
+        )
 
     return [(1, "the VAE builds, compiles and has a loss", check)]
 
@@ -386,11 +524,22 @@ def verdict_data(data: dict[str, Any]) -> list[Check]:
     budget = training_budget()
 
     def check() -> None:
-        expect_shape("x_train", data["x_train.shape.json"], (budget.train_images, 28, 28, 1), "images need a channel axis: (N, 28, 28, 1)")
+        expect_shape(
+            "x_train",
+            data["x_train.shape.json"],
+            (budget.train_images, 28, 28, 1),
+            "images need a channel axis: (N, 28, 28, 1)",
+        )
         expect_shape("x_test", data["x_test.shape.json"], (10000, 28, 28, 1))
-        expect(str(data["x_train.dtype"]) == "float32", f"x_train has dtype {data['x_train.dtype']}; expected float32")
+        expect(
+            str(data["x_train.dtype"]) == "float32",
+            f"x_train has dtype {data['x_train.dtype']}; expected float32",
+        )
         low, high = (float(v) for v in data.get("x_train.range", (np.nan, np.nan)))
-        expect(0.0 <= low and high <= 1.0, f"x_train ranges from {low:g} to {high:g}; expected [0, 1]: divide by 255")
+        expect(
+            0.0 <= low and high <= 1.0,
+            f"x_train ranges from {low:g} to {high:g}; expected [0, 1]: divide by 255",
+        )
 
     return [(1, "x_train and x_test", check)]
 
@@ -402,7 +551,10 @@ def probe_training(history: Any, encoder: Any, decoder: Any) -> dict[str, Any]:
     rec = probing.Recorder()
     logs = getattr(history, "history", None)
     if isinstance(logs, Mapping):
-        rec["history.json"] = {str(k): [float(v) for v in np.ravel(np.asarray(vals, dtype=np.float64))] for k, vals in logs.items()}
+        rec["history.json"] = {
+            str(k): [float(v) for v in np.ravel(np.asarray(vals, dtype=np.float64))]
+            for k, vals in logs.items()
+        }
     _model_step(rec, "encoder", "the trained encoder", lambda: encoder)
     _model_step(rec, "decoder", "the trained decoder", lambda: decoder)
     return rec.data
@@ -419,7 +571,9 @@ cannot learn (softmax output) stays at 1.00."""
 def reconstruction_loss(encoder: Any, decoder: Any, images: np.ndarray, eps: float = 1e-7) -> float:
     """Mean per-pixel binary cross-entropy of decoder(z_mean) against the images (computed by the checker)."""
     z_mean = encoder(images)[0]
-    decoded = np.clip(_numpy(decoder(z_mean)).astype(np.float64).reshape(len(images), -1), eps, 1 - eps)
+    decoded = np.clip(
+        _numpy(decoder(z_mean)).astype(np.float64).reshape(len(images), -1), eps, 1 - eps
+    )
     x = images.reshape(len(images), -1).astype(np.float64)
     return float(np.mean(-(x * np.log(decoded) + (1 - x) * np.log(1 - decoded))))
 
@@ -433,31 +587,50 @@ def verdict_training(data: dict[str, Any]) -> list[Check]:
         import keras
 
         logs = data.get("history.json")
-        expect(isinstance(logs, dict), "keep the value returned by vae.fit(...) in a variable called history "
-                                       "(if the training cell stopped with an error, an earlier part's self-check may say why)")
-        expect("val_loss" in logs, "no val_loss in the history: pass validation_data=(x_val, None) to fit")
+        expect(
+            isinstance(logs, dict),
+            "keep the value returned by vae.fit(...) in a variable called history "
+            "(if the training cell stopped with an error, an earlier part's self-check may say why)",
+        )
+        expect(
+            "val_loss" in logs,
+            "no val_loss in the history: pass validation_data=(x_val, None) to fit",
+        )
         epochs = len(logs.get("loss", []))
-        expect(epochs == budget.epochs,
-               f"the model trained for {epochs} epoch(s); the budget says {budget.epochs}: use epochs=budget.epochs")
+        expect(
+            epochs == budget.epochs,
+            f"the model trained for {epochs} epoch(s); the budget says {budget.epochs}: use epochs=budget.epochs",
+        )
         final_val = logs["val_loss"][-1]
-        expect(bool(np.isfinite(final_val)), f"the final val_loss is {final_val}: training diverged (a KL term with the "
-                                             "wrong sign in part 4 does this)")
+        expect(
+            bool(np.isfinite(final_val)),
+            f"the final val_loss is {final_val}: training diverged (a KL term with the "
+            "wrong sign in part 4 does this)",
+        )
         encoder = _load(data, "encoder", "the trained encoder")
         decoder = _load(data, "decoder", "the trained decoder")
         expect_shape("the trained encoder's z_mean", encoder.outputs[0].shape, (None, 2))
-        expect_shape("the trained decoder's output", decoder.outputs[0].shape, (None, 28, 28, 1),
-                     "if part 1's self-check fails, fix the encoder first")
+        expect_shape(
+            "the trained decoder's output",
+            decoder.outputs[0].shape,
+            (None, 28, 28, 1),
+            "if part 1's self-check fails, fix the encoder first",
+        )
         # Judged by the checker itself, on the MNIST test images, against the same architecture with fresh
         # weights: independent of how the student's loss is scaled (part 4) or how the data was prepared (part 6).
         (_, _), (x_test, _) = load_mnist()
         images = (x_test[:VALIDATION_SAMPLE] / 255.0).astype("float32")[..., None]
         keras.utils.set_random_seed(7)
-        fresh = reconstruction_loss(keras.models.clone_model(encoder), keras.models.clone_model(decoder), images)
+        fresh = reconstruction_loss(
+            keras.models.clone_model(encoder), keras.models.clone_model(decoder), images
+        )
         trained = reconstruction_loss(encoder, decoder, images)
-        expect(bool(np.isfinite(trained)) and trained < LEARNED * fresh,
-               f"training did not improve the reconstructions: cross-entropy {trained:.4g} per pixel on test images, against "
-               f"{fresh:.4g} for the same model with fresh weights. If an earlier self-check fails (the decoder's output, "
-               "part 3), fix that part first")
+        expect(
+            bool(np.isfinite(trained)) and trained < LEARNED * fresh,
+            f"training did not improve the reconstructions: cross-entropy {trained:.4g} per pixel on test images, against "
+            f"{fresh:.4g} for the same model with fresh weights. If an earlier self-check fails (the decoder's output, "
+            "part 3), fix that part first",
+        )
 
     return [(2, "the training history and the loss it reached", check)]
 
@@ -474,7 +647,9 @@ def probe_manifold(manifold: Any, build_manifold: Callable[..., Any]) -> dict[st
     if array is not None and array.dtype.kind in "fiub":
         rec["manifold"] = array.astype(np.float32)
     # The layout, read through a decoder that needs no training: pixels (0, 0) and (0, 1) of each tile show its code.
-    image = rec.attempt("build_manifold(probe_decoder)", lambda: np.asarray(build_manifold(ProbeDecoder())))
+    image = rec.attempt(
+        "build_manifold(probe_decoder)", lambda: np.asarray(build_manifold(ProbeDecoder()))
+    )
     if image is not None and image.dtype.kind in "fiub":
         rec["probe_image"] = image.astype(np.float32)
     return rec.data
@@ -482,48 +657,81 @@ def probe_manifold(manifold: Any, build_manifold: Callable[..., Any]) -> dict[st
 
 def _layout_problem(z0: np.ndarray, z1: np.ndarray) -> str:
     """What is wrong with the codes read from the tiles (tile (i, j) should show z = (grid[j], grid[i])), or ""."""
+
     def along_rows(a: np.ndarray) -> bool:  # the same in every row, changing along a row
         return bool(np.allclose(a, a[:1, :], atol=1e-5)) and float(np.ptp(a)) > 1e-3
 
     def down_columns(a: np.ndarray) -> bool:  # the same in every column, changing down a column
         return along_rows(a.T)
 
-    found = (f"found z[0] = {np.array2string(z0[0, :4], precision=2)}... along the first row and "
-             f"z[1] = {np.array2string(z1[:4, 0], precision=2)}... down the first column")
+    found = (
+        f"found z[0] = {np.array2string(z0[0, :4], precision=2)}... along the first row and "
+        f"z[1] = {np.array2string(z1[:4, 0], precision=2)}... down the first column"
+    )
     if float(np.ptp(z0)) <= 1e-3 and float(np.ptp(z1)) <= 1e-3:
         return f"every tile shows the same code ({z0[0, 0]:.3g}, {z1[0, 0]:.3g}): each tile must decode its own code"
     if down_columns(z0) and along_rows(z1):
-        return ("the tiles are transposed: z[0] changes down a column and z[1] along a row; expected z[0] to change "
-                "along a row (column j shows grid[j]) and z[1] down a column (row i shows grid[i])")
+        return (
+            "the tiles are transposed: z[0] changes down a column and z[1] along a row; expected z[0] to change "
+            "along a row (column j shows grid[j]) and z[1] down a column (row i shows grid[i])"
+        )
     if not (along_rows(z0) and down_columns(z1)):
-        return ("the tiles are not where the text puts them: the tile in row i, column j must show z = (grid[j], grid[i]); "
-                + found + "; check the reshape/transpose that tiles the digits")
+        return (
+            "the tiles are not where the text puts them: the tile in row i, column j must show z = (grid[j], grid[i]); "
+            + found
+            + "; check the reshape/transpose that tiles the digits"
+        )
     if np.any(np.diff(z0[0]) < 0) or np.any(np.diff(z1[:, 0]) < 0):
-        return ("the grid runs backwards: z[0] must increase along a row and z[1] down a column "
-                "(grid ascending, tile (i, j) shows (grid[j], grid[i])); " + found)
+        return (
+            "the grid runs backwards: z[0] must increase along a row and z[1] down a column "
+            "(grid ascending, tile (i, j) shows (grid[j], grid[i])); " + found
+        )
     return ""
 
 
 def verdict_manifold(data: dict[str, Any]) -> list[Check]:
     def check() -> None:
-        expect(str(data.get("type")) == "ndarray", f"build_manifold should return a NumPy array, not {data.get('type')}")
+        expect(
+            str(data.get("type")) == "ndarray",
+            f"build_manifold should return a NumPy array, not {data.get('type')}",
+        )
         expect("manifold" in data, "build_manifold should return an array of numbers")
         manifold = np.asarray(data["manifold"], dtype=np.float64)
-        expect_shape("the manifold image", manifold.shape, (420, 420), "15 x 15 tiles of 28 x 28 pixels in one 2-D array")
-        expect(bool(np.isfinite(manifold).all()) and manifold.min() >= 0 and manifold.max() <= 1,
-               f"the manifold's pixels range from {np.nanmin(manifold):.3f} to {np.nanmax(manifold):.3f}; expected values in [0, 1]")
+        expect_shape(
+            "the manifold image",
+            manifold.shape,
+            (420, 420),
+            "15 x 15 tiles of 28 x 28 pixels in one 2-D array",
+        )
+        expect(
+            bool(np.isfinite(manifold).all()) and manifold.min() >= 0 and manifold.max() <= 1,
+            f"the manifold's pixels range from {np.nanmin(manifold):.3f} to {np.nanmax(manifold):.3f}; expected values in [0, 1]",
+        )
         # The layout is judged on the probe decoder's picture, not on `manifold`: an undertrained decoder may
         # draw (almost) the same blur everywhere, and that is no fault of build_manifold.
         expect_ran(data, "build_manifold(probe_decoder)")
         image = np.asarray(data.get("probe_image", np.zeros(0)), dtype=np.float64)
-        expect_shape("build_manifold(decoder) for a probe decoder", image.shape, (420, 420),
-                     "15 x 15 tiles of 28 x 28 pixels in one 2-D array")
-        expect(bool(np.isfinite(image).all()), "build_manifold(decoder) for a probe decoder contains NaN or infinity")
+        expect_shape(
+            "build_manifold(decoder) for a probe decoder",
+            image.shape,
+            (420, 420),
+            "15 x 15 tiles of 28 x 28 pixels in one 2-D array",
+        )
+        expect(
+            bool(np.isfinite(image).all()),
+            "build_manifold(decoder) for a probe decoder contains NaN or infinity",
+        )
         problem = _layout_problem(image[0::28, 0::28], image[0::28, 1::28])
         if problem and not _layout_problem(image.T[0::28, 0::28], image.T[0::28, 1::28]):
-            problem = ("the whole image is transposed (tiles and the digits in them): tile (i, j) must show "
-                       "z = (grid[j], grid[i]), z[0] changing along a row")
-        expect(not problem, "with a probe decoder whose tiles show their code in pixels (0, 0) and (0, 1): " + problem)
+            problem = (
+                "the whole image is transposed (tiles and the digits in them): tile (i, j) must show "
+                "z = (grid[j], grid[i]), z[0] changing along a row"
+            )
+        expect(
+            not problem,
+            "with a probe decoder whose tiles show their code in pixels (0, 0) and (0, 1): "
+            + problem,
+        )
 
     return [(2, "the manifold image and its layout", check)]
 
@@ -558,7 +766,12 @@ def judge(probe: Probe, data: dict[str, Any]) -> Outcome:
         names = ", ".join(missing)
         verb = "is" if len(missing) == 1 else "are"
         message = f"{names} {verb} not defined: run the cells above this one (and fill in part {probe.part})"
-        return run_checks([(points, label, lambda: expect(False, message)) for points, label, _ in probe.verdict(data)])
+        return run_checks(
+            [
+                (points, label, lambda: expect(False, message))
+                for points, label, _ in probe.verdict(data)
+            ]
+        )
     return run_checks(probe.verdict(data))
 
 
@@ -572,7 +785,9 @@ def report(part: int, outcome: Outcome, kind: str = "self-check") -> None:
 
 def _check(grade_id: str, namespace: Mapping[str, Any]) -> None:
     probe = PROBES[grade_id]
-    data = probing.unpack(probing.pack(run_probe(probe, namespace)))  # exactly what the grader receives
+    data = probing.unpack(
+        probing.pack(run_probe(probe, namespace))
+    )  # exactly what the grader receives
     report(probe.part, judge(probe, data))
 
 
@@ -616,5 +831,19 @@ def manifold(manifold: Any, build_manifold: Callable[..., Any]) -> None:
     _check("test_manifold", {"manifold": manifold, "build_manifold": build_manifold})
 
 
-__all__ = ["PROBES", "Probe", "decoder", "data", "encoder", "fmt_shape", "judge", "loss_layer", "manifold",
-           "report", "run_probe", "sampling", "training", "vae_model"]
+__all__ = [
+    "PROBES",
+    "Probe",
+    "decoder",
+    "data",
+    "encoder",
+    "fmt_shape",
+    "judge",
+    "loss_layer",
+    "manifold",
+    "report",
+    "run_probe",
+    "sampling",
+    "training",
+    "vae_model",
+]

@@ -18,7 +18,11 @@ def stand_in_encoder(latent_dim: int = 2) -> keras.Model:
     """Image -> [z_mean, z_log_var] through a single Dense layer each."""
     image = keras.Input(shape=(28, 28, 1))
     flat = layers.Flatten()(image)
-    return keras.Model(image, [layers.Dense(latent_dim)(flat), layers.Dense(latent_dim)(flat)], name="stand_in_encoder")
+    return keras.Model(
+        image,
+        [layers.Dense(latent_dim)(flat), layers.Dense(latent_dim)(flat)],
+        name="stand_in_encoder",
+    )
 
 
 def stand_in_decoder(latent_dim: int = 2) -> keras.Model:
@@ -56,7 +60,9 @@ class ProbeDecoder(keras.Model):
 
     def predict(self, z: Any, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         self.calls.append(int(np.shape(z)[0]))
-        return keras.ops.convert_to_numpy(self.call(keras.ops.convert_to_tensor(np.asarray(z, dtype="float32"))))
+        return keras.ops.convert_to_numpy(
+            self.call(keras.ops.convert_to_tensor(np.asarray(z, dtype="float32")))
+        )
 
 
 def smooth_decoder(latent_dim: int = 2, seed: int = 0) -> keras.Model:
@@ -65,5 +71,7 @@ def smooth_decoder(latent_dim: int = 2, seed: int = 0) -> keras.Model:
     z = keras.Input(shape=(latent_dim,))
     dense = layers.Dense(28 * 28, activation="sigmoid")
     model = keras.Model(z, layers.Reshape((28, 28, 1))(dense(z)), name="smooth_decoder")
-    dense.set_weights([rng.normal(0, 1.0, (latent_dim, 28 * 28)).astype("float32"), np.zeros(28 * 28, "float32")])
+    dense.set_weights(
+        [rng.normal(0, 1.0, (latent_dim, 28 * 28)).astype("float32"), np.zeros(28 * 28, "float32")]
+    )
     return model

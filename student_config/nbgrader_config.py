@@ -41,7 +41,9 @@ c.Validator.Execute.interrupt_on_timeout = True
 # for Python kernels (no history file); the last keeps ipykernel 7's "Kernel is running over TCP
 # without encryption" start-up warning (a local kernel on 127.0.0.1) out of the student's output.
 c.Validator.Execute.extra_arguments = [
-    "--HistoryManager.hist_file=:memory:", "--InteractiveShell.xmode=Minimal", "--IPKernelApp.log_level=ERROR",
+    "--HistoryManager.hist_file=:memory:",
+    "--InteractiveShell.xmode=Minimal",
+    "--IPKernelApp.log_level=ERROR",
 ]
 # `nbgrader validate` cuts every printed line at this width (default 90), which cut self-check
 # messages in half; the longest measured is about 200 characters. (The Validate button shows them

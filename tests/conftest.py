@@ -66,6 +66,10 @@ def graded_course(tmp_path_factory: pytest.TempPathFactory, live_print, course_e
 
     demo, adversarial = tuple(demo_submissions()), tuple(adversarial_submissions())
     root = copy_course(tmp_path_factory.mktemp("graded-course"))
-    live_print(f"\ngrading {len(demo)} demo + {len(adversarial)} adversarial submissions once for this session in {root}")
-    run = run_pipeline(root, demo + adversarial, progress=lambda message: live_print("  " + message))
+    live_print(
+        f"\ngrading {len(demo)} demo + {len(adversarial)} adversarial submissions once for this session in {root}"
+    )
+    run = run_pipeline(
+        root, demo + adversarial, progress=lambda message: live_print("  " + message)
+    )
     return GradedCourse(run=run, demo=demo, adversarial=adversarial)

@@ -64,7 +64,9 @@ class CourseWorld:
         base = Path(tempfile.mkdtemp(prefix="vae-course-"))
         base.chmod(0o755)  # students must reach the exchange below it (mkdtemp makes 0700)
         course = copy_course(base / "course")
-        exchange = base / "exchange"  # created by the instructor's release_assignment, as on a server
+        exchange = (
+            base / "exchange"
+        )  # created by the instructor's release_assignment, as on a server
         (base / "home" / "instructor").mkdir(parents=True)
         instructor = Person("root", base / "home" / "instructor", 0, course)
         students = {}
@@ -119,20 +121,54 @@ class CourseWorld:
         as_user: list[str] = []
         if who.uid != 0:
             lines += reopen_for_students(self.base / "views", needed_paths())
-            as_user = ["setpriv", f"--reuid={who.uid}", f"--regid={who.uid}", "--clear-groups", "--"]
-        script = " && ".join([*lines, 'shift 2', 'exec "$@"'])
-        return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script, "sh",
-                str(self.passwd), str(self.group), *as_user, *argv]
+            as_user = [
+                "setpriv",
+                f"--reuid={who.uid}",
+                f"--regid={who.uid}",
+                "--clear-groups",
+                "--",
+            ]
+        script = " && ".join([*lines, "shift 2", 'exec "$@"'])
+        return [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            "sh",
+            "-c",
+            script,
+            "sh",
+            str(self.passwd),
+            str(self.group),
+            *as_user,
+            *argv,
+        ]
 
-    def run(self, who: Person, *argv: str, cwd: Path | None = None, check: bool = True,
-            timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    def run(
+        self,
+        who: Person,
+        *argv: str,
+        cwd: Path | None = None,
+        check: bool = True,
+        timeout: float = 600,
+    ) -> subprocess.CompletedProcess[str]:
         """Run one command as ``who`` in ``cwd`` (default: their working folder); output captured."""
         cwd = cwd or who.work
         self.transcript.append(f"[{who.name}] {' '.join(argv)}")
-        result = subprocess.run(self.command(who, list(argv)), cwd=cwd, env=self.env(who), text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
+        result = subprocess.run(
+            self.command(who, list(argv)),
+            cwd=cwd,
+            env=self.env(who),
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            timeout=timeout,
+        )
         if check and result.returncode != 0:
-            raise AssertionError(f"`{' '.join(argv)}` as {who.name} exited {result.returncode}:\n{result.stdout[-4000:]}")
+            raise AssertionError(
+                f"`{' '.join(argv)}` as {who.name} exited {result.returncode}:\n{result.stdout[-4000:]}"
+            )
         return result
 
     def nbgrader(self, who: Person, *args: str, **kwargs) -> subprocess.CompletedProcess[str]:
@@ -149,7 +185,11 @@ class CourseWorld:
 
 def needed_paths() -> list[Path]:
     """What a student's processes must reach: the interpreter, its standard library, the course."""
-    paths = [Path(os.path.realpath(sys.executable)), Path(os.path.realpath(sys.base_prefix)), Path(__file__).resolve().parents[1]]
+    paths = [
+        Path(os.path.realpath(sys.executable)),
+        Path(os.path.realpath(sys.base_prefix)),
+        Path(__file__).resolve().parents[1],
+    ]
     if os.environ.get("MNIST_NPZ"):
         paths.append(Path(os.path.realpath(os.environ["MNIST_NPZ"])))
     return paths
@@ -175,12 +215,16 @@ def reopen_for_students(views: Path, paths: list[Path]) -> list[str]:
         for entry in sorted(entries):
             view = views / f"{n}-{entry}"
             view.mkdir(parents=True, exist_ok=True)
-            steps.append(f"mount --bind {shlex.quote(str(folder / entry))} {shlex.quote(str(view))}")
+            steps.append(
+                f"mount --bind {shlex.quote(str(folder / entry))} {shlex.quote(str(view))}"
+            )
         steps.append(f"mount -t tmpfs -o mode=0755 tmpfs {shlex.quote(str(folder))}")
         for entry in sorted(entries):
             view = views / f"{n}-{entry}"
             steps.append(f"mkdir -p {shlex.quote(str(folder / entry))}")
-            steps.append(f"mount --bind {shlex.quote(str(view))} {shlex.quote(str(folder / entry))}")
+            steps.append(
+                f"mount --bind {shlex.quote(str(view))} {shlex.quote(str(folder / entry))}"
+            )
     return steps
 
 
@@ -191,8 +235,11 @@ def separate_users_problem() -> str | None:
     for tool in ("unshare", "setpriv", "mount"):
         if shutil.which(tool) is None:
             return f"`{tool}` (util-linux) is missing"
-    probe = subprocess.run(["unshare", "--mount", "--propagation", "private", "--", "true"],
-                           capture_output=True, text=True)
+    probe = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "--", "true"],
+        capture_output=True,
+        text=True,
+    )
     if probe.returncode != 0:
         return f"`unshare --mount` is refused: {probe.stderr.strip()}"
     return None

@@ -64,7 +64,9 @@ def test_corpus_is_large_and_covers_the_issue():
     students = [s.student for s in adversarial.SUBMISSIONS]
     assert len(set(students)) == len(students)
     for submission in adversarial.SUBMISSIONS:
-        assert submission.expected_feedback, f"{submission.student}: no message the student must see"
+        assert submission.expected_feedback, (
+            f"{submission.student}: no message the student must see"
+        )
         graded = {cell for part in PARTS for cell in cells_of_part(part)}
         assert set(submission.expected) | set(submission.lost) == graded, submission.student
     assert set(adversarial.FLAGGED) <= set(CASES) and set(adversarial.ESCAPES) <= set(CASES)
@@ -79,13 +81,19 @@ def test_each_case_gets_its_fair_grade_and_message(graded_course, student):
     expected = {cell: submission.expected.get(cell, 0.0) for cell in graded_course.run.max_points}
     assert result.scores == expected, (
         f"{student} ({submission.description}): expected {sum(expected.values())}, got {result.total}; "
-        + ", ".join(f"{c}: expected {expected[c]} got {result.scores[c]}" for c in expected if expected[c] != result.scores[c]))
+        + ", ".join(
+            f"{c}: expected {expected[c]} got {result.scores[c]}"
+            for c in expected
+            if expected[c] != result.scores[c]
+        )
+    )
     text = _feedback_text(result.feedback)
     assert result.feedback is not None, f"{student}: no feedback page"
     for phrase in submission.expected_feedback:
         assert phrase in text, f"{student}: the feedback page does not say {phrase!r}"
     assert result.needs_manual_grade == (student in adversarial.FLAGGED), (
-        f"{student}: needs_manual_grade is {result.needs_manual_grade}")
+        f"{student}: needs_manual_grade is {result.needs_manual_grade}"
+    )
 
 
 @pytest.mark.slow
@@ -95,13 +103,18 @@ def test_corpus_table(graded_course, live_print):
     for submission in adversarial.SUBMISSIONS:
         result = graded_course.run.results[submission.student]
         expected = sum(submission.expected.values())
-        rows.append(f"| {submission.student} | {expected:g} | {result.total:g} | {result.autograde_seconds:.0f} s |")
+        rows.append(
+            f"| {submission.student} | {expected:g} | {result.total:g} | {result.autograde_seconds:.0f} s |"
+        )
         if result.total != expected:
             wrong.append(submission.student)
     seconds = sum(graded_course.run.results[s].autograde_seconds for s in CASES)
-    live_print("\n| case | expected | got | autograde |\n|---|---|---|---|\n" + "\n".join(rows)
-               + f"\n\ncorpus: {len(CASES)} cases, their autograde times add up to {seconds:.0f} s "
-               f"(graded {grading_workers()} at a time with the demo set)")
+    live_print(
+        "\n| case | expected | got | autograde |\n|---|---|---|---|\n"
+        + "\n".join(rows)
+        + f"\n\ncorpus: {len(CASES)} cases, their autograde times add up to {seconds:.0f} s "
+        f"(graded {grading_workers()} at a time with the demo set)"
+    )
     assert not wrong, f"cases with the wrong total: {wrong}"
 
 
@@ -123,7 +136,9 @@ def test_source_and_submissions_untouched(graded_course, tmp_path):
         copy = root / path.relative_to(COURSE_ROOT)
         assert copy.is_file(), f"{copy} disappeared during grading"
         assert copy.stat().st_mtime <= copied_at, f"{copy} was written during grading"
-        if copy.stat().st_mtime == path.stat().st_mtime:  # same version as the repository's (not edited since)
+        if (
+            copy.stat().st_mtime == path.stat().st_mtime
+        ):  # same version as the repository's (not edited since)
             assert _sha256(copy) == _sha256(path), f"{copy} changed during grading"
     # The pipeline writes every submission, then its marker file, then starts grading.
     submitted_at = (root / "submitted" / ".pipeline-students.json").stat().st_mtime
@@ -132,7 +147,9 @@ def test_source_and_submissions_untouched(graded_course, tmp_path):
     for submission in graded_course.submissions:
         path = root / "submitted" / submission.student / "vae" / submission.filename
         assert path.stat().st_mtime <= submitted_at, f"{path} was written during grading"
-        if same_master:  # the submissions are rebuilt from the master: only comparable with the same one
+        if (
+            same_master
+        ):  # the submissions are rebuilt from the master: only comparable with the same one
             want = hashlib.sha256(_rebuilt_bytes(submission, master, release, tmp_path)).hexdigest()
             assert _sha256(path) == want, f"{path} changed during grading"
     graded = root / "autograded" / "complete" / "vae" / "vae.ipynb"
@@ -150,19 +167,28 @@ def test_gradebook_rows_of_other_students_intact(graded_course):
             "SELECT sa.student_id, cell.name, g.auto_score, g.manual_score, g.extra_credit, g.needs_manual_grade "
             "FROM grade AS g JOIN base_cell AS cell ON g.cell_id = cell.id "
             "JOIN submitted_notebook AS sn ON g.notebook_id = sn.id "
-            "JOIN submitted_assignment AS sa ON sn.assignment_id = sa.id").fetchall()
+            "JOIN submitted_assignment AS sa ON sn.assignment_id = sa.id"
+        ).fetchall()
     got: dict[str, list] = {}
     for student, cell, auto, manual, extra, manual_flag in rows:
-        got.setdefault(student, []).append([cell, float(auto or 0), manual, extra, int(manual_flag)])
+        got.setdefault(student, []).append(
+            [cell, float(auto or 0), manual, extra, int(manual_flag)]
+        )
 
     def digest(student_rows: list) -> str:
         return hashlib.sha256(json.dumps(sorted(student_rows)).encode()).hexdigest()
 
     for submission in graded_course.demo:
-        expected = [[cell, float(submission.expected.get(cell, 0.0)), None, None, 0] for cell in graded_course.run.max_points]
+        expected = [
+            [cell, float(submission.expected.get(cell, 0.0)), None, None, 0]
+            for cell in graded_course.run.max_points
+        ]
         assert digest(got.get(submission.student, [])) == digest(expected), (
-            f"{submission.student}'s gradebook rows differ from their expected points: {sorted(got.get(submission.student, []))}")
-    assert not any(row[1] == 99 for student_rows in got.values() for row in student_rows), "a submission raised its scores"
+            f"{submission.student}'s gradebook rows differ from their expected points: {sorted(got.get(submission.student, []))}"
+        )
+    assert not any(row[1] == 99 for student_rows in got.values() for row in student_rows), (
+        "a submission raised its scores"
+    )
 
 
 @pytest.mark.slow
@@ -171,33 +197,57 @@ def test_escape_attempts_all_failed(graded_course):
     root = graded_course.run.course_root
     for student in adversarial.ESCAPES:
         nb = nbformat.read(root / "autograded" / student / "vae" / "vae.ipynb", as_version=4)
-        lines = [line for cell in nb.cells if cell.cell_type == "code" for output in cell.outputs
-                 for line in output.get("text", "").splitlines() if line.startswith("ESCAPE-")]
+        lines = [
+            line
+            for cell in nb.cells
+            if cell.cell_type == "code"
+            for output in cell.outputs
+            for line in output.get("text", "").splitlines()
+            if line.startswith("ESCAPE-")
+        ]
         assert len(lines) >= 3, f"{student}: the attempts did not run ({lines})"
         succeeded = [line for line in lines if "SUCCEEDED" in line]
         assert not succeeded, f"{student} escaped the sandbox: {succeeded}"
     checks = COURSE_ROOT / "course" / "checks.py"
-    assert checks.read_text().endswith("\n") and not checks.read_text().endswith("#"), "course/checks.py was appended to"
+    assert checks.read_text().endswith("\n") and not checks.read_text().endswith("#"), (
+        "course/checks.py was appended to"
+    )
 
 
 @pytest.mark.slow
 def test_nothing_written_outside_allowed_places(graded_course):
     root = graded_course.run.course_root
-    allowed = {"nbgrader_config.py", "source", "release", "submitted", "autograded", "feedback", "exports",
-               "gradebook.db", "gradebook.db-journal", "__pycache__"}
+    allowed = {
+        "nbgrader_config.py",
+        "source",
+        "release",
+        "submitted",
+        "autograded",
+        "feedback",
+        "exports",
+        "gradebook.db",
+        "gradebook.db-journal",
+        "__pycache__",
+    }
     assert {p.name for p in root.iterdir()} <= allowed, sorted(p.name for p in root.iterdir())
     for student, submission in CASES.items():
         folder = root / "autograded" / student / "vae"
         # Plain files the student submitted beside the notebook are copied by nbgrader (never lent to the kernel
         # unless the release has them); links were refused at intake.
-        brought = {name for name, content in getattr(submission, "files", {}).items() if isinstance(content, bytes)}
+        brought = {
+            name
+            for name, content in getattr(submission, "files", {}).items()
+            if isinstance(content, bytes)
+        }
         allowed_here = {"vae.ipynb", "timestamp.txt"} | brought
-        assert {p.name for p in folder.iterdir()} <= allowed_here, f"{folder}: {sorted(os.listdir(folder))}"
+        assert {p.name for p in folder.iterdir()} <= allowed_here, (
+            f"{folder}: {sorted(os.listdir(folder))}"
+        )
 
 
 # --- the sandbox itself (seconds, no grading) ---------------------------------------------------------------
 
-_PROBE = textwrap.dedent('''
+_PROBE = textwrap.dedent("""
     import os, socket, resource, json
     def attempt(action):
         try:
@@ -233,7 +283,7 @@ _PROBE = textwrap.dedent('''
     import keras
     result["keras"] = keras.__version__
     print("PROBE" + json.dumps(result))
-''')
+""")
 
 
 def _run_probe(course: Path, workdir: Path) -> dict:
@@ -241,10 +291,12 @@ def _run_probe(course: Path, workdir: Path) -> dict:
 
     The paths it tries go into the code: the kernel's environment is an allowlist (PROBE_* is not on it).
     """
-    probe = (f"PROBE_SOURCE = {str(course / 'source' / 'vae' / 'vae.ipynb')!r}\n"
-             f"PROBE_GRADEBOOK = {str(course / 'gradebook.db')!r}\n"
-             f"PROBE_OTHER = {str(course / 'submitted' / 'other' / 'vae' / 'vae.ipynb')!r}\n" + _PROBE)
-    script = textwrap.dedent(f'''
+    probe = (
+        f"PROBE_SOURCE = {str(course / 'source' / 'vae' / 'vae.ipynb')!r}\n"
+        f"PROBE_GRADEBOOK = {str(course / 'gradebook.db')!r}\n"
+        f"PROBE_OTHER = {str(course / 'submitted' / 'other' / 'vae' / 'vae.ipynb')!r}\n" + _PROBE
+    )
+    script = textwrap.dedent(f"""
         import asyncio, json
         from traitlets.config import Config
         from vae_grader.sandbox import SandboxedKernelManager
@@ -266,21 +318,31 @@ def _run_probe(course: Path, workdir: Path) -> dict:
                 kc.stop_channels()
                 await km.shutdown_kernel(now=True)
         asyncio.run(main())
-    ''')
+    """)
     env = dict(os.environ, NBGRADER_DB_URL="postgresql://grader:secret@db/vae")
     env.pop("VAE_SANDBOX", None)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300
+    )
     line = [l for l in result.stdout.splitlines() if l.startswith("PROBE")]
-    assert line, f"the sandboxed kernel did not answer:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
-    return json.loads(line[-1][len("PROBE"):])
+    assert line, (
+        f"the sandboxed kernel did not answer:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+    )
+    return json.loads(line[-1][len("PROBE") :])
 
 
 def test_sandboxed_kernel_is_confined(tmp_path):
     if not os.environ.get("MNIST_NPZ"):
-        pytest.fail("MNIST_NPZ is not set: the sandbox must show the offline MNIST copy (see conftest.py)")
+        pytest.fail(
+            "MNIST_NPZ is not set: the sandbox must show the offline MNIST copy (see conftest.py)"
+        )
     course = tmp_path / "course"
     # data.txt is released with the assignment: only released files are lent to the kernel (sandbox.released_files).
-    for relative in ("source/vae/vae.ipynb", "submitted/other/vae/vae.ipynb", "release/vae/data.txt"):
+    for relative in (
+        "source/vae/vae.ipynb",
+        "submitted/other/vae/vae.ipynb",
+        "release/vae/data.txt",
+    ):
         (course / relative).parent.mkdir(parents=True)
         (course / relative).write_text("{}")
     (course / "gradebook.db").write_bytes(b"SQLite format 3\x00")
@@ -303,9 +365,15 @@ def test_sandboxed_kernel_is_confined(tmp_path):
     assert result["uid"] != 0
     assert result["secret"] == "unset"
     assert result["keras"].startswith("3.")
-    assert result["font_cache_used"], "matplotlib rebuilt its font list in the sandbox (0.4 s per submission)"
-    assert {p: _sha256(p) for p in course.rglob("*") if p.is_file()} == before, "the kernel changed the course folder"
-    assert not (workdir / "scratch.txt").exists(), "the kernel's scratch files leaked into the real working folder"
+    assert result["font_cache_used"], (
+        "matplotlib rebuilt its font list in the sandbox (0.4 s per submission)"
+    )
+    assert {p: _sha256(p) for p in course.rglob("*") if p.is_file()} == before, (
+        "the kernel changed the course folder"
+    )
+    assert not (workdir / "scratch.txt").exists(), (
+        "the kernel's scratch files leaked into the real working folder"
+    )
     assert seconds < 240, f"starting the sandboxed kernel and importing Keras took {seconds:.0f} s"
 
 
@@ -321,7 +389,9 @@ def test_autograde_refuses_without_bubblewrap(monkeypatch, capsys):
         assert stopped.value.code == 2
         message = capsys.readouterr().err
         assert message.count("\n") == 1 and "bubblewrap" in message and "VAE_SANDBOX=off" in message
-        sandbox.refuse_unsandboxed_autograde(["nbgrader", "generate_feedback", "vae"])  # only autograde is refused
+        sandbox.refuse_unsandboxed_autograde(
+            ["nbgrader", "generate_feedback", "vae"]
+        )  # only autograde is refused
         monkeypatch.setenv(sandbox.SANDBOX_ENV, "off")
         sandbox.refuse_unsandboxed_autograde(["nbgrader", "autograde", "vae"])
     finally:
@@ -331,8 +401,17 @@ def test_autograde_refuses_without_bubblewrap(monkeypatch, capsys):
 def test_secrets_are_not_passed_to_the_kernel():
     from vae_grader.sandbox import scrubbed_environment
 
-    env = scrubbed_environment({"PATH": "/bin", "NBGRADER_DB_URL": "postgresql://u:p@h/db", "GITHUB_TOKEN": "x",
-                                "MY_PASSWORD": "x", "AWS_SECRET_ACCESS_KEY": "x", "VAE_MODE": "grading", "MNIST_NPZ": "/m"})
+    env = scrubbed_environment(
+        {
+            "PATH": "/bin",
+            "NBGRADER_DB_URL": "postgresql://u:p@h/db",
+            "GITHUB_TOKEN": "x",
+            "MY_PASSWORD": "x",
+            "AWS_SECRET_ACCESS_KEY": "x",
+            "VAE_MODE": "grading",
+            "MNIST_NPZ": "/m",
+        }
+    )
     assert env == {"PATH": "/bin", "VAE_MODE": "grading", "MNIST_NPZ": "/m"}
 
 
@@ -342,7 +421,11 @@ def test_secrets_are_not_passed_to_the_kernel():
 def _canonical() -> list[Canonical]:
     """The gradebook's view of the assignment, built from the master and the release."""
     master, release = nbformat.read(MASTER, as_version=4), nbformat.read(RELEASE, as_version=4)
-    released = {c.metadata["nbgrader"]["grade_id"]: c.source for c in release.cells if "nbgrader" in c.metadata}
+    released = {
+        c.metadata["nbgrader"]["grade_id"]: c.source
+        for c in release.cells
+        if "nbgrader" in c.metadata
+    }
     points = points_by_cell(master)
     out = []
     for cell in master.cells:
@@ -350,14 +433,34 @@ def _canonical() -> list[Canonical]:
         if not meta:
             continue
         name = meta["grade_id"]
-        out.append(Canonical(name=name, cell_type=cell.cell_type, locked=bool(meta.get("locked")),
-                             grade=bool(meta.get("grade")), solution=bool(meta.get("solution")), points=points.get(name),
-                             checksum=None, source=cell.source if meta.get("locked") else released[name]))
+        out.append(
+            Canonical(
+                name=name,
+                cell_type=cell.cell_type,
+                locked=bool(meta.get("locked")),
+                grade=bool(meta.get("grade")),
+                solution=bool(meta.get("solution")),
+                points=points.get(name),
+                checksum=None,
+                source=cell.source if meta.get("locked") else released[name],
+            )
+        )
     return out
 
 
-@pytest.mark.parametrize("student", ["deleted_test_cells", "duplicated_cells", "retyped_cells", "reordered_cells",
-                                     "tampered_metadata", "edited_test_cells", "empty_notebook", "wrong_filename"])
+@pytest.mark.parametrize(
+    "student",
+    [
+        "deleted_test_cells",
+        "duplicated_cells",
+        "retyped_cells",
+        "reordered_cells",
+        "tampered_metadata",
+        "edited_test_cells",
+        "empty_notebook",
+        "wrong_filename",
+    ],
+)
 def test_repair_restores_the_graded_structure(student):
     canon = _canonical()
     master, release = nbformat.read(MASTER, as_version=4), nbformat.read(RELEASE, as_version=4)
@@ -383,7 +486,8 @@ def test_repair_restores_the_graded_structure(student):
 
 
 def test_static_scan_finds_tampering_and_process_control():
-    findings = scan_source(textwrap.dedent('''
+    findings = scan_source(
+        textwrap.dedent("""
         import os, signal
         checks.expect = lambda *a: None
         np.testing.assert_allclose = print
@@ -392,7 +496,9 @@ def test_static_scan_finds_tampering_and_process_control():
         os.kill(os.getppid(), signal.SIGKILL)
         x = 1  # harmless
         model.fit = None  # the student's own object: not a grading tool
-    '''), cell="encoder")
+    """),
+        cell="encoder",
+    )
     kinds = [(f.kind, f.what) for f in findings]
     assert ("tamper", "replaces checks.expect") in kinds
     assert ("tamper", "replaces np.testing.assert_allclose") in kinds
@@ -417,28 +523,40 @@ def test_executor_survives_crashes_timeouts_and_forks_and_never_runs_test_cells(
     def cell(source, grade_id=None, grade=False):
         c = new_code_cell(source)
         if grade_id:
-            c.metadata["nbgrader"] = {"grade_id": grade_id, "grade": grade, "locked": True, "solution": False,
-                                      "schema_version": 3, **({"points": 2} if grade else {})}
+            c.metadata["nbgrader"] = {
+                "grade_id": grade_id,
+                "grade": grade,
+                "locked": True,
+                "solution": False,
+                "schema_version": 3,
+                **({"points": 2} if grade else {}),
+            }
         return c
 
     check = "print('f() =', f())"
-    nb = new_notebook(cells=[
-        cell("import numpy as np", "setup"),
-        cell("def f():\n    return 42"),
-        cell("import os\nos._exit(3)"),
-        cell(check),
-        cell("while True:\n    pass"),
-        cell(check),
-        cell("import time\nwhile True:\n    try:\n        time.sleep(0.2)\n    except KeyboardInterrupt:\n        pass"),
-        cell(check),
-        cell("import os, time\nfor _ in range(3):\n    if os.fork() == 0:\n        time.sleep(3600)"),
-        cell(check),
-        cell("print('x' * 3_000_000)"),
-        # A test cell whose source would print and pass if it ran in the kernel: the judge probes instead.
-        cell("print('Part 1 self-check passed.')", "test_encoder", grade=True),
-        cell("print('no judge for me')", "test_unknown", grade=True),
-        cell(check),
-    ])
+    nb = new_notebook(
+        cells=[
+            cell("import numpy as np", "setup"),
+            cell("def f():\n    return 42"),
+            cell("import os\nos._exit(3)"),
+            cell(check),
+            cell("while True:\n    pass"),
+            cell(check),
+            cell(
+                "import time\nwhile True:\n    try:\n        time.sleep(0.2)\n    except KeyboardInterrupt:\n        pass"
+            ),
+            cell(check),
+            cell(
+                "import os, time\nfor _ in range(3):\n    if os.fork() == 0:\n        time.sleep(3600)"
+            ),
+            cell(check),
+            cell("print('x' * 3_000_000)"),
+            # A test cell whose source would print and pass if it ran in the kernel: the judge probes instead.
+            cell("print('Part 1 self-check passed.')", "test_encoder", grade=True),
+            cell("print('no judge for me')", "test_unknown", grade=True),
+            cell(check),
+        ]
+    )
     config = Config()
     config.CourseDirectory.root = str(tmp_path)
     config.RobustExecute.timeout = 20
@@ -457,7 +575,9 @@ def test_executor_survives_crashes_timeouts_and_forks_and_never_runs_test_cells(
         return [o.ename for o in outputs(index) if o.output_type == "error"]
 
     for index in (3, 5, 7, 9, 13):
-        assert any("f() = 42" in o.get("text", "") for o in outputs(index)), f"cell {index}: the state was not restored"
+        assert any("f() = 42" in o.get("text", "") for o in outputs(index)), (
+            f"cell {index}: the state was not restored"
+        )
     assert errors(2) == ["KernelDied"]
     assert errors(4) == ["CellTimeoutError"]
     assert errors(6) == ["CellTimeoutError"]
@@ -466,7 +586,9 @@ def test_executor_survives_crashes_timeouts_and_forks_and_never_runs_test_cells(
     assert sum(len(o.get("text", "")) for o in printed) < 2 * 2**20 + 1000
     assert "output truncated by the grader" in printed[0]["text"]
     judged = outputs(11)
-    assert [o.output_type for o in judged] == ["error"] and "build_encoder is not defined" in judged[0]["evalue"]
+    assert [o.output_type for o in judged] == [
+        "error"
+    ] and "build_encoder is not defined" in judged[0]["evalue"]
     assert errors(12) == ["NotGraded"] and "no check for the test cell" in outputs(12)[0]["evalue"]
     notes = nb.cells[0]
     assert notes.cell_type == "markdown" and "Notes from the autograder" in notes.source

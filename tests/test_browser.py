@@ -31,17 +31,31 @@ from vae_grader.submission_kit import PARTS, filled, load_master_and_release
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 SHOTS = Path(os.environ.get("VAE_SCREENSHOTS", "")) if os.environ.get("VAE_SCREENSHOTS") else None
-RUN_ALL_TIMEOUT_S = 600  # whole notebook in the short budget: ~45 s idle, ~120 s with the machine shared
+RUN_ALL_TIMEOUT_S = (
+    600  # whole notebook in the short budget: ~45 s idle, ~120 s with the machine shared
+)
 VALIDATE_TIMEOUT_S = 600  # Validate re-runs the whole notebook in a fresh kernel
 
 
 def _need_browser() -> None:
-    missing = [what for what, ok in (("/usr/bin/chromium", CHROMIUM.exists()),
-                                     ("playwright", shutil.which("playwright") is not None
-                                      or _importable("playwright"))) if not ok]
+    missing = [
+        what
+        for what, ok in (
+            ("/usr/bin/chromium", CHROMIUM.exists()),
+            ("playwright", shutil.which("playwright") is not None or _importable("playwright")),
+        )
+        if not ok
+    ]
     if missing:
         message = f"the browser test needs {', '.join(missing)} (scripts/setup.sh installs both)"
         if os.environ.get("CI"):
@@ -69,29 +83,50 @@ class Lab:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}/lab?token={self.token}"
         self.log = log
-        argv = ["jupyter", "lab", "--no-browser", f"--ServerApp.token={self.token}", f"--port={self.port}",
-                "--ServerApp.ip=127.0.0.1", "--ServerApp.port_retries=0"]
-        world.transcript.append(f"[{student.name}] {' '.join(argv[:3])} --ServerApp.token=... --port={self.port}")
+        argv = [
+            "jupyter",
+            "lab",
+            "--no-browser",
+            f"--ServerApp.token={self.token}",
+            f"--port={self.port}",
+            "--ServerApp.ip=127.0.0.1",
+            "--ServerApp.port_retries=0",
+        ]
+        world.transcript.append(
+            f"[{student.name}] {' '.join(argv[:3])} --ServerApp.token=... --port={self.port}"
+        )
         self.handle = open(log, "w")
         # The student starts Jupyter with VAE_MODE=grading to iterate quickly (README, student
         # workflow): Run All then trains on the short budget instead of the 30-minute full run.
         # Pictures need the kernel's own inline backend: no MPLBACKEND=agg here.
         env = {**world.env(student), "VAE_MODE": "grading"}
         env.pop("MPLBACKEND", None)
-        self.process = subprocess.Popen(world.command(student, argv), cwd=student.home, env=env,
-                                        stdout=self.handle, stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = subprocess.Popen(
+            world.command(student, argv),
+            cwd=student.home,
+            env=env,
+            stdout=self.handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def wait_ready(self, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise AssertionError(f"jupyter lab exited with {self.process.returncode}: {self.log.read_text()[-3000:]}")
+                raise AssertionError(
+                    f"jupyter lab exited with {self.process.returncode}: {self.log.read_text()[-3000:]}"
+                )
             try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/api/status?token={self.token}", timeout=2)
+                urllib.request.urlopen(
+                    f"http://127.0.0.1:{self.port}/api/status?token={self.token}", timeout=2
+                )
                 return
             except OSError:
                 time.sleep(0.5)
-        raise AssertionError(f"jupyter lab did not answer in {timeout:.0f} s: {self.log.read_text()[-3000:]}")
+        raise AssertionError(
+            f"jupyter lab did not answer in {timeout:.0f} s: {self.log.read_text()[-3000:]}"
+        )
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -131,7 +166,9 @@ def _student_with(world: CourseWorld, name: str, build) -> Person:
     return student
 
 
-def _session(world: CourseWorld, student: Person, shots: Path, tag: str, run_all: bool = True) -> tuple[str, float]:
+def _session(
+    world: CourseWorld, student: Person, shots: Path, tag: str, run_all: bool = True
+) -> tuple[str, float]:
     """Open the notebook from the Assignments tab, run all (if asked), validate; return the
     dialog's text and the session's wall time."""
     from playwright.sync_api import sync_playwright
@@ -141,7 +178,9 @@ def _session(world: CourseWorld, student: Person, shots: Path, tag: str, run_all
     try:
         lab.wait_ready()
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+            browser = p.chromium.launch(
+                executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+            )
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.set_default_timeout(60_000)
             page.goto(lab.url)
@@ -158,7 +197,9 @@ def _session(world: CourseWorld, student: Person, shots: Path, tag: str, run_all
             notebook = page.locator(".jp-NotebookPanel:visible")
             notebook.locator(".jp-Cell").first.wait_for()
             _dismiss_start_up_questions(page)
-            page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first.wait_for(timeout=120_000)
+            page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first.wait_for(
+                timeout=120_000
+            )
 
             has_picture = None
             if run_all:  # Run > Run All Cells, then wait until no cell is queued or running.
@@ -168,7 +209,9 @@ def _session(world: CourseWorld, student: Person, shots: Path, tag: str, run_all
                     "() => { const prompts = [...document.querySelectorAll("
                     "'.jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell .jp-InputPrompt')];"
                     " return prompts.length > 0 && prompts.every(p => /\\[\\d+\\]/.test(p.textContent)); }",
-                    timeout=RUN_ALL_TIMEOUT_S * 1000, polling=1000)
+                    timeout=RUN_ALL_TIMEOUT_S * 1000,
+                    polling=1000,
+                )
                 manifold_cell = notebook.locator(".jp-CodeCell", has_text="def build_manifold")
                 picture = manifold_cell.locator(".jp-OutputArea-output img")
                 has_picture = picture.count() > 0
@@ -179,10 +222,13 @@ def _session(world: CourseWorld, student: Person, shots: Path, tag: str, run_all
                 page.screenshot(path=shots / f"{tag}-2-notebook.png")
 
             # The notebook toolbar's Validate button; nbgrader saves the notebook first.
-            notebook.locator("button.validate-button, .validate-button button, .validate-button").first.click()
+            notebook.locator(
+                "button.validate-button, .validate-button button, .validate-button"
+            ).first.click()
             dialog = page.locator(".jp-Dialog", has_text="Validation Results")
-            dialog.locator(".validation-success, .validation-failed, .validation-error, pre").first.wait_for(
-                timeout=VALIDATE_TIMEOUT_S * 1000)
+            dialog.locator(
+                ".validation-success, .validation-failed, .validation-error, pre"
+            ).first.wait_for(timeout=VALIDATE_TIMEOUT_S * 1000)
             page.wait_for_timeout(500)
             page.screenshot(path=shots / f"{tag}-3-validate.png")
             text = dialog.inner_text()
@@ -199,8 +245,9 @@ def _dismiss_start_up_questions(page) -> None:
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     try:
-        page.locator(".jp-Dialog", has_text="Select Kernel").get_by_role("button", name="Select", exact=True).click(
-            timeout=15_000)
+        page.locator(".jp-Dialog", has_text="Select Kernel").get_by_role(
+            "button", name="Select", exact=True
+        ).click(timeout=15_000)
     except PlaywrightTimeout:
         pass
     news = page.locator(".jp-Notification-Toast-default, .Toastify__toast", has_text="Jupyter news")
@@ -216,9 +263,13 @@ def test_correct_notebook_validates_in_jupyterlab(world, shots):
 
 
 def test_broken_notebook_names_the_failing_part(world, shots):
-    mistake = {"loss_layer": ("return x", "return z_decoded")}  # the layer returns the reconstruction
+    mistake = {
+        "loss_layer": ("return x", "return z_decoded")
+    }  # the layer returns the reconstruction
     student = _student_with(world, "eve", filled(PARTS, mistake))
-    text, seconds = _session(world, student, shots, "broken", run_all=False)  # Validate runs it anyway
+    text, seconds = _session(
+        world, student, shots, "broken", run_all=False
+    )  # Validate runs it anyway
     print(f"\nbroken notebook: Validate dialog after {seconds:.0f} s in the browser:\n{text}")
     assert "The following cell failed" in text, text
     assert "# Self-check for part 4" in text, text

@@ -15,14 +15,24 @@ def test_default_is_the_full_student_run():
 def test_grading_mode_and_overrides():
     assert training_budget({"VAE_MODE": "grading"}) == GRADING
     assert training_budget({"VAE_MODE": "Grading "}).mode == "grading"
-    custom = training_budget({"VAE_MODE": "grading", "VAE_EPOCHS": "3", "VAE_TRAIN_IMAGES": "500", "VAE_SEED": "0"})
-    assert (custom.epochs, custom.train_images, custom.batch_size, custom.verbose) == (3, 500, GRADING.batch_size, 2)
+    custom = training_budget(
+        {"VAE_MODE": "grading", "VAE_EPOCHS": "3", "VAE_TRAIN_IMAGES": "500", "VAE_SEED": "0"}
+    )
+    assert (custom.epochs, custom.train_images, custom.batch_size, custom.verbose) == (
+        3,
+        500,
+        GRADING.batch_size,
+        2,
+    )
 
 
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"VAE_MODE": "fast"}, r"VAE_MODE='fast' is not a known mode; use one of \['grading', 'student'\]"),
+        (
+            {"VAE_MODE": "fast"},
+            r"VAE_MODE='fast' is not a known mode; use one of \['grading', 'student'\]",
+        ),
         ({"VAE_EPOCHS": "ten"}, r"VAE_EPOCHS='ten' is not a valid int"),
         ({"VAE_BATCH_SIZE": "0"}, "VAE_BATCH_SIZE must be positive, got 0"),
         ({"VAE_TRAIN_IMAGES": "70000"}, "cannot exceed the 60,000"),

@@ -13,7 +13,11 @@ import pytest
 from course import data
 from course.data import MnistDataError, load_mnist
 
-SHARED = Path(os.environ.get("MNIST_NPZ", Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist.npz"))
+SHARED = Path(
+    os.environ.get(
+        "MNIST_NPZ", Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist.npz"
+    )
+)
 # Per-array SHA-256 published in ../shared/data/README.md
 ARRAY_SHA256 = {
     "x_train": "741c988805d008ac6e4c904b69001ba184c24b2c540a4ef403f4c71b676cf757",
@@ -26,7 +30,9 @@ ARRAY_SHA256 = {
 @pytest.fixture(scope="module")
 def real() -> dict[str, np.ndarray]:
     if not SHARED.is_file():
-        pytest.fail(f"the shared MNIST copy is missing at {SHARED}; tests need it (see README, 'Offline data')")
+        pytest.fail(
+            f"the shared MNIST copy is missing at {SHARED}; tests need it (see README, 'Offline data')"
+        )
     (x_train, y_train), (x_test, y_test) = load_mnist(SHARED)
     return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
 
@@ -57,8 +63,15 @@ def test_environment_variable_is_used(monkeypatch, real, tmp_path):
 
 def test_environment_variable_pointing_nowhere_is_an_error_not_a_download(monkeypatch, tmp_path):
     monkeypatch.setenv(data.ENV_VAR, str(tmp_path / "missing.npz"))
-    monkeypatch.setattr(data, "_download_through_keras", lambda: pytest.fail("must not download when MNIST_NPZ is set"))
-    with pytest.raises(MnistDataError, match=r"No MNIST file at .*missing\.npz \(from \$MNIST_NPZ\)\. Set MNIST_NPZ="):
+    monkeypatch.setattr(
+        data,
+        "_download_through_keras",
+        lambda: pytest.fail("must not download when MNIST_NPZ is set"),
+    )
+    with pytest.raises(
+        MnistDataError,
+        match=r"No MNIST file at .*missing\.npz \(from \$MNIST_NPZ\)\. Set MNIST_NPZ=",
+    ):
         load_mnist()
 
 
@@ -77,7 +90,10 @@ def test_everything_missing_says_what_to_set(no_env, monkeypatch):
         raise OSError("[Errno 101] Network is unreachable")
 
     monkeypatch.setattr(keras.datasets.mnist, "load_data", offline)
-    with pytest.raises(MnistDataError, match=r"not available offline and the download failed \(OSError\)\. Set MNIST_NPZ="):
+    with pytest.raises(
+        MnistDataError,
+        match=r"not available offline and the download failed \(OSError\)\. Set MNIST_NPZ=",
+    ):
         load_mnist()
 
 
@@ -85,7 +101,11 @@ def test_keras_cache_is_used_before_downloading(no_env, monkeypatch, real):
     cache = Path(os.environ["KERAS_HOME"]) / "datasets" / "mnist.npz"
     cache.parent.mkdir(parents=True)
     cache.write_bytes(SHARED.read_bytes())
-    monkeypatch.setattr(data, "_download_through_keras", lambda: pytest.fail("the cached file should have been used"))
+    monkeypatch.setattr(
+        data,
+        "_download_through_keras",
+        lambda: pytest.fail("the cached file should have been used"),
+    )
     (_, y_train), _ = load_mnist()
     assert np.array_equal(y_train, real["y_train"])
 
@@ -103,7 +123,7 @@ def test_keras_own_layout_loads(real, tmp_path):
 
 def test_truncated_file_is_refused_clearly(tmp_path):
     broken = tmp_path / "mnist.npz"
-    broken.write_bytes(SHARED.read_bytes()[: 3_000_000])
+    broken.write_bytes(SHARED.read_bytes()[:3_000_000])
     with pytest.raises(MnistDataError, match=r"is damaged or not an \.npz file \(BadZipFile"):
         load_mnist(broken)
 
@@ -117,15 +137,26 @@ def test_not_an_npz_is_refused_clearly(tmp_path):
 
 def test_subset_with_right_keys_is_refused(real, tmp_path):
     subset = tmp_path / "mnist.npz"
-    np.savez(subset, x_train=real["x_train"][:1000], y_train=real["y_train"][:1000], x_test=real["x_test"], y_test=real["y_test"])
-    with pytest.raises(MnistDataError, match=r"x_train is uint8 with shape \(1000, 28, 28\); expected uint8 with shape \(60000, 28, 28\)"):
+    np.savez(
+        subset,
+        x_train=real["x_train"][:1000],
+        y_train=real["y_train"][:1000],
+        x_test=real["x_test"],
+        y_test=real["y_test"],
+    )
+    with pytest.raises(
+        MnistDataError,
+        match=r"x_train is uint8 with shape \(1000, 28, 28\); expected uint8 with shape \(60000, 28, 28\)",
+    ):
         load_mnist(subset)
 
 
 def test_wrong_keys_are_named(tmp_path):
     other = tmp_path / "mnist.npz"
     np.savez(other, images=np.zeros((3, 28, 28), np.uint8))
-    with pytest.raises(MnistDataError, match=r"lacks x_test, x_train, y_test, y_train \(it has images\)"):
+    with pytest.raises(
+        MnistDataError, match=r"lacks x_test, x_train, y_test, y_train \(it has images\)"
+    ):
         load_mnist(other)
 
 
@@ -133,13 +164,25 @@ def test_relabelled_copy_is_refused(real, tmp_path):
     shuffled = tmp_path / "mnist.npz"
     y_bad = real["y_train"].copy()
     y_bad[:500] = 0
-    np.savez(shuffled, x_train=real["x_train"], y_train=y_bad, x_test=real["x_test"], y_test=real["y_test"])
+    np.savez(
+        shuffled,
+        x_train=real["x_train"],
+        y_train=y_bad,
+        x_test=real["x_test"],
+        y_test=real["y_test"],
+    )
     with pytest.raises(MnistDataError, match="digit counts in y_train"):
         load_mnist(shuffled)
 
 
 def test_float_images_are_refused(real, tmp_path):
     scaled = tmp_path / "mnist.npz"
-    np.savez(scaled, x_train=real["x_train"] / 255.0, y_train=real["y_train"], x_test=real["x_test"], y_test=real["y_test"])
+    np.savez(
+        scaled,
+        x_train=real["x_train"] / 255.0,
+        y_train=real["y_train"],
+        x_test=real["x_test"],
+        y_test=real["y_test"],
+    )
     with pytest.raises(MnistDataError, match="x_train is float64"):
         load_mnist(scaled)

@@ -15,7 +15,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def pinned_requirements() -> list[Requirement]:
     lines = (ROOT / "requirements.txt").read_text().splitlines()
-    return [Requirement(line) for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    return [
+        Requirement(line) for line in lines if line.strip() and not line.lstrip().startswith("#")
+    ]
 
 
 def test_every_requirement_is_an_exact_pin():
@@ -38,7 +40,9 @@ def test_tensorflow_flavour_follows_the_platform():
         ({"sys_platform": "darwin", "platform_machine": "arm64"}, False),
         ({"sys_platform": "win32", "platform_machine": "AMD64"}, False),
     ):
-        assert cpu.marker.evaluate(env) is want_cpu and full.marker.evaluate(env) is not want_cpu, env
+        assert cpu.marker.evaluate(env) is want_cpu and full.marker.evaluate(env) is not want_cpu, (
+            env
+        )
 
 
 def test_requested_versions_are_the_ones_pinned():
@@ -58,9 +62,13 @@ def test_conda_route_installs_the_same_file():
     deps = env["dependencies"]
     assert "python=3.11" in deps
     pip_sections = [d["pip"] for d in deps if isinstance(d, dict) and "pip" in d]
-    assert pip_sections == [["-r requirements.txt", "-e ."]], "environment.yml must install exactly requirements.txt and the course package"
+    assert pip_sections == [["-r requirements.txt", "-e ."]], (
+        "environment.yml must install exactly requirements.txt and the course package"
+    )
     conda_packages = [d for d in deps if isinstance(d, str)]
-    assert sorted(conda_packages) == ["pip", "python=3.11"], "any other conda package would bypass the pins"
+    assert sorted(conda_packages) == ["pip", "python=3.11"], (
+        "any other conda package would bypass the pins"
+    )
 
 
 def test_installed_environment_matches_the_pins():

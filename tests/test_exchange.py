@@ -90,7 +90,9 @@ def test_round_trip(world: CourseWorld):
     validated = world.nbgrader(bob, "validate", f"{ASSIGNMENT}/{ASSIGNMENT}.ipynb")
     bob_validate_s = time.monotonic() - t0
     assert "VALIDATION FAILED" in validated.stdout, validated.stdout
-    assert "# Self-check for part 5" in validated.stdout  # the failing part, by its cell's first line
+    assert (
+        "# Self-check for part 5" in validated.stdout
+    )  # the failing part, by its cell's first line
     assert "NotImplementedError" in validated.stdout
     assert "# Self-check for part 4" not in validated.stdout  # parts 1-4 pass
     assert_readable(validated.stdout)
@@ -112,8 +114,12 @@ def test_round_trip(world: CourseWorld):
     collected = world.nbgrader(world.instructor, "collect", ASSIGNMENT)
     assert "cheating attempt" not in collected.stdout  # each submission is owned by its student
     assert (world.course / "submitted" / "bob" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").is_file()
-    bob_collected = nbformat.read(world.course / "submitted" / "bob" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", as_version=4)
-    assert "raise NotImplementedError" not in _cell(bob_collected, "encoder").source  # the later submission
+    bob_collected = nbformat.read(
+        world.course / "submitted" / "bob" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", as_version=4
+    )
+    assert (
+        "raise NotImplementedError" not in _cell(bob_collected, "encoder").source
+    )  # the later submission
     t0 = time.monotonic()
     world.nbgrader(world.instructor, "autograde", ASSIGNMENT, timeout=900)
     autograde_s = time.monotonic() - t0
@@ -126,10 +132,15 @@ def test_round_trip(world: CourseWorld):
         listing = world.run(student, "ls", str(feedback_dir), check=False)
         assert listing.returncode != 0 and "Permission denied" in listing.stdout, listing.stdout
     peek = world.run(bob, "ls", str(alice.home), check=False)
-    assert peek.returncode != 0 and "Permission denied" in peek.stdout  # alice's copy and submission cache
+    assert (
+        peek.returncode != 0 and "Permission denied" in peek.stdout
+    )  # alice's copy and submission cache
 
     # --- expected scores, from the master's points
-    expected = {"alice": sum(full_points(master).values()), "bob": sum(full_points(master, DONE_BY_BOB).values())}
+    expected = {
+        "alice": sum(full_points(master).values()),
+        "bob": sum(full_points(master, DONE_BY_BOB).values()),
+    }
     assert expected == {"alice": 40.0, "bob": 22.0}
     db_url = f"sqlite:///{world.course / 'gradebook.db'}"
     with Gradebook(db_url, course_id=COURSE_ID) as gb:
@@ -147,11 +158,15 @@ def test_round_trip(world: CourseWorld):
         pages[student.name] = found[0]
     page_scores = {name: _page_score(path) for name, path in pages.items()}
 
-    print(f"\nround trip in {time.monotonic() - started:.0f} s (validate: alice {alice_validate_s:.0f} s, "
-          f"bob {bob_validate_s:.0f} s; autograde of both {autograde_s:.0f} s)")
+    print(
+        f"\nround trip in {time.monotonic() - started:.0f} s (validate: alice {alice_validate_s:.0f} s, "
+        f"bob {bob_validate_s:.0f} s; autograde of both {autograde_s:.0f} s)"
+    )
     for name in ("alice", "bob"):
-        print(f"  {name}: gradebook {scores[name]:g}/40, expected {expected[name]:g}, late by "
-              f"{late[name]:.0f} s, page {pages[name].relative_to(world.base)} says {page_scores[name]}")
+        print(
+            f"  {name}: gradebook {scores[name]:g}/40, expected {expected[name]:g}, late by "
+            f"{late[name]:.0f} s, page {pages[name].relative_to(world.base)} says {page_scores[name]}"
+        )
     assert scores == pytest.approx(expected), scores
     for name in ("alice", "bob"):
         assert page_scores[name] == (expected[name], 40.0), (name, page_scores[name])
@@ -181,9 +196,13 @@ def test_bad_input(world: CourseWorld):
     assert_readable(unknown.stdout)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known gap, reported on issue 13: nbgrader validate checks only the graded cells still in the notebook, "
-    "so one whose graded cells were deleted validates to Success (autograde restores them from the gradebook)"))
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "known gap, reported on issue 13: nbgrader validate checks only the graded cells still in the notebook, "
+        "so one whose graded cells were deleted validates to Success (autograde restores them from the gradebook)"
+    ),
+)
 def test_validate_refuses_a_notebook_missing_its_graded_cells(world: CourseWorld):
     carol = world.students["carol"]
     if not world.fetched_notebook(carol).parent.is_dir():
@@ -192,7 +211,9 @@ def test_validate_refuses_a_notebook_missing_its_graded_cells(world: CourseWorld
         world.nbgrader(carol, "fetch_assignment", ASSIGNMENT)
     master, release = load_master_and_release()
     stripped = nbformat.v4.new_notebook(
-        cells=[c for c in release.cells if not c.metadata.get("nbgrader", {}).get("grade")], metadata=release.metadata)
+        cells=[c for c in release.cells if not c.metadata.get("nbgrader", {}).get("grade")],
+        metadata=release.metadata,
+    )
     write_as(carol, world.fetched_notebook(carol), stripped)
     validated = world.nbgrader(carol, "validate", f"{ASSIGNMENT}/{ASSIGNMENT}.ipynb", check=False)
     print("\nvalidate, graded cells deleted:\n" + validated.stdout)

@@ -35,8 +35,9 @@ from vae_grader import hidden  # noqa: E402
 from vae_grader.submission_kit import PARTS, Submission, load_master_and_release  # noqa: E402
 from vae_grader.submission_kit import test_cells as cells_of  # noqa: E402
 
-pytestmark = pytest.mark.skipif(not os.environ.get("MNIST_NPZ") and not os.path.exists(
-    os.path.expanduser("~/.keras/datasets/mnist.npz")), reason="needs MNIST (set MNIST_NPZ)")
+pytestmark = (
+    pytest.mark.slow
+)  # every variant's cells run in this process, training included: about two minutes
 
 TRAINING_IMAGES = 64
 """Images the training cell sees here: 4 steps, enough for a history or for the student's own error."""
@@ -86,11 +87,15 @@ def complete(notebooks) -> dict[str, Any]:
 def _changed_cells(sub: Submission, notebooks) -> list[str]:
     master, release = notebooks
     ours = {cid: src for cid, src in _code_cells(sub.build(master, release))}
-    reference = {cid: src for cid, src in _code_cells(demo.sample("complete", "x").build(master, release))}
+    reference = {
+        cid: src for cid, src in _code_cells(demo.sample("complete", "x").build(master, release))
+    }
     return [cid for cid in ours if ours[cid] != reference[cid]]
 
 
-def student_namespace(sub: Submission, notebooks, complete: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+def student_namespace(
+    sub: Submission, notebooks, complete: Mapping[str, Any]
+) -> tuple[dict[str, Any], list[str]]:
     """The variant's namespace: the complete student's, with the variant's cells and every cell after them re-run.
 
     When training is involved the models are rebuilt first, so no variant trains another's weights.
@@ -125,57 +130,128 @@ def judge_cell(grade_id: str, namespace: Mapping[str, Any]) -> Outcome:
     """The grader's verdict on one graded cell: its probe on ``namespace``, through pack/unpack, then its verdict."""
     if grade_id in selfcheck.PROBES:
         spec = selfcheck.PROBES[grade_id]
-        return selfcheck.judge(spec, probing.unpack(probing.pack(selfcheck.run_probe(spec, namespace))))
+        return selfcheck.judge(
+            spec, probing.unpack(probing.pack(selfcheck.run_probe(spec, namespace)))
+        )
     spec = hidden.probe_spec(grade_id)
-    return hidden.judge(grade_id, probing.unpack(probing.pack(selfcheck.run_probe(spec, namespace))))
+    return hidden.judge(
+        grade_id, probing.unpack(probing.pack(selfcheck.run_probe(spec, namespace)))
+    )
 
 
 def judged_cells(sub: Submission, changed: list[str]) -> list[str]:
     """The graded cells of the changed parts and every cell the manifest marks down, except training cells
     that must pass (those need the grading budget's real training: the pipeline tests check them)."""
-    cells = {cell for part in PARTS if part in changed for cell in cells_of(part)} | set(sub.lost) | set(sub.partial)
-    return sorted(cell for cell in cells if cell not in TRAINING_CELLS or float(sub.expected.get(cell, 0.0)) == 0.0)
+    cells = (
+        {cell for part in PARTS if part in changed for cell in cells_of(part)}
+        | set(sub.lost)
+        | set(sub.partial)
+    )
+    return sorted(
+        cell
+        for cell in cells
+        if cell not in TRAINING_CELLS or float(sub.expected.get(cell, 0.0)) == 0.0
+    )
 
 
 # --- extra variants, judged here only (the demo set keeps the pipeline's run short) ------------------
 
 EXTRA_CORRECT = [
-    demo.sample("loss_bce_object", "keras.losses.BinaryCrossentropy()(x, z_decoded) on the 4-D tensors",
-                mistakes={"loss_layer": ("ops.mean(keras.losses.binary_crossentropy(x_flat, decoded_flat))",
-                                         "keras.losses.BinaryCrossentropy()(x, z_decoded)")}),
-    demo.sample("loss_ops_bce", "ops.binary_crossentropy per pixel, then ops.mean",
-                mistakes={"loss_layer": ("ops.mean(keras.losses.binary_crossentropy(x_flat, decoded_flat))",
-                                         "ops.mean(ops.binary_crossentropy(x_flat, decoded_flat))")}),
-    demo.sample("sampler_half_log_var", "exp(z_log_var / 2) and noise shaped like z_log_var",
-                mistakes={"sampling": demo.rewritten("sampling", """
+    demo.sample(
+        "loss_bce_object",
+        "keras.losses.BinaryCrossentropy()(x, z_decoded) on the 4-D tensors",
+        mistakes={
+            "loss_layer": (
+                "ops.mean(keras.losses.binary_crossentropy(x_flat, decoded_flat))",
+                "keras.losses.BinaryCrossentropy()(x, z_decoded)",
+            )
+        },
+    ),
+    demo.sample(
+        "loss_ops_bce",
+        "ops.binary_crossentropy per pixel, then ops.mean",
+        mistakes={
+            "loss_layer": (
+                "ops.mean(keras.losses.binary_crossentropy(x_flat, decoded_flat))",
+                "ops.mean(ops.binary_crossentropy(x_flat, decoded_flat))",
+            )
+        },
+    ),
+    demo.sample(
+        "sampler_half_log_var",
+        "exp(z_log_var / 2) and noise shaped like z_log_var",
+        mistakes={
+            "sampling": demo.rewritten(
+                "sampling",
+                """
                     epsilon = keras.random.normal(shape=ops.shape(z_log_var), seed=self.seed_generator)
                     return z_mean + ops.exp(z_log_var / 2) * epsilon
-                """)}),
+                """,
+            )
+        },
+    ),
 ]
 
 _KL = "kl = -ops.mean(1 + z_log_var - ops.square(z_mean) - ops.exp(z_log_var), axis=-1)"
 _LOSS_SLIP = (1, "the loss value fails, x passes through")
 _VISIBLE_LOSS = {"test_loss_layer": "the self-check's loss for a nonzero code is off"}
 EXTRA_MISTAKES: list[tuple[Submission, dict[str, str]]] = [
-    (demo.sample("kl_missing", "the KL term left out",
-                 mistakes={"loss_layer": ("reconstruction + KL_WEIGHT * ops.mean(kl)", "reconstruction")},
-                 lost=_VISIBLE_LOSS, partial={"test_loss_layer_hidden": _LOSS_SLIP}),
-     {"test_loss_layer_hidden": "the KL term is missing"}),
-    (demo.sample("kl_unweighted", "the KL term without its weight",
-                 mistakes={"loss_layer": ("reconstruction + KL_WEIGHT * ops.mean(kl)", "reconstruction + ops.mean(kl)")},
-                 lost=_VISIBLE_LOSS, partial={"test_loss_layer_hidden": _LOSS_SLIP}),
-     {"test_loss_layer_hidden": "without its weight"}),
-    (demo.sample("kl_summed_latent", "the KL term summed over the latent dimensions",
-                 mistakes={"loss_layer": (_KL, _KL.replace("ops.mean", "ops.sum"))},
-                 lost=_VISIBLE_LOSS, partial={"test_loss_layer_hidden": _LOSS_SLIP}),
-     {"test_loss_layer_hidden": "summed over the latent dimensions"}),
-    (demo.sample("kl_summed_batch", "the KL term summed over the batch",
-                 mistakes={"loss_layer": ("KL_WEIGHT * ops.mean(kl)", "KL_WEIGHT * ops.sum(kl)")},
-                 lost=_VISIBLE_LOSS, partial={"test_loss_layer_hidden": _LOSS_SLIP}),
-     {"test_loss_layer_hidden": "summed over the batch"}),
-    (demo.sample("wrong_epochs", "epochs=10 typed in instead of budget.epochs",
-                 mistakes={"training": ("epochs=budget.epochs", "epochs=10")}, lost={"test_training": "x"}),
-     {"test_training": "epoch"}),
+    (
+        demo.sample(
+            "kl_missing",
+            "the KL term left out",
+            mistakes={
+                "loss_layer": ("reconstruction + KL_WEIGHT * ops.mean(kl)", "reconstruction")
+            },
+            lost=_VISIBLE_LOSS,
+            partial={"test_loss_layer_hidden": _LOSS_SLIP},
+        ),
+        {"test_loss_layer_hidden": "the KL term is missing"},
+    ),
+    (
+        demo.sample(
+            "kl_unweighted",
+            "the KL term without its weight",
+            mistakes={
+                "loss_layer": (
+                    "reconstruction + KL_WEIGHT * ops.mean(kl)",
+                    "reconstruction + ops.mean(kl)",
+                )
+            },
+            lost=_VISIBLE_LOSS,
+            partial={"test_loss_layer_hidden": _LOSS_SLIP},
+        ),
+        {"test_loss_layer_hidden": "without its weight"},
+    ),
+    (
+        demo.sample(
+            "kl_summed_latent",
+            "the KL term summed over the latent dimensions",
+            mistakes={"loss_layer": (_KL, _KL.replace("ops.mean", "ops.sum"))},
+            lost=_VISIBLE_LOSS,
+            partial={"test_loss_layer_hidden": _LOSS_SLIP},
+        ),
+        {"test_loss_layer_hidden": "summed over the latent dimensions"},
+    ),
+    (
+        demo.sample(
+            "kl_summed_batch",
+            "the KL term summed over the batch",
+            mistakes={"loss_layer": ("KL_WEIGHT * ops.mean(kl)", "KL_WEIGHT * ops.sum(kl)")},
+            lost=_VISIBLE_LOSS,
+            partial={"test_loss_layer_hidden": _LOSS_SLIP},
+        ),
+        {"test_loss_layer_hidden": "summed over the batch"},
+    ),
+    (
+        demo.sample(
+            "wrong_epochs",
+            "epochs=10 typed in instead of budget.epochs",
+            mistakes={"training": ("epochs=budget.epochs", "epochs=10")},
+            lost={"test_training": "x"},
+        ),
+        {"test_training": "epoch"},
+    ),
 ]
 """Mistakes judged here only, with the phrase each failing cell's message must contain."""
 
@@ -200,14 +276,18 @@ def test_every_new_demo_student_is_judged_here() -> None:
 
 
 @pytest.mark.parametrize("sub,phrases", CASES, ids=[s.student for s, _ in CASES])
-def test_each_cell_scores_what_the_manifest_says_and_names_the_cause(sub, phrases, notebooks, complete) -> None:
+def test_each_cell_scores_what_the_manifest_says_and_names_the_cause(
+    sub, phrases, notebooks, complete
+) -> None:
     namespace, changed = student_namespace(sub, notebooks, complete)
     problems = []
     for cell in judged_cells(sub, changed):
         outcome = judge_cell(cell, namespace)
         want = float(sub.expected.get(cell, 0.0))
         if abs(outcome.points - want) > 1e-9:
-            problems.append(f"{cell}: {outcome.points:g} points, the manifest expects {want:g}; {outcome.failures}")
+            problems.append(
+                f"{cell}: {outcome.points:g} points, the manifest expects {want:g}; {outcome.failures}"
+            )
         phrase = phrases.get(cell)
         if phrase and not any(phrase in failure for failure in outcome.failures):
             problems.append(f"{cell}: no message names the cause ({phrase!r}): {outcome.failures}")
@@ -216,7 +296,9 @@ def test_each_cell_scores_what_the_manifest_says_and_names_the_cause(sub, phrase
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.parametrize("message,formula", hidden.LOSS_SLIPS, ids=[m.split(":")[0][:40] for m, _ in hidden.LOSS_SLIPS])
+@pytest.mark.parametrize(
+    "message,formula", hidden.LOSS_SLIPS, ids=[m.split(":")[0][:40] for m, _ in hidden.LOSS_SLIPS]
+)
 def test_each_loss_slip_is_told_apart_from_the_others(message, formula) -> None:
     """On the hidden test's batches every slip's loss matches its own diagnosis and no other one."""
     from vae_grader import hidden_probes

@@ -34,32 +34,43 @@ def functional_encoder(latent_dim: int = 2, stride: int = 2) -> keras.Model:
     x = layers.Conv2D(64, 3, padding="same", activation="relu")(x)
     x = layers.Flatten()(x)
     x = layers.Dense(32, activation="relu")(x)
-    return keras.Model(image, [layers.Dense(latent_dim)(x), layers.Dense(latent_dim)(x)], name="encoder")
+    return keras.Model(
+        image, [layers.Dense(latent_dim)(x), layers.Dense(latent_dim)(x)], name="encoder"
+    )
 
 
 def sequential_block_encoder(latent_dim: int = 2) -> keras.Model:
     """Convolutions in one Sequential block, Flatten + Dense in another, wrapped in a functional model."""
-    convs = keras.Sequential([
-        layers.Conv2D(32, 3, padding="same", activation="relu"),
-        layers.Conv2D(64, 3, strides=2, padding="same", activation="relu"),
-        layers.Conv2D(64, 3, padding="same", activation="relu"),
-        layers.Conv2D(64, 3, padding="same", activation="relu"),
-    ], name="convs")
+    convs = keras.Sequential(
+        [
+            layers.Conv2D(32, 3, padding="same", activation="relu"),
+            layers.Conv2D(64, 3, strides=2, padding="same", activation="relu"),
+            layers.Conv2D(64, 3, padding="same", activation="relu"),
+            layers.Conv2D(64, 3, padding="same", activation="relu"),
+        ],
+        name="convs",
+    )
     head = keras.Sequential([layers.Flatten(), layers.Dense(32, activation="relu")], name="head")
     image = keras.Input(shape=(28, 28, 1))
     x = head(convs(image))
-    return keras.Model(image, [layers.Dense(latent_dim)(x), layers.Dense(latent_dim)(x)], name="encoder")
+    return keras.Model(
+        image, [layers.Dense(latent_dim)(x), layers.Dense(latent_dim)(x)], name="encoder"
+    )
 
 
 def separate_activation_encoder(latent_dim: int = 2) -> keras.Model:
     """Every activation as its own layer: ReLU(), Activation("relu"), LeakyReLU(negative_slope=0)."""
     image = keras.Input(shape=(28, 28, 1))
     x = layers.ReLU()(layers.Conv2D(32, 3, padding="same")(image))
-    x = layers.Activation("relu")(layers.Conv2D(64, 3, strides=2, padding="same", activation=None)(x))
+    x = layers.Activation("relu")(
+        layers.Conv2D(64, 3, strides=2, padding="same", activation=None)(x)
+    )
     x = layers.LeakyReLU(negative_slope=0.0)(layers.Conv2D(64, 3, padding="same")(x))
     x = layers.ReLU()(layers.Conv2D(64, 3, padding="same")(x))
     x = layers.ReLU()(layers.Dense(32)(layers.Flatten()(x)))
-    return keras.Model(image, [layers.Dense(latent_dim)(x), layers.Dense(latent_dim)(x)], name="encoder")
+    return keras.Model(
+        image, [layers.Dense(latent_dim)(x), layers.Dense(latent_dim)(x)], name="encoder"
+    )
 
 
 def decoder(latent_dim: int, shape: tuple[int, ...], last: str = "sigmoid") -> keras.Model:
@@ -74,26 +85,43 @@ def _round_trip(data: dict) -> dict:
     return probing.unpack(probing.pack(data))
 
 
-@pytest.mark.parametrize("build", [functional_encoder, sequential_block_encoder, separate_activation_encoder])
+@pytest.mark.parametrize(
+    "build", [functional_encoder, sequential_block_encoder, separate_activation_encoder]
+)
 def test_equivalent_encoders_earn_every_point(build) -> None:
     keras.utils.set_random_seed(0)
     assert shape_before_flattening(build(2)) == (14, 14, 64)
-    visible = selfcheck.judge(selfcheck.PROBES["test_encoder"], _round_trip(selfcheck.probe_encoder(build)))
+    visible = selfcheck.judge(
+        selfcheck.PROBES["test_encoder"], _round_trip(selfcheck.probe_encoder(build))
+    )
     assert visible.full, visible.failures
-    outcome = hidden.judge("test_encoder_hidden", _round_trip(hidden_probes.probe_encoder_hidden(build)))
+    outcome = hidden.judge(
+        "test_encoder_hidden", _round_trip(hidden_probes.probe_encoder_hidden(build))
+    )
     assert outcome.full and outcome.points == 3, outcome.failures
 
 
 def test_a_different_encoder_loses_the_architecture_points_with_the_reason() -> None:
-    outcome = hidden.judge("test_encoder_hidden", _round_trip(hidden_probes.probe_encoder_hidden(
-        lambda latent_dim: functional_encoder(latent_dim, stride=1))))
+    outcome = hidden.judge(
+        "test_encoder_hidden",
+        _round_trip(
+            hidden_probes.probe_encoder_hidden(
+                lambda latent_dim: functional_encoder(latent_dim, stride=1)
+            )
+        ),
+    )
     assert outcome.points == 0
     assert any("strides=(2, 2)" in failure for failure in outcome.failures), outcome.failures
 
 
 def test_a_lambda_encoder_is_not_a_model() -> None:
-    outcome = selfcheck.judge(selfcheck.PROBES["test_encoder"], _round_trip(selfcheck.probe_encoder(lambda d: (lambda x: (x, x)))))
-    assert outcome.points == 0 and "should return a keras.Model, not function" in outcome.failures[0]
+    outcome = selfcheck.judge(
+        selfcheck.PROBES["test_encoder"],
+        _round_trip(selfcheck.probe_encoder(lambda d: lambda x: (x, x))),
+    )
+    assert (
+        outcome.points == 0 and "should return a keras.Model, not function" in outcome.failures[0]
+    )
 
 
 def test_a_model_with_a_lambda_layer_is_refused_by_safe_loading() -> None:
@@ -103,17 +131,26 @@ def test_a_model_with_a_lambda_layer_is_refused_by_safe_loading() -> None:
         x = layers.Flatten()(x)
         return keras.Model(image, [layers.Dense(latent_dim)(x), layers.Dense(latent_dim)(x)])
 
-    outcome = selfcheck.judge(selfcheck.PROBES["test_encoder"], _round_trip(selfcheck.probe_encoder(sneaky)))
+    outcome = selfcheck.judge(
+        selfcheck.PROBES["test_encoder"], _round_trip(selfcheck.probe_encoder(sneaky))
+    )
     assert outcome.points == 0 and "standard Keras layers only" in outcome.failures[0]
 
 
 def test_decoder_checks_catch_the_wrong_last_activation() -> None:
-    for last, phrase in (("relu", "must lie in [0, 1] for every code"), ("softmax", "whatever the code")):
-        outcome = selfcheck.judge(selfcheck.PROBES["test_decoder"],
-                                  _round_trip(selfcheck.probe_decoder(lambda d, s: decoder(d, s, last))))
+    for last, phrase in (
+        ("relu", "must lie in [0, 1] for every code"),
+        ("softmax", "whatever the code"),
+    ):
+        outcome = selfcheck.judge(
+            selfcheck.PROBES["test_decoder"],
+            _round_trip(selfcheck.probe_decoder(lambda d, s: decoder(d, s, last))),
+        )
         assert outcome.points == 0 and phrase in outcome.failures[0], (last, outcome.failures)
-    outcome = hidden.judge("test_decoder_hidden", _round_trip(hidden_probes.probe_decoder_hidden(
-        lambda d, s: decoder(d, s, "softmax"))))
+    outcome = hidden.judge(
+        "test_decoder_hidden",
+        _round_trip(hidden_probes.probe_decoder_hidden(lambda d, s: decoder(d, s, "softmax"))),
+    )
     assert outcome.points == 1, outcome  # the layers fail, the arguments are used
 
 
@@ -128,12 +165,16 @@ def test_unpack_never_unpickles() -> None:
 
 def test_answer_reads_exactly_one_probe_output() -> None:
     blob = base64.b64encode(probing.pack({"x": np.arange(3)})).decode()
-    one = nbformat.from_dict({"output_type": "display_data", "data": {probing.MIME: blob}, "metadata": {}})
+    one = nbformat.from_dict(
+        {"output_type": "display_data", "data": {probing.MIME: blob}, "metadata": {}}
+    )
     data, problem = judge.answer([one])
     assert problem is None and data["x"].tolist() == [0, 1, 2]
     assert judge.answer([one, one])[0] is None
     assert "no answer" in judge.answer([])[1]
-    garbage = nbformat.from_dict({"output_type": "display_data", "data": {probing.MIME: "not base64!"}, "metadata": {}})
+    garbage = nbformat.from_dict(
+        {"output_type": "display_data", "data": {probing.MIME: "not base64!"}, "metadata": {}}
+    )
     assert judge.answer([garbage])[0] is None
 
 
@@ -143,7 +184,12 @@ def test_nbgrader_reads_the_judges_outputs_as_the_score(points: float) -> None:
     failures = () if points == 4.0 else ("one check failed",)
     outcome = judge.Outcome(points, 4.0, failures)
     cell = nbformat.v4.new_code_cell("")
-    cell.metadata["nbgrader"] = {"grade": True, "solution": False, "points": 4, "grade_id": "test_sampling_hidden"}
+    cell.metadata["nbgrader"] = {
+        "grade": True,
+        "solution": False,
+        "points": 4,
+        "grade_id": "test_sampling_hidden",
+    }
     cell.outputs = judge.verdict_outputs(test, outcome)
     assert utils.determine_grade(cell) == (points, 4.0)
 
@@ -155,15 +201,23 @@ def test_every_test_cell_of_the_master_is_judged_with_its_points() -> None:
             grade_id = cell.metadata["nbgrader"]["grade_id"]
             test = judge.judged(grade_id)
             assert test is not None, grade_id
-            assert judge.failed(test, "x").max_points == cell.metadata["nbgrader"]["points"], grade_id
+            assert judge.failed(test, "x").max_points == cell.metadata["nbgrader"]["points"], (
+                grade_id
+            )
 
 
 def test_the_points_table_lists_the_hidden_checks() -> None:
     intro = nbformat.read(MASTER, as_version=4).cells[0].source
     for grade_id, (part, _, _) in hidden_probes.PROBES.items():
         row = next(line for line in intro.splitlines() if line.startswith(f"| {part} |"))
-        total, _, items = row.split("|")[4].partition(":")  # "3: layers 2, parameter count and output 1"
-        listed = [float(item.split()[-1]) for item in items.split(",")] if "," in items else [float(total)]
+        total, _, items = row.split("|")[4].partition(
+            ":"
+        )  # "3: layers 2, parameter count and output 1"
+        listed = (
+            [float(item.split()[-1]) for item in items.split(",")]
+            if "," in items
+            else [float(total)]
+        )
         checks = hidden.probe_spec(grade_id).verdict({})
         assert sorted(listed) == sorted(float(p) for p, _, _ in checks), (grade_id, listed)
         assert float(total) == sum(listed), grade_id
@@ -190,13 +244,19 @@ def _master_namespace(*cells: str) -> dict:
 
 
 @pytest.mark.parametrize("salt", [1, 2_000_003, 987_654_321])
-def test_the_master_passes_the_salted_checks_for_any_inputs(salt: int, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_master_passes_the_salted_checks_for_any_inputs(
+    salt: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The grader draws the sampler's and loss layer's inputs afresh per probe: correct code passes whatever they are."""
     namespace = _master_namespace("sampling", "loss_layer")
     monkeypatch.setattr(hidden_probes, "SALT", salt)
-    for grade_id, name, probe in (("test_sampling_hidden", "Sampling", hidden_probes.probe_sampling_hidden),
-                                  ("test_loss_layer_hidden", "CustomVariationalLayer", hidden_probes.probe_loss_layer_hidden)):
+    for grade_id, name, probe in (
+        ("test_sampling_hidden", "Sampling", hidden_probes.probe_sampling_hidden),
+        ("test_loss_layer_hidden", "CustomVariationalLayer", hidden_probes.probe_loss_layer_hidden),
+    ):
         outcome = hidden.judge(grade_id, _round_trip(probe(namespace[name])), salt)
         assert outcome.full, (grade_id, salt, outcome.failures)
         wrong_salt = hidden.judge(grade_id, _round_trip(probe(namespace[name])), salt + 1)
-        assert wrong_salt.points < wrong_salt.max_points, f"{grade_id}: data for other inputs passed"
+        assert wrong_salt.points < wrong_salt.max_points, (
+            f"{grade_id}: data for other inputs passed"
+        )

@@ -64,16 +64,34 @@ HIDDEN_VERDICT_SECRETS = (
     # Expected values and names that exist only in grader/vae_grader/hidden.py (the verdicts), as its source
     # spells them. Not "494,244" or "56,385": a correct notebook prints its own parameter counts that way
     # (the encoder and decoder cells do), and a failing one is told the expected count by design.
-    "494_244", "56_385", "RATIO_THRESHOLD", "ENCODER_LAYERS", "DECODER_LAYERS", "reference_vae_loss",
-    "report.ratio < ", "expect_param_count(",
+    "494_244",
+    "56_385",
+    "RATIO_THRESHOLD",
+    "ENCODER_LAYERS",
+    "DECODER_LAYERS",
+    "reference_vae_loss",
+    "report.ratio < ",
+    "expect_param_count(",
 )
-KERNEL_SET_VARIABLES = frozenset({
-    # Set inside the kernel process by ipykernel (TERM, CLICOLOR, FORCE_COLOR, CLICOLOR_FORCE, PAGER, GIT_PAGER,
-    # PYDEVD_USE_FRAME_EVAL) and by importing TensorFlow / h5py (TF2_BEHAVIOR, TPU_ML_PLATFORM*,
-    # ENABLE_RUNTIME_UPTIME_TELEMETRY, HDF5_PLUGIN_PATH): measured in the interpreter_dump case, not lent by the host.
-    "TERM", "CLICOLOR", "FORCE_COLOR", "CLICOLOR_FORCE", "PAGER", "GIT_PAGER", "PYDEVD_USE_FRAME_EVAL",
-    "TF2_BEHAVIOR", "TPU_ML_PLATFORM", "TPU_ML_PLATFORM_VERSION", "ENABLE_RUNTIME_UPTIME_TELEMETRY", "HDF5_PLUGIN_PATH",
-})
+KERNEL_SET_VARIABLES = frozenset(
+    {
+        # Set inside the kernel process by ipykernel (TERM, CLICOLOR, FORCE_COLOR, CLICOLOR_FORCE, PAGER, GIT_PAGER,
+        # PYDEVD_USE_FRAME_EVAL) and by importing TensorFlow / h5py (TF2_BEHAVIOR, TPU_ML_PLATFORM*,
+        # ENABLE_RUNTIME_UPTIME_TELEMETRY, HDF5_PLUGIN_PATH): measured in the interpreter_dump case, not lent by the host.
+        "TERM",
+        "CLICOLOR",
+        "FORCE_COLOR",
+        "CLICOLOR_FORCE",
+        "PAGER",
+        "GIT_PAGER",
+        "PYDEVD_USE_FRAME_EVAL",
+        "TF2_BEHAVIOR",
+        "TPU_ML_PLATFORM",
+        "TPU_ML_PLATFORM_VERSION",
+        "ENABLE_RUNTIME_UPTIME_TELEMETRY",
+        "HDF5_PLUGIN_PATH",
+    }
+)
 
 
 def test_hidden_secrets_are_what_the_grader_holds():
@@ -81,7 +99,14 @@ def test_hidden_secrets_are_what_the_grader_holds():
     lines = hidden_region_lines()
     assert len(lines) >= 8 and any("check_here" in line for line in lines), lines
     source = Path(hidden.__file__).read_text()
-    for secret in ("494_244", "56_385", "RATIO_THRESHOLD", "ENCODER_LAYERS", "DECODER_LAYERS", "reference_vae_loss"):
+    for secret in (
+        "494_244",
+        "56_385",
+        "RATIO_THRESHOLD",
+        "ENCODER_LAYERS",
+        "DECODER_LAYERS",
+        "reference_vae_loss",
+    ):
         assert secret in source, secret
 
 
@@ -99,13 +124,21 @@ def decoded_views(text: str, depth: int = 3) -> list[str]:
             raw = base64.b64decode(match + "=" * (-len(match) % 4))
         except (binascii.Error, ValueError):
             continue
-        views += [v for blob in _inflated(raw) for v in decoded_views(blob.decode("utf-8", "replace"), depth - 1)]
+        views += [
+            v
+            for blob in _inflated(raw)
+            for v in decoded_views(blob.decode("utf-8", "replace"), depth - 1)
+        ]
     for match in _HEX.findall(text):
         try:
             raw = bytes.fromhex(match)
         except ValueError:
             continue
-        views += [v for blob in _inflated(raw) for v in decoded_views(blob.decode("utf-8", "replace"), depth - 1)]
+        views += [
+            v
+            for blob in _inflated(raw)
+            for v in decoded_views(blob.decode("utf-8", "replace"), depth - 1)
+        ]
     return views
 
 
@@ -139,7 +172,9 @@ def test_decoded_views_find_what_an_attacker_encodes():
 
 
 def _blob_output(text) -> dict:
-    return nbformat.from_dict({"output_type": "display_data", "metadata": {}, "data": {probing.MIME: text}})
+    return nbformat.from_dict(
+        {"output_type": "display_data", "metadata": {}, "data": {probing.MIME: text}}
+    )
 
 
 def _packed(data: dict) -> str:
@@ -157,7 +192,9 @@ def test_answer_given_twice_is_not_used():
     assert data is None and "more than once" in why
 
 
-@pytest.mark.parametrize("garbage", ["!!! not base64 !!!", 42, ["a"], base64.b64encode(b"\x93NUMPY garbage").decode()])
+@pytest.mark.parametrize(
+    "garbage", ["!!! not base64 !!!", 42, ["a"], base64.b64encode(b"\x93NUMPY garbage").decode()]
+)
 def test_garbage_answer_is_unreadable(garbage):
     data, why = judge.answer([_blob_output(garbage)])
     assert data is None and "not readable" in why
@@ -183,14 +220,22 @@ def test_oversized_answer_is_not_read():
 
 
 def test_error_instead_of_answer_is_named():
-    error = nbformat.from_dict({"output_type": "error", "ename": "ImportError", "evalue": "no course", "traceback": []})
+    error = nbformat.from_dict(
+        {"output_type": "error", "ename": "ImportError", "evalue": "no course", "traceback": []}
+    )
     data, why = judge.answer([error])
     assert data is None and "ImportError: no course" in why
 
 
 def test_answer_round_trip():
-    data, why = judge.answer([_blob_output(_packed({"z": np.arange(3.0), "h.json": {"loss": [1.0]}}))])
-    assert why is None and data["h.json"] == {"loss": [1.0]} and np.array_equal(data["z"], np.arange(3.0))
+    data, why = judge.answer(
+        [_blob_output(_packed({"z": np.arange(3.0), "h.json": {"loss": [1.0]}}))]
+    )
+    assert (
+        why is None
+        and data["h.json"] == {"loss": [1.0]}
+        and np.array_equal(data["z"], np.arange(3.0))
+    )
 
 
 def test_pickle_bearing_archive_is_refused():
@@ -239,11 +284,17 @@ def test_unregistered_custom_layer_is_refused():
 def test_keras_file_naming_a_python_builtin_is_refused(tmp_path):
     """A hand-made .keras whose config asks for builtins.exec runs nothing in the grader."""
     marker = tmp_path / "pwned"
-    config = {"module": "builtins", "class_name": "exec", "registered_name": None,
-              "config": f"open({str(marker)!r}, 'w').write('x')"}
+    config = {
+        "module": "builtins",
+        "class_name": "exec",
+        "registered_name": None,
+        "config": f"open({str(marker)!r}, 'w').write('x')",
+    }
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("metadata.json", json.dumps({"keras_version": "3.15.1", "date_saved": "2025-01-01"}))
+        archive.writestr(
+            "metadata.json", json.dumps({"keras_version": "3.15.1", "date_saved": "2025-01-01"})
+        )
         archive.writestr("config.json", json.dumps(config))
         archive.writestr("model.weights.h5", b"")
     with pytest.raises(Exception):
@@ -266,7 +317,9 @@ def _budget_epochs() -> int:
 def _forged(name: str) -> dict:
     """The fabricated probe data of adversarial.FORGE_PROBES, made here the way that cell makes it."""
     namespace: dict = {}
-    exec(adversarial.FORGE_PROBES.replace("_selfcheck.run_probe = _forged_run_probe", ""), namespace)  # noqa: S102
+    exec(
+        adversarial.FORGE_PROBES.replace("_selfcheck.run_probe = _forged_run_probe", ""), namespace
+    )  # noqa: S102
     return probing.unpack(probing.pack(namespace["FORGERIES"][name]()))
 
 
@@ -288,7 +341,9 @@ def test_fabricated_probe_data_earns_nothing(probe_name, grade_id, is_hidden):
     test = judge.judged(grade_id)
     assert test is not None and test.hidden == is_hidden
     outcome = judge.verdict(test, _forged(probe_name), judge.new_salt())
-    assert outcome.points == 0, f"{grade_id}: fabricated data earned {outcome.points} of {outcome.max_points}"
+    assert outcome.points == 0, (
+        f"{grade_id}: fabricated data earned {outcome.points} of {outcome.max_points}"
+    )
 
 
 def test_identity_autoencoder_earns_nothing_for_training():
@@ -298,10 +353,19 @@ def test_identity_autoencoder_earns_nothing_for_training():
     encoder = keras.Model(image, [keras.layers.Flatten()(image), keras.layers.Flatten()(image)])
     code = keras.Input(shape=(784,))
     decoder = keras.Model(code, keras.layers.Reshape((28, 28, 1))(code))
-    data = probing.unpack(probing.pack({probing.ERRORS: {}, "encoder.keras": probing.model_bytes(encoder),
-                                        "decoder.keras": probing.model_bytes(decoder)}))
+    data = probing.unpack(
+        probing.pack(
+            {
+                probing.ERRORS: {},
+                "encoder.keras": probing.model_bytes(encoder),
+                "decoder.keras": probing.model_bytes(decoder),
+            }
+        )
+    )
     outcome = hidden.judge("test_training_hidden", data)
-    assert outcome.points == 0, f"an untrained identity map earned {outcome.points} of {outcome.max_points}"
+    assert outcome.points == 0, (
+        f"an untrained identity map earned {outcome.points} of {outcome.max_points}"
+    )
 
 
 def test_forgery_data_is_well_formed():
@@ -324,7 +388,11 @@ def autograded_text(root: Path, student: str) -> str:
         return ""
     nb = nbformat.read(path, as_version=4)
     parts = [json.dumps(cell.get("outputs", []), ensure_ascii=False) for cell in nb.cells]
-    parts += [cell.source for cell in nb.cells if cell.cell_type == "markdown" and "Notes from the autograder" in cell.source]
+    parts += [
+        cell.source
+        for cell in nb.cells
+        if cell.cell_type == "markdown" and "Notes from the autograder" in cell.source
+    ]
     return "\n".join(parts)
 
 
@@ -336,8 +404,14 @@ def feedback_html(root: Path, student: str) -> str:
 def _printed_lines(root: Path, student: str, prefix: str) -> list[str]:
     path = root / "autograded" / student / "vae" / "vae.ipynb"
     nb = nbformat.read(path, as_version=4)
-    return [line for cell in nb.cells if cell.cell_type == "code" for output in cell.outputs
-            for line in "".join(output.get("text", "")).splitlines() if line.startswith(prefix)]
+    return [
+        line
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for output in cell.outputs
+        for line in "".join(output.get("text", "")).splitlines()
+        if line.startswith(prefix)
+    ]
 
 
 def _allowed_env(name: str) -> bool:
@@ -347,26 +421,52 @@ def _allowed_env(name: str) -> bool:
 def interpreter_dump_problems(root: Path, student: str = "interpreter_dump") -> list[str]:
     """What the dump submission got that it must not: secrets (in any encoding), paths, variables."""
     problems: list[str] = []
-    for where, text in (("autograded notebook", autograded_text(root, student)), ("feedback page", feedback_html(root, student))):
+    for where, text in (
+        ("autograded notebook", autograded_text(root, student)),
+        ("feedback page", feedback_html(root, student)),
+    ):
         if not text:
             problems.append(f"no {where}")
             continue
-        problems += [f"{where} contains {secret!r}" for secret in leaked_secrets(html.unescape(text))]
+        problems += [
+            f"{where} contains {secret!r}" for secret in leaked_secrets(html.unescape(text))
+        ]
     lines = _printed_lines(root, student, "STATE-B64-ZLIB:")
     if not lines:
         return problems + ["the dump did not run"]
     state = json.loads(zlib.decompress(base64.b64decode(lines[0].split(":", 1)[1])))
-    problems += [f"environment variable {name} is not allowlisted" for name in state["environ"]
-                 if not _allowed_env(name) and name not in KERNEL_SET_VARIABLES]
-    if not state["seen_sources"] or not any("grader probe" in source for source in state["seen_sources"]):
+    problems += [
+        f"environment variable {name} is not allowlisted"
+        for name in state["environ"]
+        if not _allowed_env(name) and name not in KERNEL_SET_VARIABLES
+    ]
+    if not state["seen_sources"] or not any(
+        "grader probe" in source for source in state["seen_sources"]
+    ):
         problems.append("the recording transformer saw no probe (the dump would prove nothing)")
     import course
 
-    allowed_roots = ["/usr", "/bin", "/sbin", "/lib", "/lib64", "/etc", "/dev", "/proc", "/tmp",
-                     state["cwd"], os.path.dirname(course.__file__), state["environ"].get("MNIST_NPZ", "/nonexistent")]
+    allowed_roots = [
+        "/usr",
+        "/bin",
+        "/sbin",
+        "/lib",
+        "/lib64",
+        "/etc",
+        "/dev",
+        "/proc",
+        "/tmp",
+        state["cwd"],
+        os.path.dirname(course.__file__),
+        state["environ"].get("MNIST_NPZ", "/nonexistent"),
+    ]
     import sys
 
-    allowed_roots += [sys.prefix, sys.base_prefix, os.path.dirname(os.path.realpath(sys.executable))]
+    allowed_roots += [
+        sys.prefix,
+        sys.base_prefix,
+        os.path.dirname(os.path.realpath(sys.executable)),
+    ]
     parents = {str(Path(p)) for r in allowed_roots for p in [r, *map(str, Path(r).parents)]}
     for path in state["files"] + state["folders"]:
         if path in parents:
@@ -374,7 +474,14 @@ def interpreter_dump_problems(root: Path, student: str = "interpreter_dump") -> 
         if not any(path == r or path.startswith(r.rstrip("/") + "/") for r in allowed_roots):
             problems.append(f"the kernel can see {path}")
     etc = {p for p in state["files"] if p.startswith("/etc/")}
-    extra_etc = etc - {"/etc/ld.so.cache", "/etc/localtime", "/etc/passwd", "/etc/group", "/etc/nsswitch.conf", "/etc/hosts"}
+    extra_etc = etc - {
+        "/etc/ld.so.cache",
+        "/etc/localtime",
+        "/etc/passwd",
+        "/etc/group",
+        "/etc/nsswitch.conf",
+        "/etc/hosts",
+    }
     problems += [f"the kernel can see {p}" for p in sorted(extra_etc)]
     return problems[:40]
 
@@ -392,7 +499,11 @@ class _ActiveContent(HTMLParser):
         for name, value in attrs:
             if name.lower().startswith("on") and value:
                 self.found.append(f"<{tag} {name}={value[:60]}>")
-            if name.lower() in ("href", "src", "action", "data") and value and value.strip().lower().startswith("javascript:"):
+            if (
+                name.lower() in ("href", "src", "action", "data")
+                and value
+                and value.strip().lower().startswith("javascript:")
+            ):
                 self.found.append(f"<{tag} {name}={value[:60]}>")
 
     def handle_endtag(self, tag):
@@ -408,7 +519,11 @@ def active_student_content(page: str) -> list[str]:
     """Student-made active content in a feedback page (nbconvert's own template scripts are not the student's)."""
     parser = _ActiveContent()
     parser.feed(page)
-    return [item for item in parser.found if "VAEPWN" in item or "javascript:" in item.lower() or " on" in item]
+    return [
+        item
+        for item in parser.found
+        if "VAEPWN" in item or "javascript:" in item.lower() or " on" in item
+    ]
 
 
 def feedback_problems(root: Path, student: str) -> list[str]:
@@ -417,11 +532,17 @@ def feedback_problems(root: Path, student: str) -> list[str]:
     if not page:
         return [f"{student}: no feedback page"]
     problems = [f"{student}: feedback contains {s!r}" for s in leaked_secrets(html.unescape(page))]
-    problems += [f"{student}: feedback has active content {a}" for a in active_student_content(page)]
+    problems += [
+        f"{student}: feedback has active content {a}" for a in active_student_content(page)
+    ]
     if "SHADOW-COURSE-LOADED" in page:
-        problems.append(f"{student}: the kernel imported the course.py submitted beside the notebook")
+        problems.append(
+            f"{student}: the kernel imported the course.py submitted beside the notebook"
+        )
     if re.search(r"ESCAPE-[\w.-]+: SUCCEEDED", page):
-        problems.append(f"{student}: an escape succeeded: {re.findall(r'ESCAPE-[^<]*SUCCEEDED[^<]*', page)[:3]}")
+        problems.append(
+            f"{student}: an escape succeeded: {re.findall(r'ESCAPE-[^<]*SUCCEEDED[^<]*', page)[:3]}"
+        )
     return problems
 
 
@@ -456,7 +577,9 @@ def test_judge_attack_cases_cover_the_issue():
     assert len(JUDGE_CASES) >= 12 and len(set(JUDGE_CASES)) == len(JUDGE_CASES)
     for student in adversarial.NO_CODE_ATTACKS:
         submission = next(s for s in adversarial.JUDGE_ATTACKS if s.student == student)
-        assert sum(submission.expected.values()) == 0, f"{student} has no solution code, yet expects points"
+        assert sum(submission.expected.values()) == 0, (
+            f"{student} has no solution code, yet expects points"
+        )
 
 
 @pytest.mark.slow
@@ -480,16 +603,24 @@ def test_crash_loop_stays_in_budget(graded_course):
     result = graded_course.run.results["repeated_crashes"]
     budget = RobustExecute.submission_seconds.default_value
     # nbgrader's own start-up and the feedback steps come on top of the executor's budget: 120 s (measured ~20 s).
-    assert result.autograde_seconds < budget + 120, f"{result.autograde_seconds:.0f} s for a crash loop"
+    assert result.autograde_seconds < budget + 120, (
+        f"{result.autograde_seconds:.0f} s for a crash loop"
+    )
 
 
 @pytest.mark.slow
 def test_no_code_attacks_score_zero(graded_course):
-    wrong = {s: graded_course.run.results[s].total for s in adversarial.NO_CODE_ATTACKS if graded_course.run.results[s].total}
+    wrong = {
+        s: graded_course.run.results[s].total
+        for s in adversarial.NO_CODE_ATTACKS
+        if graded_course.run.results[s].total
+    }
     assert not wrong, f"attacks without solution code scored points: {wrong}"
 
 
-if __name__ == "__main__":  # python tests/test_judge_attacks.py COURSE_ROOT [student ...]: check a scratch grading
+if (
+    __name__ == "__main__"
+):  # python tests/test_judge_attacks.py COURSE_ROOT [student ...]: check a scratch grading
     import sys
 
     course_root = Path(sys.argv[1])

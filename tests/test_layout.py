@@ -25,7 +25,9 @@ def test_the_sandbox_is_a_registered_kernel_provisioner():
 def test_sandboxed_kernels_are_chosen_through_the_kernel_spec():
     km = sandbox.SandboxedKernelManager(kernel_name="python3")
     assert km.transport == "ipc"
-    assert km.kernel_spec.metadata["kernel_provisioner"] == {"provisioner_name": sandbox.PROVISIONER_NAME}
+    assert km.kernel_spec.metadata["kernel_provisioner"] == {
+        "provisioner_name": sandbox.PROVISIONER_NAME
+    }
 
 
 def test_loading_the_course_config_changes_no_environment_variable():

@@ -27,7 +27,14 @@ from vae_grader.submission_kit import test_cells as cells_of_part
 
 MANIFEST_FILE = COURSE_ROOT / "grader" / "vae_grader" / "demo_manifest.md"
 DEMO_IDS = [s.student for s in SUBMISSIONS]
-BUDGET_OVERRIDES = ("VAE_EPOCHS", "VAE_TRAIN_IMAGES", "VAE_VAL_IMAGES", "VAE_BATCH_SIZE", "VAE_LEARNING_RATE", "VAE_SEED")
+BUDGET_OVERRIDES = (
+    "VAE_EPOCHS",
+    "VAE_TRAIN_IMAGES",
+    "VAE_VAL_IMAGES",
+    "VAE_BATCH_SIZE",
+    "VAE_LEARNING_RATE",
+    "VAE_SEED",
+)
 
 
 def hidden_test_lines(master: nbformat.NotebookNode, release: nbformat.NotebookNode) -> list[str]:
@@ -62,15 +69,30 @@ def leaks(text: str, secrets: list[str]) -> list[str]:
 
 def _overrides_note() -> str:
     set_vars = [f"{v}={os.environ[v]}" for v in BUDGET_OVERRIDES if os.environ.get(v)]
-    return f" (note: {', '.join(set_vars)} is set; the manifest holds for the real grading budget)" if set_vars else ""
+    return (
+        f" (note: {', '.join(set_vars)} is set; the manifest holds for the real grading budget)"
+        if set_vars
+        else ""
+    )
 
 
 # --- fast: the demo set, the manifest, the feedback filter -----------------------------------------
 
 
 def test_demo_set_covers_the_required_mistakes():
-    required = {"complete", "untouched", "half_done", "sampler_exp_logvar", "kl_sign_flipped", "decoder_no_sigmoid",
-                "encoder_stride1", "data_unscaled", "manifold_linspace", "manifold_swapped", "loss_returns_reconstruction"}
+    required = {
+        "complete",
+        "untouched",
+        "half_done",
+        "sampler_exp_logvar",
+        "kl_sign_flipped",
+        "decoder_no_sigmoid",
+        "encoder_stride1",
+        "data_unscaled",
+        "manifold_linspace",
+        "manifold_swapped",
+        "loss_returns_reconstruction",
+    }
     assert required <= set(DEMO_IDS), f"missing demo students: {sorted(required - set(DEMO_IDS))}"
     assert len(DEMO_IDS) == len(set(DEMO_IDS)), "student ids must be unique"
 
@@ -83,18 +105,33 @@ def test_demo_submission_follows_the_master(student):
     submission = next(s for s in SUBMISSIONS if s.student == student)
     complete = next(s for s in SUBMISSIONS if s.student == "complete").build(master, release)
     built = submission.build(copy.deepcopy(master), copy.deepcopy(release))
-    assert [c.metadata.get("nbgrader", {}).get("grade_id") for c in built.cells] == \
-           [c.metadata.get("nbgrader", {}).get("grade_id") for c in release.cells]
-    changed = {c.metadata["nbgrader"]["grade_id"] for c, d in zip(built.cells, complete.cells) if c.source != d.source}
-    assert changed <= set(PARTS), f"{student} changes cells other than solution cells: {sorted(changed - set(PARTS))}"
+    assert [c.metadata.get("nbgrader", {}).get("grade_id") for c in built.cells] == [
+        c.metadata.get("nbgrader", {}).get("grade_id") for c in release.cells
+    ]
+    changed = {
+        c.metadata["nbgrader"]["grade_id"]
+        for c, d in zip(built.cells, complete.cells)
+        if c.source != d.source
+    }
+    assert changed <= set(PARTS), (
+        f"{student} changes cells other than solution cells: {sorted(changed - set(PARTS))}"
+    )
     all_cells = set(points_by_cell(master))
-    assert set(submission.expected) | set(submission.lost) == all_cells, "every graded cell is either expected or lost"
-    assert not set(submission.expected) & set(submission.lost), "a cell cannot be both expected and lost"
-    assert all(reason.strip() for reason in submission.lost.values()), "every lost cell needs a reason"
+    assert set(submission.expected) | set(submission.lost) == all_cells, (
+        "every graded cell is either expected or lost"
+    )
+    assert not set(submission.expected) & set(submission.lost), (
+        "a cell cannot be both expected and lost"
+    )
+    assert all(reason.strip() for reason in submission.lost.values()), (
+        "every lost cell needs a reason"
+    )
     if student == "complete":
         assert not changed and not submission.lost
     elif student == "untouched":
-        assert changed == set(PARTS)  # nothing filled: every solution cell is still the release stub
+        assert changed == set(
+            PARTS
+        )  # nothing filled: every solution cell is still the release stub
     else:
         assert changed, f"{student} is identical to the complete submission"
 
@@ -111,36 +148,77 @@ def test_student_messages_are_plain():
     assert student_message("NotImplementedError", "") == NOT_ATTEMPTED
     name_error = student_message("NameError", "name 'encoder' is not defined")
     assert "name 'encoder' is not defined" in name_error and "a cell above failed" in name_error
-    assert student_message("AssertionError", "z_mean has shape (None, 3)") == "Test failed: z_mean has shape (None, 3)"
+    assert (
+        student_message("AssertionError", "z_mean has shape (None, 3)")
+        == "Test failed: z_mean has shape (None, 3)"
+    )
     assert student_message("ValueError", "\x1b[31mbad\x1b[0m") == "ValueError: bad"
-    assert student_message("CellTimeoutError", "this cell ran longer than 60 s") == "stopped: this cell ran longer than 60 s"
+    assert (
+        student_message("CellTimeoutError", "this cell ran longer than 60 s")
+        == "stopped: this cell ran longer than 60 s"
+    )
 
 
 def test_feedback_filter_removes_hidden_source_and_tracebacks():
     secret = 'checks.expect_layers("the encoder", enc, secret_layout)'
     cell = nbformat.v4.new_code_cell(
         source=f"# visible comment\n### BEGIN HIDDEN TESTS\n{secret}\n### END HIDDEN TESTS",
-        metadata={"nbgrader": {"grade": True, "solution": False, "locked": True, "grade_id": "t", "points": 1}},
+        metadata={
+            "nbgrader": {
+                "grade": True,
+                "solution": False,
+                "locked": True,
+                "grade_id": "t",
+                "points": 1,
+            }
+        },
         outputs=[
-            nbformat.v4.new_output("stream", name="stderr", text=f"<ipython>:2: UserWarning\n  {secret}\n"),
-            nbformat.v4.new_output("error", ename="AssertionError", evalue="the encoder: layer 2 has strides (1, 1)",
-                                   traceback=["\x1b[31mAssertionError\x1b[0m Traceback", f"----> 2 {secret}", "AssertionError: ..."]),
+            nbformat.v4.new_output(
+                "stream", name="stderr", text=f"<ipython>:2: UserWarning\n  {secret}\n"
+            ),
+            nbformat.v4.new_output(
+                "error",
+                ename="AssertionError",
+                evalue="the encoder: layer 2 has strides (1, 1)",
+                traceback=[
+                    "\x1b[31mAssertionError\x1b[0m Traceback",
+                    f"----> 2 {secret}",
+                    "AssertionError: ...",
+                ],
+            ),
         ],
     )
     student_cell = nbformat.v4.new_code_cell(
-        source="x = 1\nundefined_name", metadata={"nbgrader": {"solution": True, "grade": False, "grade_id": "s"}},
-        outputs=[nbformat.v4.new_output("error", ename="NameError", evalue="name 'undefined_name' is not defined",
-                                        traceback=["Traceback", "Cell \x1b[0;32mIn[3], line 2\x1b[0m", "Cell In[2], line 9, in f",
-                                                   "Cell In[3], line 1, in g", "NameError"])],
+        source="x = 1\nundefined_name",
+        metadata={"nbgrader": {"solution": True, "grade": False, "grade_id": "s"}},
+        outputs=[
+            nbformat.v4.new_output(
+                "error",
+                ename="NameError",
+                evalue="name 'undefined_name' is not defined",
+                traceback=[
+                    "Traceback",
+                    "Cell \x1b[0;32mIn[3], line 2\x1b[0m",
+                    "Cell In[2], line 9, in f",
+                    "Cell In[3], line 1, in g",
+                    "NameError",
+                ],
+            )
+        ],
     )
     nb = nbformat.v4.new_notebook(cells=[cell, student_cell])
     out, _ = StudentFeedback().preprocess(nb, {})
     graded, own = out.cells
     assert secret not in graded.source and "visible comment" in graded.source
     assert [o.output_type for o in graded.outputs] == ["stream", "error"]
-    assert graded.outputs[0].text.startswith("<ipython>:2: UserWarning") and secret not in graded.outputs[0].text
+    assert (
+        graded.outputs[0].text.startswith("<ipython>:2: UserWarning")
+        and secret not in graded.outputs[0].text
+    )
     assert graded.outputs[1].traceback == ["Test failed: the encoder: layer 2 has strides (1, 1)"]
-    assert own.outputs[0].traceback[0].endswith("(raised at line 1 of this cell)")  # the deepest frame in this cell
+    assert (
+        own.outputs[0].traceback[0].endswith("(raised at line 1 of this cell)")
+    )  # the deepest frame in this cell
 
 
 # --- slow: one grading run of every sample submission ----------------------------------------------
@@ -152,10 +230,18 @@ def test_scores_match_the_manifest(graded_course, student):
     submission = next(s for s in graded_course.demo if s.student == student)
     result = graded_course.run.results[student]
     assert result.error is None, f"nbgrader could not grade {student}: {result.error}"
-    expected = {cell: float(submission.expected.get(cell, 0.0)) for cell in graded_course.run.max_points}
+    expected = {
+        cell: float(submission.expected.get(cell, 0.0)) for cell in graded_course.run.max_points
+    }
     assert result.scores == expected, (
         f"{student}: cells that differ (got, expected): "
-        + str({c: (result.scores[c], expected[c]) for c in expected if result.scores[c] != expected[c]})
+        + str(
+            {
+                c: (result.scores[c], expected[c])
+                for c in expected
+                if result.scores[c] != expected[c]
+            }
+        )
         + _overrides_note()
     )
     assert not result.needs_manual_grade, f"nbgrader flagged {student} for manual grading"
@@ -165,21 +251,33 @@ def test_scores_match_the_manifest(graded_course, student):
 @pytest.mark.parametrize("student", DEMO_IDS)
 def test_feedback_page_shows_each_failed_test_message(graded_course, student):
     result = graded_course.run.results[student]
-    assert result.feedback is not None and result.feedback.is_file(), f"no feedback page for {student}"
+    assert result.feedback is not None and result.feedback.is_file(), (
+        f"no feedback page for {student}"
+    )
     text = " ".join(page_text(result.feedback).split())
-    autograded = nbformat.read(graded_course.run.course_root / "autograded" / student / ASSIGNMENT / NOTEBOOK, as_version=4)
+    autograded = nbformat.read(
+        graded_course.run.course_root / "autograded" / student / ASSIGNMENT / NOTEBOOK, as_version=4
+    )
     for cell_id, points in result.scores.items():
         if points > 0:
             continue
         outputs = cell_by_id(autograded, cell_id).outputs
         errors = [o for o in outputs if o.output_type == "error"]
         warnings = [o.text for o in outputs if o.output_type == "stream" and o.name == "stderr"]
-        assert errors or warnings, f"{student}: {cell_id} scored 0 but shows no error and no warning"
+        assert errors or warnings, (
+            f"{student}: {cell_id} scored 0 but shows no error and no warning"
+        )
         if errors:
-            message = NOT_ATTEMPTED if errors[0].ename == "NotImplementedError" else strip_ansi(errors[0].evalue)
+            message = (
+                NOT_ATTEMPTED
+                if errors[0].ename == "NotImplementedError"
+                else strip_ansi(errors[0].evalue)
+            )
         else:  # nbgrader scores a test cell that writes to stderr 0: the warning is the reason
             message = strip_ansi(warnings[0]).strip().splitlines()[0]
-        assert " ".join(message.split())[:120] in text, f"{student}: the feedback page lacks {cell_id}'s message {message!r}"
+        assert " ".join(message.split())[:120] in text, (
+            f"{student}: the feedback page lacks {cell_id}'s message {message!r}"
+        )
     submission = next(s for s in graded_course.demo if s.student == student)
     for phrase in submission.expected_feedback:
         assert phrase in text, f"{student}: the feedback page should say {phrase!r}"
@@ -192,7 +290,11 @@ def test_no_feedback_page_shows_a_hidden_test_line(graded_course):
     assert len(secrets) > 50, "the hidden-test line extraction found suspiciously few lines"
     pages = sorted((graded_course.run.course_root / "feedback").glob(f"*/{ASSIGNMENT}/*.html"))
     assert len(pages) >= len(graded_course.demo)
-    leaked = {page.parent.parent.name: found for page in pages if (found := leaks(page_text(page), secrets))}
+    leaked = {
+        page.parent.parent.name: found
+        for page in pages
+        if (found := leaks(page_text(page), secrets))
+    }
     assert not leaked, f"hidden-test lines in feedback pages: {leaked}"
 
 
@@ -203,25 +305,43 @@ def test_the_leak_check_catches_nbgraders_own_feedback(graded_course, tmp_path):
 
     master, release = nbformat.read(MASTER, as_version=4), nbformat.read(RELEASE, as_version=4)
     secrets = hidden_test_lines(master, release)
-    autograded = graded_course.run.course_root / "autograded" / "encoder_stride1" / ASSIGNMENT / NOTEBOOK
+    autograded = (
+        graded_course.run.course_root / "autograded" / "encoder_stride1" / ASSIGNMENT / NOTEBOOK
+    )
     nb = nbformat.read(autograded, as_version=4)
-    for cell in nb.cells:  # what nbgrader's ClearHiddenTests alone would leave: tracebacks still quote
+    for (
+        cell
+    ) in nb.cells:  # what nbgrader's ClearHiddenTests alone would leave: tracebacks still quote
         if "### BEGIN HIDDEN TESTS" in cell.source:
-            cell.source = re.sub(r"### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS", "", cell.source, flags=re.S)
+            cell.source = re.sub(
+                r"### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS", "", cell.source, flags=re.S
+            )
     body, _ = HTMLExporter().from_notebook_node(nb)
     unfiltered = tmp_path / "unfiltered.html"
     unfiltered.write_text(body, encoding="utf-8")
-    assert leaks(page_text(unfiltered), secrets), "expected the unfiltered page to quote hidden tests in its tracebacks"
+    assert leaks(page_text(unfiltered), secrets), (
+        "expected the unfiltered page to quote hidden tests in its tracebacks"
+    )
 
 
 @pytest.mark.slow
 def test_grade_csv_has_every_student(graded_course):
     with open(graded_course.run.csv_path, newline="") as handle:
-        rows = {row["student_id"]: row for row in csv.DictReader(handle) if row["assignment"] == ASSIGNMENT}
+        rows = {
+            row["student_id"]: row
+            for row in csv.DictReader(handle)
+            if row["assignment"] == ASSIGNMENT
+        }
     for submission in graded_course.submissions:
-        assert submission.student in rows, f"{submission.student} is missing from {graded_course.run.csv_path}"
-        assert float(rows[submission.student]["score"]) == pytest.approx(graded_course.run.results[submission.student].total)
-        assert float(rows[submission.student]["max_score"]) == pytest.approx(graded_course.run.max_total)
+        assert submission.student in rows, (
+            f"{submission.student} is missing from {graded_course.run.csv_path}"
+        )
+        assert float(rows[submission.student]["score"]) == pytest.approx(
+            graded_course.run.results[submission.student].total
+        )
+        assert float(rows[submission.student]["max_score"]) == pytest.approx(
+            graded_course.run.max_total
+        )
 
 
 @pytest.mark.slow
@@ -238,7 +358,9 @@ def test_rerun_gives_the_same_scores_and_forgets_removed_students(tmp_path, cour
     assert second.results["untouched"].scores == first.results["untouched"].scores
     assert second.results["untouched"].feedback is not None
     for folder in ("submitted", "autograded", "feedback"):
-        assert not (root / folder / "leaves_later").exists(), f"{folder}/leaves_later survived the re-run"
+        assert not (root / folder / "leaves_later").exists(), (
+            f"{folder}/leaves_later survived the re-run"
+        )
     with gradebook(course_config(root)) as gb:
         assert [s.id for s in gb.students] == ["untouched"]
         assert len(gb.find_assignment(ASSIGNMENT).submissions) == 1
@@ -268,9 +390,13 @@ def test_grading_workers_come_from_the_environment_or_the_cores(monkeypatch):
     assert _core_groups(1) == [None]  # one worker: no pinning, it may use every core
     if len(cores) >= 2:
         groups = _core_groups(2)
-        assert sorted(c for group in groups for c in group) == cores  # every core used, by one worker only
+        assert (
+            sorted(c for group in groups for c in group) == cores
+        )  # every core used, by one worker only
         assert all(groups) and not set(groups[0]) & set(groups[1])
-    assert _core_groups(len(cores) + 1) == [None] * (len(cores) + 1)  # more workers than cores: no pinning
+    assert _core_groups(len(cores) + 1) == [None] * (
+        len(cores) + 1
+    )  # more workers than cores: no pinning
 
 
 def test_training_cells_get_the_long_time_limit():
@@ -286,14 +412,27 @@ def test_training_cells_get_the_long_time_limit():
     config.RobustExecute.training_timeout = 180
     executor = RobustExecute(config=config)
     master = nbformat.read(MASTER, as_version=4)
-    limits = {cell.metadata.get("nbgrader", {}).get("grade_id"): executor._get_timeout(cell)
-              for cell in master.cells if cell.cell_type == "code"}
+    limits = {
+        cell.metadata.get("nbgrader", {}).get("grade_id"): executor._get_timeout(cell)
+        for cell in master.cells
+        if cell.cell_type == "code"
+    }
     assert limits.pop("training") == 180
     assert set(limits.values()) == {60}
-    assert executor._get_timeout(new_code_cell("history2 = vae.fit(x_train, epochs=1)")) == 180  # a student's own training cell
+    assert (
+        executor._get_timeout(new_code_cell("history2 = vae.fit(x_train, epochs=1)")) == 180
+    )  # a student's own training cell
     locked_test = new_code_cell("model.fit(x, epochs=1)\nwhile True:\n    pass")
-    locked_test.metadata["nbgrader"] = {"grade": True, "solution": False, "locked": True, "grade_id": "t", "points": 1}
-    assert executor._get_timeout(locked_test) == 60  # test cells that fit a stand-in keep the short limit
+    locked_test.metadata["nbgrader"] = {
+        "grade": True,
+        "solution": False,
+        "locked": True,
+        "grade_id": "t",
+        "points": 1,
+    }
+    assert (
+        executor._get_timeout(locked_test) == 60
+    )  # test cells that fit a stand-in keep the short limit
     assert executor._get_timeout(new_code_cell("while True:\n    pass")) == 60
 
 
@@ -312,9 +451,13 @@ def test_a_student_the_busy_gradebook_failed_is_graded_again_alone(tmp_path, mon
 
     forgotten: list[list[str]] = []
     monkeypatch.setattr(pipeline, "_nbgrader", fake_nbgrader)
-    monkeypatch.setattr(pipeline, "_forget_submissions", lambda config, students: forgotten.append(list(students)))
+    monkeypatch.setattr(
+        pipeline, "_forget_submissions", lambda config, students: forgotten.append(list(students))
+    )
     said: list[str] = []
-    seconds, errors = pipeline._autograde_all(tmp_path, None, ["a", "b", "c"], tmp_path, 2, said.append, lambda: "0 s")
+    seconds, errors = pipeline._autograde_all(
+        tmp_path, None, ["a", "b", "c"], tmp_path, 2, said.append, lambda: "0 s"
+    )
     assert sorted(calls) == ["a", "b", "b", "c"]
     assert errors == {} and set(seconds) == {"a", "b", "c"}
     assert forgotten == [["a", "b", "c"], ["b"]]  # the old record is dropped before each grading

@@ -66,12 +66,16 @@ def test_release_holds_no_solution_and_no_hidden_test(master, release):
     public = "\n".join(_public(cell.source) for cell in master.cells)
     secret = []
     for cell in master.cells:
-        secret += _regions(cell.source, BEGIN, END) + _regions(cell.source, HIDDEN_BEGIN, HIDDEN_END)
+        secret += _regions(cell.source, BEGIN, END) + _regions(
+            cell.source, HIDDEN_BEGIN, HIDDEN_END
+        )
     # A hidden test may repeat a line of a visible test; only lines found nowhere public are secret.
     secret = [line for line in secret if line not in public]
     # Measured: 55 secret lines (issue 12 moved part 6's loading line and preprocess signature out of the solution).
     assert len(secret) > 50, "the master should hold solutions and hidden tests"
-    release_text = "\n".join(line.strip() for cell in release.cells for line in cell.source.splitlines())
+    release_text = "\n".join(
+        line.strip() for cell in release.cells for line in cell.source.splitlines()
+    )
     leaked = [line for line in secret if line in release_text]
     assert leaked == [], f"solution or hidden-test lines in the student notebook: {leaked[:5]}"
     assert "BEGIN HIDDEN TESTS" not in release_text and "BEGIN SOLUTION" not in release_text
@@ -80,15 +84,20 @@ def test_release_holds_no_solution_and_no_hidden_test(master, release):
 def test_each_part_has_one_todo_cell_and_points_add_up(master, release):
     for part in PARTS:
         assert "raise NotImplementedError()" in cell_by_id(release, part).source, part
-    points = {c.metadata["nbgrader"]["grade_id"]: c.metadata["nbgrader"]["points"] for c in master.cells
-              if c.metadata.get("nbgrader", {}).get("grade")}
+    points = {
+        c.metadata["nbgrader"]["grade_id"]: c.metadata["nbgrader"]["points"]
+        for c in master.cells
+        if c.metadata.get("nbgrader", {}).get("grade")
+    }
     assert len(points) == 2 * len(PARTS)
     total = sum(points.values())
     intro = master.cells[0].source
     assert f"**{total:g}**" in intro, "the introduction must state the total points"
     for part in PARTS:
         part_total = points[f"test_{part}"] + points[f"test_{part}_hidden"]
-        assert re.search(rf"\| {part_total:g} \|\s*$", intro, re.M), f"the introduction must state the points of {part}"
+        assert re.search(rf"\| {part_total:g} \|\s*$", intro, re.M), (
+            f"the introduction must state the points of {part}"
+        )
 
 
 def test_every_todo_cell_raises_not_implemented_until_filled(master, release):
@@ -97,13 +106,25 @@ def test_every_todo_cell_raises_not_implemented_until_filled(master, release):
     cells = [cell_by_id(master, "setup")]
     for part in PARTS:
         cells += [cell_by_id(release, part), cell_by_id(master, part)]
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c.source) for c in cells], metadata=master.metadata)
-    env = {"VAE_MODE": "grading", "VAE_TRAIN_IMAGES": "64", "VAE_VAL_IMAGES": "64", "MPLBACKEND": "agg"}
+    nb = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_code_cell(c.source) for c in cells], metadata=master.metadata
+    )
+    env = {
+        "VAE_MODE": "grading",
+        "VAE_TRAIN_IMAGES": "64",
+        "VAE_VAL_IMAGES": "64",
+        "MPLBACKEND": "agg",
+    }
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        NotebookClient(nb, timeout=300, allow_errors=True, kernel_name="python3",
-                       resources={"metadata": {"path": str(MASTER.parent)}}).execute()
+        NotebookClient(
+            nb,
+            timeout=300,
+            allow_errors=True,
+            kernel_name="python3",
+            resources={"metadata": {"path": str(MASTER.parent)}},
+        ).execute()
     finally:
         for key, value in saved.items():
             os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
@@ -111,8 +132,12 @@ def test_every_todo_cell_raises_not_implemented_until_filled(master, release):
     assert errors[0] == [], "the setup cell failed"
     for index, part in enumerate(PARTS):
         stub_errors, solution_errors = errors[1 + 2 * index], errors[2 + 2 * index]
-        assert [e.ename for e in stub_errors] == ["NotImplementedError"], f"the {part} stub should raise NotImplementedError, got {stub_errors}"
-        assert solution_errors == [], f"the master's {part} cell failed: {solution_errors[0].evalue if solution_errors else ''}"
+        assert [e.ename for e in stub_errors] == ["NotImplementedError"], (
+            f"the {part} stub should raise NotImplementedError, got {stub_errors}"
+        )
+        assert solution_errors == [], (
+            f"the master's {part} cell failed: {solution_errors[0].evalue if solution_errors else ''}"
+        )
 
 
 @pytest.mark.parametrize("path", [MASTER, RELEASE], ids=["master", "release"])
@@ -124,7 +149,9 @@ def test_notebooks_are_committed_clean(path):
 def test_notebooks_use_no_tensorflow_api(path):
     nb = nbformat.read(path, as_version=4)
     code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
-    assert not re.search(r"\btf\.|import tensorflow|from tensorflow", code), "use keras.ops / keras.random, not tf.*"
+    assert not re.search(r"\btf\.|import tensorflow|from tensorflow", code), (
+        "use keras.ops / keras.random, not tf.*"
+    )
 
 
 def test_checked_outputs_are_committed(master):
@@ -132,4 +159,6 @@ def test_checked_outputs_are_committed(master):
     assert len(checked) >= 3
     for cell in checked:
         text = "".join(o.get("text", "") for o in cell.outputs)
-        assert text.strip(), f"cell {cell.metadata['nbgrader']['grade_id']} is checked by nbval but has no committed output"
+        assert text.strip(), (
+            f"cell {cell.metadata['nbgrader']['grade_id']} is checked by nbval but has no committed output"
+        )

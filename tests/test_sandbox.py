@@ -33,7 +33,7 @@ SECRET = f"secret-{CANARY}"
 MiB = 2**20
 
 # What the kernel runs. It only gathers facts; every verdict is made by the tests, outside the kernel.
-_PROBE = textwrap.dedent('''
+_PROBE = textwrap.dedent("""
     import base64, ctypes.util, json, os, resource, sys, time, zlib
     facts = {"uid": os.getuid(), "cwd": os.getcwd()}
     entries = []
@@ -78,15 +78,17 @@ _PROBE = textwrap.dedent('''
     import getpass
     facts["user"] = getpass.getuser()
     print("FACTS" + json.dumps(facts))
-''')
+""")
 
 
 def _plant_canaries() -> list[Path]:
     """Files the kernel must not see: a sibling clone of the course, the home folder, /var/tmp."""
     planted: list[Path] = []
-    for path in (COURSE_ROOT.parent / f"{CANARY}-clone" / "course" / "solutions.py",
-                 Path.home() / f".{CANARY}",
-                 Path("/var/tmp") / CANARY / "notes.txt"):
+    for path in (
+        COURSE_ROOT.parent / f"{CANARY}-clone" / "course" / "solutions.py",
+        Path.home() / f".{CANARY}",
+        Path("/var/tmp") / CANARY / "notes.txt",
+    ):
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(SECRET)
@@ -101,12 +103,18 @@ def _scratch_course(base: Path) -> tuple[Path, Path]:
     """A course with a released data file, an instructor-only file, and a student's working copy."""
     course = base / "course"
     files = {
-        "release/vae/vae.ipynb": "{}", "release/vae/data.csv": "1,2", "release/vae/extra/more.csv": "3",
+        "release/vae/vae.ipynb": "{}",
+        "release/vae/data.csv": "1,2",
+        "release/vae/extra/more.csv": "3",
         "release/vae/linked.csv": "4",
-        "source/vae/vae.ipynb": "{}", "source/vae/data.csv": "1,2", "source/vae/solutions.py": SECRET,
+        "source/vae/vae.ipynb": "{}",
+        "source/vae/data.csv": "1,2",
+        "source/vae/solutions.py": SECRET,
         # nbgrader copies source/vae/* beside the submission: solutions.py lands in the working copy
-        "autograded/alice/vae/vae.ipynb": SECRET, "autograded/alice/vae/data.csv": "1,2",
-        "autograded/alice/vae/extra/more.csv": "3", "autograded/alice/vae/solutions.py": SECRET,
+        "autograded/alice/vae/vae.ipynb": SECRET,
+        "autograded/alice/vae/data.csv": "1,2",
+        "autograded/alice/vae/extra/more.csv": "3",
+        "autograded/alice/vae/solutions.py": SECRET,
         "autograded/alice/vae/notes.txt": "the student's own extra file",
     }
     for relative, text in files.items():
@@ -133,8 +141,10 @@ async def _run_kernel(course: Path, workdir: Path, canaries: list[Path]) -> dict
     kc.start_channels()
     try:
         await kc.wait_for_ready(timeout=120)
-        code = (f"CANARIES = {[str(c) for c in canaries]!r}\nSOCKETS = {str(runtime / 'sockets')!r}\n"
-                f"RUNTIME = {str(runtime)!r}\n" + _PROBE)
+        code = (
+            f"CANARIES = {[str(c) for c in canaries]!r}\nSOCKETS = {str(runtime / 'sockets')!r}\n"
+            f"RUNTIME = {str(runtime)!r}\n" + _PROBE
+        )
         out: list[str] = []
 
         def hook(msg: dict) -> None:
@@ -145,10 +155,16 @@ async def _run_kernel(course: Path, workdir: Path, canaries: list[Path]) -> dict
         reply = await kc.execute_interactive(code, timeout=600, output_hook=hook)
         record["probe_seconds"] = time.monotonic() - probe_started
         text = "".join(out)
-        assert reply["content"]["status"] == "ok", f"the probe failed in the sandbox:\n{text[-3000:]}"
-        record.update(json.loads(text[text.index("FACTS") + 5:].splitlines()[0]))
-        record["host_runtime_bytes"] = sum(p.stat().st_size for p in runtime.rglob("*") if p.is_file())
-        record["host_runtime_files"] = sorted(str(p.relative_to(runtime)) for p in runtime.rglob("*"))
+        assert reply["content"]["status"] == "ok", (
+            f"the probe failed in the sandbox:\n{text[-3000:]}"
+        )
+        record.update(json.loads(text[text.index("FACTS") + 5 :].splitlines()[0]))
+        record["host_runtime_bytes"] = sum(
+            p.stat().st_size for p in runtime.rglob("*") if p.is_file()
+        )
+        record["host_runtime_files"] = sorted(
+            str(p.relative_to(runtime)) for p in runtime.rglob("*")
+        )
         # Interrupting goes through the control channel (a signal to bwrap would end the sandbox).
         msg_id = kc.execute("import time; time.sleep(120)")
         await asyncio.sleep(1.0)
@@ -158,7 +174,10 @@ async def _run_kernel(course: Path, workdir: Path, canaries: list[Path]) -> dict
             message = await kc.get_shell_msg(timeout=30)
             if message["parent_header"].get("msg_id") == msg_id:
                 break
-        record["interrupt"] = {"ename": message["content"].get("ename"), "seconds": time.monotonic() - asked}
+        record["interrupt"] = {
+            "ename": message["content"].get("ename"),
+            "seconds": time.monotonic() - asked,
+        }
     finally:
         kc.stop_channels()
         await km.shutdown_kernel(now=True)
@@ -173,12 +192,19 @@ def probed(tmp_path_factory: pytest.TempPathFactory) -> dict:
     if problem:
         pytest.fail(f"the sandbox tests need bubblewrap: {problem}")
     if not os.environ.get("MNIST_NPZ"):
-        pytest.fail("MNIST_NPZ is not set: the sandbox must lend the offline MNIST copy (see conftest.py)")
+        pytest.fail(
+            "MNIST_NPZ is not set: the sandbox must lend the offline MNIST copy (see conftest.py)"
+        )
     course, workdir = _scratch_course(tmp_path_factory.mktemp("sandbox"))
     canaries = _plant_canaries()
     saved = dict(os.environ)
-    os.environ.update({"MY_DB_CONN": f"postgresql://grader:{SECRET}@db/vae", "SOME_HOST_SETTING": SECRET,
-                       "NBGRADER_DB_URL": f"postgresql://grader:{SECRET}@db/vae"})
+    os.environ.update(
+        {
+            "MY_DB_CONN": f"postgresql://grader:{SECRET}@db/vae",
+            "SOME_HOST_SETTING": SECRET,
+            "NBGRADER_DB_URL": f"postgresql://grader:{SECRET}@db/vae",
+        }
+    )
     os.environ.pop(sandbox.SANDBOX_ENV, None)
     try:
         record = asyncio.run(_run_kernel(course, workdir, canaries))
@@ -189,8 +215,10 @@ def probed(tmp_path_factory: pytest.TempPathFactory) -> dict:
             top = path.parent if path.parent not in (Path.home(), Path("/var/tmp")) else path
             shutil.rmtree(top, ignore_errors=True) if top.is_dir() else top.unlink(missing_ok=True)
         shutil.rmtree(COURSE_ROOT.parent / f"{CANARY}-clone", ignore_errors=True)
-    print(f"sandboxed kernel: start {record['start_seconds']:.1f} s, probe {record['probe_seconds']:.1f} s "
-          f"(imports {record['import_seconds']:.1f} s), {os.getloadavg()[0]:.1f} load")
+    print(
+        f"sandboxed kernel: start {record['start_seconds']:.1f} s, probe {record['probe_seconds']:.1f} s "
+        f"(imports {record['import_seconds']:.1f} s), {os.getloadavg()[0]:.1f} load"
+    )
     entries = zlib.decompress(base64.b64decode(record.pop("entries"))).decode().splitlines()
     record["paths"] = [line[2:] for line in entries]
     record["readable"] = [line[2:] for line in entries if line.startswith("R ")]
@@ -202,12 +230,22 @@ def _expected_roots(record: dict) -> list[Path]:
     """The allowlist, written out independently of the sandbox's own list."""
     import course
 
-    roots = [Path(p) for p in ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/dev", "/tmp")]
-    roots += [Path("/etc", name) for name in ("ld.so.cache", "localtime", "passwd", "group", "nsswitch.conf", "hosts")]
+    roots = [
+        Path(p)
+        for p in ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/dev", "/tmp")
+    ]
+    roots += [
+        Path("/etc", name)
+        for name in ("ld.so.cache", "localtime", "passwd", "group", "nsswitch.conf", "hosts")
+    ]
     for prefix in (sys.prefix, sys.base_prefix):
         roots += [Path(os.path.abspath(prefix)), Path(os.path.realpath(prefix))]
-    roots += [Path(course.__file__).resolve().parent, Path(os.path.abspath(os.environ["MNIST_NPZ"])),
-              Path(os.path.realpath(record["workdir"])), Path(record["runtime"])]
+    roots += [
+        Path(course.__file__).resolve().parent,
+        Path(os.path.abspath(os.environ["MNIST_NPZ"])),
+        Path(os.path.realpath(record["workdir"])),
+        Path(record["runtime"]),
+    ]
     return roots
 
 
@@ -236,12 +274,26 @@ def test_the_kernel_sees_only_the_allowlisted_paths(probed):
     import course
     import numpy
 
-    assert str(Path(numpy.__file__)) in readable and str(Path(course.__file__).resolve()) in readable
+    assert (
+        str(Path(numpy.__file__)) in readable and str(Path(course.__file__).resolve()) in readable
+    )
     assert len(readable) > 10_000, len(readable)
     # What the red team and the earlier sandbox exposed, by name.
-    for forbidden in ("/home", "/srv", "/var", "/opt", "/run", "/mnt", "/media", str(COURSE_ROOT / "grader"),
-                      str(COURSE_ROOT / "source"), str(COURSE_ROOT / ".git"), str(COURSE_ROOT / "tests"),
-                      str(Path.home() / ".cache"), str(Path.home() / ".ssh")):
+    for forbidden in (
+        "/home",
+        "/srv",
+        "/var",
+        "/opt",
+        "/run",
+        "/mnt",
+        "/media",
+        str(COURSE_ROOT / "grader"),
+        str(COURSE_ROOT / "source"),
+        str(COURSE_ROOT / ".git"),
+        str(COURSE_ROOT / "tests"),
+        str(Path.home() / ".cache"),
+        str(Path.home() / ".ssh"),
+    ):
         inside = _within([Path(forbidden)])
         assert not any(inside(p) for p in paths), f"{forbidden} is visible in the sandbox"
     # /tmp is the kernel's own tmpfs: nothing of the grader's /tmp, only the kernel's files and mount points.
@@ -264,11 +316,19 @@ def test_canaries_on_the_host_are_invisible(probed):
 @pytest.mark.sandbox
 def test_the_kernel_environment_is_the_allowlist(probed):
     env = probed["environ"]
-    outside = sorted(k for k in env if k not in sandbox.ENV_NAMES and not k.startswith(sandbox.ENV_PREFIXES))
+    outside = sorted(
+        k for k in env if k not in sandbox.ENV_NAMES and not k.startswith(sandbox.ENV_PREFIXES)
+    )
     assert not outside, f"variables outside the allowlist: {outside}"
-    assert "MY_DB_CONN" not in env and "NBGRADER_DB_URL" not in env and "SOME_HOST_SETTING" not in env
+    assert (
+        "MY_DB_CONN" not in env and "NBGRADER_DB_URL" not in env and "SOME_HOST_SETTING" not in env
+    )
     assert not [k for k, v in env.items() if SECRET in v], "a secret value reached the kernel"
-    assert env["HOME"] == "/tmp" and env["TMPDIR"] == "/tmp" and env["MNIST_NPZ"] == os.environ["MNIST_NPZ"]
+    assert (
+        env["HOME"] == "/tmp"
+        and env["TMPDIR"] == "/tmp"
+        and env["MNIST_NPZ"] == os.environ["MNIST_NPZ"]
+    )
     assert env.get("VAE_MODE") == os.environ.get("VAE_MODE")
     roots = _expected_roots(probed)
     for folder in env["PATH"].split(":"):
@@ -279,19 +339,27 @@ def test_the_kernel_environment_is_the_allowlist(probed):
 def test_the_kernel_still_works(probed):
     assert probed["keras"].startswith("3.")
     assert probed["mnist_shape"] == [60000, 28, 28]
-    assert probed["loss"] == probed["loss"] and 0 < probed["loss"] < 10  # finite: a training step ran
+    assert (
+        probed["loss"] == probed["loss"] and 0 < probed["loss"] < 10
+    )  # finite: a training step ran
     assert probed["find_library"], "ctypes.util.find_library found nothing (ld.so.cache)"
     assert probed["user"] in ("student", "root") or os.geteuid() != 0
     assert probed["tmp_write"] == "allowed"  # the private tmpfs
     if os.geteuid() == 0:
         assert probed["uid"] != 0, "the kernel runs as root"
-    assert probed["rlimits"] == [8 * 2**30, 256, 256 * MiB]  # the defaults (nbgrader_config.py sets the same)
+    assert probed["rlimits"] == [
+        8 * 2**30,
+        256,
+        256 * MiB,
+    ]  # the defaults (nbgrader_config.py sets the same)
 
 
 @pytest.mark.sandbox
 def test_the_socket_folder_takes_no_bytes(probed):
     """10 MB written where the ZMQ sockets live: refused, and nothing reached the grader's disk."""
-    assert probed["socket_folder_after_start"] is False, "the socket folder was not sealed after start"
+    assert probed["socket_folder_after_start"] is False, (
+        "the socket folder was not sealed after start"
+    )
     assert probed["socket_folder_write"] == "FileNotFoundError"
     assert probed["socket_folder_mkdir"] == "FileNotFoundError"
     assert probed["runtime_folder_write"] != "allowed"
@@ -320,12 +388,29 @@ def test_interrupt_reaches_the_kernel(probed):
 
 
 def test_environment_is_filtered_by_allowlist():
-    env = sandbox.allowed_environment({
-        "PATH": "/bin", "VAE_MODE": "grading", "LC_ALL": "C.UTF-8", "MNIST_NPZ": "/m", "KERAS_BACKEND": "tensorflow",
-        "MY_DB_CONN": "postgresql://u:p@h/db", "SSL_CERT_FILE": "/x", "JPY_API_TOKEN": "x", "VAE_DB_PASSWORD": "x",
-        "PYENV_ROOT": "/root/.pyenv", "JPY_PARENT_PID": "1", "SHELL": "/bin/bash",
-    })
-    assert env == {"PATH": "/bin", "VAE_MODE": "grading", "LC_ALL": "C.UTF-8", "MNIST_NPZ": "/m", "KERAS_BACKEND": "tensorflow"}
+    env = sandbox.allowed_environment(
+        {
+            "PATH": "/bin",
+            "VAE_MODE": "grading",
+            "LC_ALL": "C.UTF-8",
+            "MNIST_NPZ": "/m",
+            "KERAS_BACKEND": "tensorflow",
+            "MY_DB_CONN": "postgresql://u:p@h/db",
+            "SSL_CERT_FILE": "/x",
+            "JPY_API_TOKEN": "x",
+            "VAE_DB_PASSWORD": "x",
+            "PYENV_ROOT": "/root/.pyenv",
+            "JPY_PARENT_PID": "1",
+            "SHELL": "/bin/bash",
+        }
+    )
+    assert env == {
+        "PATH": "/bin",
+        "VAE_MODE": "grading",
+        "LC_ALL": "C.UTF-8",
+        "MNIST_NPZ": "/m",
+        "KERAS_BACKEND": "tensorflow",
+    }
 
 
 def test_released_files_rule(tmp_path):
@@ -354,6 +439,15 @@ def test_bwrap_builds_the_tree_from_nothing(tmp_path):
     binds = [(args[i + 1], args[i + 2]) for i, a in enumerate(args) if a in ("--ro-bind", "--bind")]
     assert ("/", "/") not in binds, "the host's root is bound"
     sources = [Path(source) for source, _ in binds]
-    for secret_place in (COURSE_ROOT, COURSE_ROOT / "grader", Path.home(), Path("/etc"), Path("/var"), Path("/srv")):
+    for secret_place in (
+        COURSE_ROOT,
+        COURSE_ROOT / "grader",
+        Path.home(),
+        Path("/etc"),
+        Path("/var"),
+        Path("/srv"),
+    ):
         assert secret_place not in sources, f"{secret_place} is lent to the kernel"
-    assert all(a.kind != "rw" for a in km.allowed_paths()), "writable host path without a started kernel"
+    assert all(a.kind != "rw" for a in km.allowed_paths()), (
+        "writable host path without a started kernel"
+    )

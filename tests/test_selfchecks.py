@@ -50,7 +50,11 @@ def run_self_check(test_cell: str, mistake: tuple[str, str, str] | None = None) 
     cells: Iterable[str] = ("setup", *NEEDS[test_cell])
     try:
         for grade_id in cells:
-            source = solution_source(_MASTER, grade_id) if grade_id != "setup" else cell_by_id(_MASTER, "setup").source
+            source = (
+                solution_source(_MASTER, grade_id)
+                if grade_id != "setup"
+                else cell_by_id(_MASTER, "setup").source
+            )
             if mistake and mistake[0] == grade_id:
                 source = _mistaken(source, mistake[1], mistake[2])
             exec(compile(source, f"<{grade_id}>", "exec"), namespace)
@@ -76,66 +80,167 @@ def _solution_lines() -> list[str]:
 
 # (name, self-check cell, (solution cell, old, new), the message expected, as a regular expression)
 MISTAKES = [
-    ("encoder_stride1", "test_encoder", ("encoder", 'activation="relu", strides=2)', 'activation="relu")'),
-     r"the feature map before Flatten has shape \(None, 28, 28, 64\); expected \(None, 14, 14, 64\): only the second "
-     r"convolution has stride 2"),
+    (
+        "encoder_stride1",
+        "test_encoder",
+        ("encoder", 'activation="relu", strides=2)', 'activation="relu")'),
+        r"the feature map before Flatten has shape \(None, 28, 28, 64\); expected \(None, 14, 14, 64\): only the second "
+        r"convolution has stride 2",
+    ),
     # The default padding, "valid": 28 -> 26 -> 12 -> 10 -> 8.
-    ("encoder_padding_valid", "test_encoder", ("encoder", 'padding="same", ', ""),
-     r"the feature map before Flatten has shape \(None, 8, 8, 64\); expected \(None, 14, 14, 64\).*padding=\"same\""),
-    ("sampler_exp_logvar", "test_sampling", ("sampling", "ops.exp(0.5 * z_log_var)", "ops.exp(z_log_var)"),
-     r"the standard deviation of 4,000 draws with z_log_var = log 4 is \[4\.\d+ 4\.\d+\]; expected 2 = exp\(0\.5 \* log 4\) "
-     r"in each dimension: exp\(z_log_var\) is the variance, not the standard deviation \(the 0\.5 is missing\)"),
-    ("sampler_numpy_noise", "test_sampling",
-     ("sampling", "keras.random.normal(ops.shape(z_mean), seed=self.seed_generator)", "np.random.normal(size=ops.shape(z_mean))"),
-     r"two fresh Sampling\(seed=1\) layers drew different noise; expected the same draws from the same seed: draw epsilon "
-     r"with keras\.random\.normal\(\.\.\., seed=self\.seed_generator\), not np\.random"),
-    ("sampler_unseeded", "test_sampling",
-     ("sampling", "keras.random.normal(ops.shape(z_mean), seed=self.seed_generator)", "keras.random.normal(ops.shape(z_mean))"),
-     r"two fresh Sampling\(seed=1\) layers drew different noise"),
-    ("sampler_shared_noise", "test_sampling", ("sampling", "keras.random.normal(ops.shape(z_mean),", "keras.random.normal(ops.shape(z_mean)[1:],"),
-     r"all 2000 rows of one call got the same z \(.*\): the noise is shared across the batch; draw epsilon with the full "
-     r"shape of z_mean"),
+    (
+        "encoder_padding_valid",
+        "test_encoder",
+        ("encoder", 'padding="same", ', ""),
+        r"the feature map before Flatten has shape \(None, 8, 8, 64\); expected \(None, 14, 14, 64\).*padding=\"same\"",
+    ),
+    (
+        "sampler_exp_logvar",
+        "test_sampling",
+        ("sampling", "ops.exp(0.5 * z_log_var)", "ops.exp(z_log_var)"),
+        r"the standard deviation of 4,000 draws with z_log_var = log 4 is \[4\.\d+ 4\.\d+\]; expected 2 = exp\(0\.5 \* log 4\) "
+        r"in each dimension: exp\(z_log_var\) is the variance, not the standard deviation \(the 0\.5 is missing\)",
+    ),
+    (
+        "sampler_numpy_noise",
+        "test_sampling",
+        (
+            "sampling",
+            "keras.random.normal(ops.shape(z_mean), seed=self.seed_generator)",
+            "np.random.normal(size=ops.shape(z_mean))",
+        ),
+        r"two fresh Sampling\(seed=1\) layers drew different noise; expected the same draws from the same seed: draw epsilon "
+        r"with keras\.random\.normal\(\.\.\., seed=self\.seed_generator\), not np\.random",
+    ),
+    (
+        "sampler_unseeded",
+        "test_sampling",
+        (
+            "sampling",
+            "keras.random.normal(ops.shape(z_mean), seed=self.seed_generator)",
+            "keras.random.normal(ops.shape(z_mean))",
+        ),
+        r"two fresh Sampling\(seed=1\) layers drew different noise",
+    ),
+    (
+        "sampler_shared_noise",
+        "test_sampling",
+        (
+            "sampling",
+            "keras.random.normal(ops.shape(z_mean),",
+            "keras.random.normal(ops.shape(z_mean)[1:],",
+        ),
+        r"all 2000 rows of one call got the same z \(.*\): the noise is shared across the batch; draw epsilon with the full "
+        r"shape of z_mean",
+    ),
     # z_mean.shape has no batch size inside a Keras model (build_vae would fail in part 5).
-    ("sampler_static_shape", "test_sampling", ("sampling", "keras.random.normal(ops.shape(z_mean),", "keras.random.normal(z_mean.shape,"),
-     r"^calling Sampling on keras\.Input tensors, as build_vae will, raised ValueError: inside a Keras model the batch "
-     r"size is not known yet, so call\(\) must use keras\.ops and keras\.random only"),
-    ("decoder_relu", "test_decoder", ("decoder", 'activation="sigmoid")', 'activation="relu")'),
-     r"for codes between -1000 and 1000 the decoded pixels range from 0\.000 to \d+\.\d+; they must lie in \[0, 1\] for "
-     r"every code: end with a sigmoid"),
-    ("decoder_linear", "test_decoder", ("decoder", ', activation="sigmoid")', ")"),
-     r"the decoded pixels range from -\d+\.\d+ to \d+\.\d+; they must lie in \[0, 1\]"),
-    ("kl_sign_flipped", "test_loss_layer", ("loss_layer", "kl = -ops.mean(", "kl = ops.mean("),
-     r"the loss for z_mean = \[\[1\.5, -1\.0\], \[0\.5, 2\.0\]\], z_log_var = \[\[0\.5, -0\.5\], \[1\.0, -1\.0\]\] is "
-     r"0\.83588; expected 0\.83809 = reconstruction 0\.83699 \+ 5e-4 x KL 2\.2104: the KL term is subtracted"),
-    ("kl_weight_forgotten", "test_loss_layer", ("loss_layer", "KL_WEIGHT * ops.mean(kl)", "ops.mean(kl)"),
-     r"is 3\.04734; expected 0\.83809 .*: the KL term is not multiplied by KL_WEIGHT"),
-    ("kl_missing", "test_loss_layer", ("loss_layer", " + KL_WEIGHT * ops.mean(kl)", ""),
-     r"is 0\.83699; expected 0\.83809 .*: the KL term is missing"),
-    ("kl_summed_over_dims", "test_loss_layer", ("loss_layer", "kl = -ops.mean(", "kl = -ops.sum("),
-     r"is 0\.83920; expected 0\.83809 .*: KL is -mean over the latent dimensions"),
-    ("compile_forgotten", "test_vae_model",
-     ("vae_model", "    vae.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=None)\n", ""),
-     r"^the VAE is not compiled: call vae\.compile\(optimizer=\.\.\., loss=None\) inside build_vae$"),
+    (
+        "sampler_static_shape",
+        "test_sampling",
+        ("sampling", "keras.random.normal(ops.shape(z_mean),", "keras.random.normal(z_mean.shape,"),
+        r"^calling Sampling on keras\.Input tensors, as build_vae will, raised ValueError: inside a Keras model the batch "
+        r"size is not known yet, so call\(\) must use keras\.ops and keras\.random only",
+    ),
+    (
+        "decoder_relu",
+        "test_decoder",
+        ("decoder", 'activation="sigmoid")', 'activation="relu")'),
+        r"for codes between -1000 and 1000 the decoded pixels range from 0\.000 to \d+\.\d+; they must lie in \[0, 1\] for "
+        r"every code: end with a sigmoid",
+    ),
+    (
+        "decoder_linear",
+        "test_decoder",
+        ("decoder", ', activation="sigmoid")', ")"),
+        r"the decoded pixels range from -\d+\.\d+ to \d+\.\d+; they must lie in \[0, 1\]",
+    ),
+    (
+        "kl_sign_flipped",
+        "test_loss_layer",
+        ("loss_layer", "kl = -ops.mean(", "kl = ops.mean("),
+        r"the loss for z_mean = \[\[1\.5, -1\.0\], \[0\.5, 2\.0\]\], z_log_var = \[\[0\.5, -0\.5\], \[1\.0, -1\.0\]\] is "
+        r"0\.83588; expected 0\.83809 = reconstruction 0\.83699 \+ 5e-4 x KL 2\.2104: the KL term is subtracted",
+    ),
+    (
+        "kl_weight_forgotten",
+        "test_loss_layer",
+        ("loss_layer", "KL_WEIGHT * ops.mean(kl)", "ops.mean(kl)"),
+        r"is 3\.04734; expected 0\.83809 .*: the KL term is not multiplied by KL_WEIGHT",
+    ),
+    (
+        "kl_missing",
+        "test_loss_layer",
+        ("loss_layer", " + KL_WEIGHT * ops.mean(kl)", ""),
+        r"is 0\.83699; expected 0\.83809 .*: the KL term is missing",
+    ),
+    (
+        "kl_summed_over_dims",
+        "test_loss_layer",
+        ("loss_layer", "kl = -ops.mean(", "kl = -ops.sum("),
+        r"is 0\.83920; expected 0\.83809 .*: KL is -mean over the latent dimensions",
+    ),
+    (
+        "compile_forgotten",
+        "test_vae_model",
+        (
+            "vae_model",
+            "    vae.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=None)\n",
+            "",
+        ),
+        r"^the VAE is not compiled: call vae\.compile\(optimizer=\.\.\., loss=None\) inside build_vae$",
+    ),
     # Rows and columns swapped: the transposed tile layout (what the demo student manifold_swapped does).
-    ("manifold_swapped", "test_manifold", ("manifold", "z0, z1 = np.meshgrid(grid, grid)", "z1, z0 = np.meshgrid(grid, grid)"),
-     r"the tiles are transposed: z\[0\] changes down a column and z\[1\] along a row; expected z\[0\] to change along a "
-     r"row \(column j shows grid\[j\]\) and z\[1\] down a column \(row i shows grid\[i\]\)"),
-    ("manifold_tiles_transposed", "test_manifold", ("manifold", ".transpose(0, 2, 1, 3)", ".transpose(1, 2, 0, 3)"),
-     r"the tiles are transposed: z\[0\] changes down a column"),
-    ("manifold_whole_image_transposed", "test_manifold",
-     ("manifold", ".reshape(n * digit_size, n * digit_size)", ".reshape(n * digit_size, n * digit_size).T"),
-     r"the whole image is transposed \(tiles and the digits in them\)"),
-    ("manifold_no_transpose", "test_manifold", ("manifold", ".transpose(0, 2, 1, 3)", ""),
-     r"the tiles are not where the text puts them: the tile in row i, column j must show z = \(grid\[j\], grid\[i\]\); "
-     r"found z\[0\] = .* along the first row"),
-    ("manifold_grid_reversed", "test_manifold",
-     ("manifold", "grid = norm.ppf(np.linspace(0.05, 0.95, n))", "grid = norm.ppf(np.linspace(0.95, 0.05, n))"),
-     r"the grid runs backwards: z\[0\] must increase along a row"),
+    (
+        "manifold_swapped",
+        "test_manifold",
+        ("manifold", "z0, z1 = np.meshgrid(grid, grid)", "z1, z0 = np.meshgrid(grid, grid)"),
+        r"the tiles are transposed: z\[0\] changes down a column and z\[1\] along a row; expected z\[0\] to change along a "
+        r"row \(column j shows grid\[j\]\) and z\[1\] down a column \(row i shows grid\[i\]\)",
+    ),
+    (
+        "manifold_tiles_transposed",
+        "test_manifold",
+        ("manifold", ".transpose(0, 2, 1, 3)", ".transpose(1, 2, 0, 3)"),
+        r"the tiles are transposed: z\[0\] changes down a column",
+    ),
+    (
+        "manifold_whole_image_transposed",
+        "test_manifold",
+        (
+            "manifold",
+            ".reshape(n * digit_size, n * digit_size)",
+            ".reshape(n * digit_size, n * digit_size).T",
+        ),
+        r"the whole image is transposed \(tiles and the digits in them\)",
+    ),
+    (
+        "manifold_no_transpose",
+        "test_manifold",
+        ("manifold", ".transpose(0, 2, 1, 3)", ""),
+        r"the tiles are not where the text puts them: the tile in row i, column j must show z = \(grid\[j\], grid\[i\]\); "
+        r"found z\[0\] = .* along the first row",
+    ),
+    (
+        "manifold_grid_reversed",
+        "test_manifold",
+        (
+            "manifold",
+            "grid = norm.ppf(np.linspace(0.05, 0.95, n))",
+            "grid = norm.ppf(np.linspace(0.95, 0.05, n))",
+        ),
+        r"the grid runs backwards: z\[0\] must increase along a row",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("test_cell", "mistake", "message"), [case[1:] for case in MISTAKES], ids=[case[0] for case in MISTAKES])
-def test_the_visible_self_check_names_the_mistake(test_cell: str, mistake: tuple[str, str, str], message: str) -> None:
+@pytest.mark.parametrize(
+    ("test_cell", "mistake", "message"),
+    [case[1:] for case in MISTAKES],
+    ids=[case[0] for case in MISTAKES],
+)
+def test_the_visible_self_check_names_the_mistake(
+    test_cell: str, mistake: tuple[str, str, str], message: str
+) -> None:
     with pytest.raises(AssertionError) as failure:
         run_self_check(test_cell, mistake)
     text = str(failure.value)
@@ -145,7 +250,9 @@ def test_the_visible_self_check_names_the_mistake(test_cell: str, mistake: tuple
 
 
 @pytest.mark.parametrize("test_cell", list(NEEDS))
-def test_the_master_passes_its_self_check(test_cell: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_master_passes_its_self_check(
+    test_cell: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The master passes; for part 8 that includes a `manifold` drawn by an untrained decoder (a flat blur)."""
     run_self_check(test_cell)
     assert re.search(r"^Part \d self-check passed\.$", capsys.readouterr().out, re.M)

@@ -54,13 +54,19 @@ def bench_autograde(count: int) -> list[float]:
     copies = [dataclasses.replace(complete, student=f"bench_{i}") for i in range(1, count + 1)]
     with tempfile.TemporaryDirectory(prefix="vae-benchmark-") as scratch:
         root = copy_course(Path(scratch))
-        run = run_pipeline(root, copies, progress=lambda message: print("   ", message, flush=True), workers=1)
+        run = run_pipeline(
+            root, copies, progress=lambda message: print("   ", message, flush=True), workers=1
+        )
         failed = {s: r.total for s, r in run.results.items() if r.total != run.max_total}
         if failed:
             print(f"    note: the complete submission did not score full marks here: {failed}")
         for submission in copies:  # where the time goes, when the executor reports it
             log = root / "exports" / "logs" / f"autograde-{submission.student}.log"
-            lines = [line for line in log.read_text(errors="replace").splitlines() if "Executed" in line and "cells in" in line]
+            lines = [
+                line
+                for line in log.read_text(errors="replace").splitlines()
+                if "Executed" in line and "cells in" in line
+            ]
             if lines:
                 print(f"    {submission.student}: {lines[-1].split('] ', 1)[-1]}")
         return [run.results[s.student].autograde_seconds for s in copies]
@@ -78,7 +84,10 @@ def master_namespace() -> dict:
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             for grade_id in _MODEL_CELLS:
-                exec(compile(cell_by_id(master, grade_id).source, f"<master:{grade_id}>", "exec"), namespace)
+                exec(
+                    compile(cell_by_id(master, grade_id).source, f"<master:{grade_id}>", "exec"),
+                    namespace,
+                )
     finally:
         if env_mode is not None:
             os.environ["VAE_MODE"] = env_mode
@@ -99,10 +108,19 @@ def bench_training(namespace: dict, images: int) -> tuple[float, float]:
     x_val = (x_test[:images].astype("float32") / 255.0)[..., None]
     vae = namespace["vae"]
     warm = x[: 4 * STUDENT.batch_size]
-    vae.fit(warm, None, epochs=1, batch_size=STUDENT.batch_size, verbose=0)  # tracing, first allocations
+    vae.fit(
+        warm, None, epochs=1, batch_size=STUDENT.batch_size, verbose=0
+    )  # tracing, first allocations
     vae.evaluate(warm, verbose=0, batch_size=STUDENT.batch_size)
     start = time.perf_counter()
-    vae.fit(x[4 * STUDENT.batch_size:], None, epochs=1, batch_size=STUDENT.batch_size, shuffle=True, verbose=0)
+    vae.fit(
+        x[4 * STUDENT.batch_size :],
+        None,
+        epochs=1,
+        batch_size=STUDENT.batch_size,
+        shuffle=True,
+        verbose=0,
+    )
     train_rate = images / (time.perf_counter() - start)
     start = time.perf_counter()
     vae.evaluate(x_val, verbose=0, batch_size=STUDENT.batch_size)
@@ -131,48 +149,81 @@ def bench_manifold(namespace: dict, repeats: int = 5) -> tuple[float, float]:
     for i, yi in enumerate(grid):
         for j, xi in enumerate(grid):
             digit = decoder.predict(np.array([[xi, yi]], "float32"), verbose=0)
-            figure[i * size:(i + 1) * size, j * size:(j + 1) * size] = digit[0, :, :, 0]
+            figure[i * size : (i + 1) * size, j * size : (j + 1) * size] = digit[0, :, :, 0]
     loop = time.perf_counter() - start
     return statistics.median(batched), loop
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--submissions", type=int, default=3, help="copies of the complete submission to autograde (default 3)")
-    parser.add_argument("--train-images", type=int, default=2048, help="MNIST images to time training on (default 2048)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--submissions",
+        type=int,
+        default=3,
+        help="copies of the complete submission to autograde (default 3)",
+    )
+    parser.add_argument(
+        "--train-images",
+        type=int,
+        default=2048,
+        help="MNIST images to time training on (default 2048)",
+    )
     args = parser.parse_args(argv)
     if args.submissions < 1 or not 64 <= args.train_images <= 50000:
         parser.error("--submissions must be >= 1 and --train-images between 64 and 50000")
 
     from course.budget import STUDENT
 
-    print(f"Benchmark on {platform.node()}: {platform.machine()}, {os.cpu_count()} CPU(s), Python {platform.python_version()}")
+    print(
+        f"Benchmark on {platform.node()}: {platform.machine()}, {os.cpu_count()} CPU(s), Python {platform.python_version()}"
+    )
     print(f"At the start: {load_average()}\n", flush=True)
 
-    print(f"1. Autograding {args.submissions} copies of the complete submission (nbgrader autograde, one student per call):", flush=True)
+    print(
+        f"1. Autograding {args.submissions} copies of the complete submission (nbgrader autograde, one student per call):",
+        flush=True,
+    )
     seconds = bench_autograde(args.submissions)
     median = statistics.median(seconds)
     verdict = "meets" if median <= AUTOGRADE_GOAL_S else "MISSES"
-    print(f"   per submission: {', '.join(f'{s:.1f}' for s in seconds)} s -> median {median:.1f} s, max {max(seconds):.1f} s "
-          f"({verdict} the goal: median <= {AUTOGRADE_GOAL_S:.0f} s, kernel start included)\n", flush=True)
+    print(
+        f"   per submission: {', '.join(f'{s:.1f}' for s in seconds)} s -> median {median:.1f} s, max {max(seconds):.1f} s "
+        f"({verdict} the goal: median <= {AUTOGRADE_GOAL_S:.0f} s, kernel start included)\n",
+        flush=True,
+    )
 
-    print(f"2. Training the master model at the student batch size {STUDENT.batch_size} on {args.train_images:,} images:", flush=True)
+    print(
+        f"2. Training the master model at the student batch size {STUDENT.batch_size} on {args.train_images:,} images:",
+        flush=True,
+    )
     import keras
 
     namespace = master_namespace()
     train_rate, eval_rate = bench_training(namespace, args.train_images)
     full = STUDENT.epochs * (STUDENT.train_images / train_rate + STUDENT.val_images / eval_rate)
-    print(f"   training {train_rate:,.0f} images/s, evaluation {eval_rate:,.0f} images/s (Keras {keras.__version__}, "
-          f"{keras.backend.backend()} backend)")
-    print(f"   extrapolated student run ({STUDENT.epochs} epochs x {STUDENT.train_images:,} images, validating on "
-          f"{STUDENT.val_images:,} each epoch): {full / 60:.1f} min\n", flush=True)
+    print(
+        f"   training {train_rate:,.0f} images/s, evaluation {eval_rate:,.0f} images/s (Keras {keras.__version__}, "
+        f"{keras.backend.backend()} backend)"
+    )
+    print(
+        f"   extrapolated student run ({STUDENT.epochs} epochs x {STUDENT.train_images:,} images, validating on "
+        f"{STUDENT.val_images:,} each epoch): {full / 60:.1f} min\n",
+        flush=True,
+    )
 
-    print("3. The 15x15 manifold: batched build_manifold vs the original 225 decoder.predict calls:", flush=True)
+    print(
+        "3. The 15x15 manifold: batched build_manifold vs the original 225 decoder.predict calls:",
+        flush=True,
+    )
     batched, loop = bench_manifold(namespace)
     ratio = loop / batched
     verdict = "meets" if ratio >= MANIFOLD_GOAL else "MISSES"
-    print(f"   batched {batched * 1000:.1f} ms (median of 5), per-point loop {loop:.2f} s -> {ratio:,.0f}x faster "
-          f"({verdict} the goal: >= {MANIFOLD_GOAL:.0f}x)\n")
+    print(
+        f"   batched {batched * 1000:.1f} ms (median of 5), per-point loop {loop:.2f} s -> {ratio:,.0f}x faster "
+        f"({verdict} the goal: >= {MANIFOLD_GOAL:.0f}x)\n"
+    )
     print(f"At the end: {load_average()}")
     return 0
 

@@ -50,15 +50,25 @@ print("CALIBRATION " + json.dumps({"seed": budget.seed, "untrained_ratio": recon
 
 def run_seed(seed: int) -> dict[str, float]:
     master = nbformat.read(MASTER, as_version=4)
-    cells = [cell_by_id(master, "setup")] + [cell_by_id(master, part) for part in PARTS if part not in ("training", "manifold")]
+    cells = [cell_by_id(master, "setup")] + [
+        cell_by_id(master, part) for part in PARTS if part not in ("training", "manifold")
+    ]
     untrained = [nbformat.v4.new_code_cell("import json\n" + _UNTRAINED)]
     cells = [nbformat.v4.new_code_cell(c.source) for c in cells] + untrained
-    cells += [nbformat.v4.new_code_cell(cell_by_id(master, "training").source), nbformat.v4.new_code_cell(_SCORE)]
+    cells += [
+        nbformat.v4.new_code_cell(cell_by_id(master, "training").source),
+        nbformat.v4.new_code_cell(_SCORE),
+    ]
     nb = nbformat.v4.new_notebook(cells=cells, metadata=master.metadata)
     saved = dict(os.environ)
     os.environ.update(tool_env({"VAE_MODE": "grading", "VAE_SEED": str(seed), "MPLBACKEND": "agg"}))
     try:
-        NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(MASTER.parent)}}).execute()
+        NotebookClient(
+            nb,
+            timeout=900,
+            kernel_name="python3",
+            resources={"metadata": {"path": str(MASTER.parent)}},
+        ).execute()
     finally:
         os.environ.clear()
         os.environ.update(saved)
@@ -67,7 +77,7 @@ def run_seed(seed: int) -> dict[str, float]:
         for output in cell.get("outputs", []):
             for line in output.get("text", "").splitlines():
                 if line.startswith("CALIBRATION "):
-                    result.update(json.loads(line[len("CALIBRATION "):]))
+                    result.update(json.loads(line[len("CALIBRATION ") :]))
     return result
 
 
@@ -79,7 +89,9 @@ def _seeds(text: str) -> list[int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seeds", default="0-9", help="e.g. 0-9 or 0,3,7 (default 0-9)")
     args = parser.parse_args(argv)
     rows = []
@@ -88,10 +100,15 @@ def main(argv: list[str] | None = None) -> int:
         row = run_seed(seed)
         row["seconds"] = round(time.time() - start, 1)
         rows.append(row)
-        print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
+        print(
+            json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}),
+            flush=True,
+        )
     ratios = [r["ratio"] for r in rows]
-    print(f"master error ratio over {len(rows)} seeds: min {min(ratios):.3f}, max {max(ratios):.3f}; "
-          f"untrained max {max(r['untrained_ratio'] for r in rows):.3f}, mean-image {rows[0]['mean_image_ratio']:.3f}")
+    print(
+        f"master error ratio over {len(rows)} seeds: min {min(ratios):.3f}, max {max(ratios):.3f}; "
+        f"untrained max {max(r['untrained_ratio'] for r in rows):.3f}, mean-image {rows[0]['mean_image_ratio']:.3f}"
+    )
     return 0
 
 

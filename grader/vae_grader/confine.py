@@ -88,22 +88,45 @@ ETC_FILES = ("ld.so.cache", "localtime")
 ETC_GENERATED = ("passwd", "group", "nsswitch.conf", "hosts")
 
 # Environment variables the kernel gets; everything else is dropped, whatever its name.
-ENV_NAMES = frozenset({
-    "PATH", "HOME", "TMPDIR", "PWD", "LANG", "LANGUAGE", "TZ",
-    # Keras / TensorFlow / numerical libraries
-    "KERAS_BACKEND", "TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS", "TF_NUM_INTRAOP_THREADS",
-    "TF_NUM_INTEROP_THREADS", "TF_DETERMINISTIC_OPS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-    "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
-    # matplotlib
-    "MPLCONFIGDIR", "MPLBACKEND",
-    # Python itself
-    "PYTHONHASHSEED", "PYTHONDONTWRITEBYTECODE", "PYTHONIOENCODING", "PYTHONUNBUFFERED", "PYTHONUTF8",
-    # the course package (course/data.py) and nbgrader (its FAQ: code may test NBGRADER_EXECUTION)
-    "MNIST_NPZ", "NBGRADER_EXECUTION", "NBGRADER_VALIDATING",
-    # ipykernel: the session name (JPY_PARENT_PID is left out on purpose: in the PID namespace the
-    # parent is always pid 1 and ipykernel would exit at once; bwrap's --die-with-parent does that job)
-    "JPY_SESSION_NAME", "PYDEVD_DISABLE_FILE_VALIDATION",
-})
+ENV_NAMES = frozenset(
+    {
+        "PATH",
+        "HOME",
+        "TMPDIR",
+        "PWD",
+        "LANG",
+        "LANGUAGE",
+        "TZ",
+        # Keras / TensorFlow / numerical libraries
+        "KERAS_BACKEND",
+        "TF_CPP_MIN_LOG_LEVEL",
+        "TF_ENABLE_ONEDNN_OPTS",
+        "TF_NUM_INTRAOP_THREADS",
+        "TF_NUM_INTEROP_THREADS",
+        "TF_DETERMINISTIC_OPS",
+        "OMP_NUM_THREADS",
+        "OPENBLAS_NUM_THREADS",
+        "MKL_NUM_THREADS",
+        "NUMEXPR_NUM_THREADS",
+        # matplotlib
+        "MPLCONFIGDIR",
+        "MPLBACKEND",
+        # Python itself
+        "PYTHONHASHSEED",
+        "PYTHONDONTWRITEBYTECODE",
+        "PYTHONIOENCODING",
+        "PYTHONUNBUFFERED",
+        "PYTHONUTF8",
+        # the course package (course/data.py) and nbgrader (its FAQ: code may test NBGRADER_EXECUTION)
+        "MNIST_NPZ",
+        "NBGRADER_EXECUTION",
+        "NBGRADER_VALIDATING",
+        # ipykernel: the session name (JPY_PARENT_PID is left out on purpose: in the PID namespace the
+        # parent is always pid 1 and ipykernel would exit at once; bwrap's --die-with-parent does that job)
+        "JPY_SESSION_NAME",
+        "PYDEVD_DISABLE_FILE_VALIDATION",
+    }
+)
 ENV_PREFIXES = ("LC_", "VAE_")  # locale categories; the course's budget and mode (course/budget.py)
 # Never passed even when allowlisted by prefix (say VAE_DB_PASSWORD): names that look like credentials.
 _SECRET_NAME = re.compile(r"(TOKEN|SECRET|PASSW|CREDENTIAL|API_?KEY|PRIVATE|AUTH)", re.IGNORECASE)
@@ -140,7 +163,8 @@ def sandbox_disabled(environ: Mapping[str, str] | None = None) -> bool:
 def allowed_environment(env: Mapping[str, str]) -> dict[str, str]:
     """The part of ``env`` the kernel may see: allowlisted names only, and never one that looks like a secret."""
     return {
-        key: value for key, value in env.items()
+        key: value
+        for key, value in env.items()
         if (key in ENV_NAMES or key.startswith(ENV_PREFIXES)) and not _SECRET_NAME.search(key)
     }
 
@@ -170,8 +194,18 @@ def bwrap_problem() -> str | None:
     if path is None:
         return "bubblewrap (bwrap) is not installed (Debian/Ubuntu: apt-get install bubblewrap; or run scripts/setup.sh as root)"
     true = shutil.which("true") or "/bin/true"
-    command = [path, *_namespace_flags(), "--die-with-parent", *_system_arguments(), "--dev", "/dev",
-               "--proc", "/proc", "--", true]
+    command = [
+        path,
+        *_namespace_flags(),
+        "--die-with-parent",
+        *_system_arguments(),
+        "--dev",
+        "/dev",
+        "--proc",
+        "/proc",
+        "--",
+        true,
+    ]
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -202,10 +236,20 @@ def _namespace_flags() -> list[str]:
     namespace root maps back to root, and Linux exempts root from RLIMIT_NPROC). Otherwise a user
     namespace is needed (it is how unprivileged bwrap works), and nested ones are forbidden.
     """
-    common = ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try"]
+    common = [
+        "--unshare-ipc",
+        "--unshare-pid",
+        "--unshare-net",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+    ]
     if os.geteuid() == 0:
         return common
-    return ["--unshare-user", *(["--disable-userns"] if _bwrap_supports("--disable-userns") else []), *common]
+    return [
+        "--unshare-user",
+        *(["--disable-userns"] if _bwrap_supports("--disable-userns") else []),
+        *common,
+    ]
 
 
 def _is_within(path: Path, parent: Path) -> bool:
@@ -223,14 +267,18 @@ def released_files(workdir: Path, release: Path) -> list[Path]:
         return []
     found: list[Path] = []
     for folder, dirs, files in os.walk(release):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not os.path.islink(os.path.join(folder, d)))
+        dirs[:] = sorted(
+            d for d in dirs if not d.startswith(".") and not os.path.islink(os.path.join(folder, d))
+        )
         for name in sorted(files):
             relative = Path(folder, name).relative_to(release)
             if name.startswith(".") or name.endswith(".ipynb") or not _regular(release / relative):
                 continue
             # Every component inside the working copy must be a real folder/file, never a link.
             parts = [workdir.joinpath(*relative.parts[:i]) for i in range(1, len(relative.parts))]
-            if all(p.is_dir() and not p.is_symlink() for p in parts) and _regular(workdir / relative):
+            if all(p.is_dir() and not p.is_symlink() for p in parts) and _regular(
+                workdir / relative
+            ):
                 found.append(relative)
     return found
 
@@ -260,12 +308,16 @@ class _Tree:
 
     def __init__(self) -> None:
         self.args: list[str] = []
-        self.mounts: list[tuple[Path, bool]] = [(Path("/"), False)]  # (target, shows the same host path)
+        self.mounts: list[tuple[Path, bool]] = [
+            (Path("/"), False)
+        ]  # (target, shows the same host path)
         self.made: set[Path] = set()
 
     def host_backed(self, path: Path) -> bool:
         """Whether ``path`` lies in a bind of the very same host path (no tmpfs mounted over it since)."""
-        deepest = max((m for m in self.mounts if _is_within(path, m[0])), key=lambda m: len(m[0].parts))
+        deepest = max(
+            (m for m in self.mounts if _is_within(path, m[0])), key=lambda m: len(m[0].parts)
+        )
         return deepest[1]
 
     def _parents(self, target: Path) -> None:
@@ -276,8 +328,15 @@ class _Tree:
             self.args += ["--perms", "0555", "--dir", str(folder)]
             self.made.add(folder)
 
-    def add(self, option: str, target: Path, source: str | None = None, *, perms: str | None = None,
-            size: int | None = None) -> None:
+    def add(
+        self,
+        option: str,
+        target: Path,
+        source: str | None = None,
+        *,
+        perms: str | None = None,
+        size: int | None = None,
+    ) -> None:
         self._parents(target)
         if perms:
             self.args += ["--perms", perms]
@@ -287,7 +346,9 @@ class _Tree:
         if option == "--dir":
             self.made.add(target)
         else:
-            self.mounts.append((target, option in ("--ro-bind", "--bind") and source == str(target)))
+            self.mounts.append(
+                (target, option in ("--ro-bind", "--bind") and source == str(target))
+            )
 
 
 class Sandbox(LoggingConfigurable):
@@ -301,13 +362,13 @@ class Sandbox(LoggingConfigurable):
     memory_limit = Integer(
         8 * GiB,
         help="RLIMIT_AS of the kernel in bytes (0: none). Measured: the master notebook peaks at 3.6 GB "
-             "of address space (TensorFlow reserves much more than it touches; 1.5 GB resident), so "
-             "8 GiB leaves room while a memory bomb gets a MemoryError instead of the machine's OOM killer.",
+        "of address space (TensorFlow reserves much more than it touches; 1.5 GB resident), so "
+        "8 GiB leaves room while a memory bomb gets a MemoryError instead of the machine's OOM killer.",
     ).tag(config=True)
     max_processes = Integer(
         256,
         help="RLIMIT_NPROC: processes and threads of the kernel's user (0: none). The kernel runs 26 "
-             "threads while training; a fork bomb stops at this count.",
+        "threads while training; a fork bomb stops at this count.",
     ).tag(config=True)
     max_file_size = Integer(
         256 * MiB,
@@ -316,8 +377,8 @@ class Sandbox(LoggingConfigurable):
     cpu_seconds = Integer(
         1200,
         help="RLIMIT_CPU of the kernel process in CPU seconds (0: none). The whole master notebook "
-             "uses ~60 s of CPU in grading mode; the per-cell timeout normally stops a runaway cell "
-             "long before this backstop.",
+        "uses ~60 s of CPU in grading mode; the per-cell timeout normally stops a runaway cell "
+        "long before this backstop.",
     ).tag(config=True)
     scratch_size = Integer(
         512 * MiB,
@@ -326,13 +387,13 @@ class Sandbox(LoggingConfigurable):
     kernel_uid = Integer(
         0,
         help="User id the kernel runs as when the grader runs as root (Linux does not limit root's processes). "
-             "0: a user id of this grading process's own, 100000 + pid mod 50000, so that the process limit "
-             "counts only this kernel's processes and never those of a kernel graded in parallel.",
+        "0: a user id of this grading process's own, 100000 + pid mod 50000, so that the process limit "
+        "counts only this kernel's processes and never those of a kernel graded in parallel.",
     ).tag(config=True)
     socket_timeout = Integer(
         120,
         help="Seconds the kernel gets to create its ZMQ sockets before the grader gives up on it. "
-             "Measured from start_kernel to the seal: 0.5-3.6 s on 2 cores at load averages of 1 to 13.",
+        "Measured from start_kernel to the seal: 0.5-3.6 s on 2 cores at load averages of 1 to 13.",
     ).tag(config=True)
     visible_paths = List(
         Unicode(),
@@ -368,7 +429,9 @@ class Sandbox(LoggingConfigurable):
         """
         problem = bwrap_problem()
         if problem:
-            raise RuntimeError(f"cannot start the sandboxed grading kernel: {problem} (set {SANDBOX_ENV}=off to grade without it)")
+            raise RuntimeError(
+                f"cannot start the sandboxed grading kernel: {problem} (set {SANDBOX_ENV}=off to grade without it)"
+            )
         uid, gid = self.kernel_ids()
         if self.runtime_dir is None:
             self.runtime_dir = tempfile.mkdtemp(prefix="vae-kernel-")
@@ -389,10 +452,26 @@ class Sandbox(LoggingConfigurable):
     def command(self, kernel_cmd: list[str]) -> list[str]:
         """``kernel_cmd`` run by the limits launcher inside bwrap."""
         uid, gid = self.kernel_ids()
-        limits = [str(self.memory_limit), str(self.max_processes), str(self.max_file_size), str(self.cpu_seconds), str(uid), str(gid)]
+        limits = [
+            str(self.memory_limit),
+            str(self.max_processes),
+            str(self.max_file_size),
+            str(self.cpu_seconds),
+            str(uid),
+            str(gid),
+        ]
         return [
-            shutil.which("bwrap") or "bwrap", *self.bwrap_arguments(),
-            "--", sys.executable, "-I", "-S", "-c", _LIMITS_LAUNCHER, *limits, "--", *kernel_cmd,
+            shutil.which("bwrap") or "bwrap",
+            *self.bwrap_arguments(),
+            "--",
+            sys.executable,
+            "-I",
+            "-S",
+            "-c",
+            _LIMITS_LAUNCHER,
+            *limits,
+            "--",
+            *kernel_cmd,
         ]
 
     def lend_connection_file(self) -> None:
@@ -416,11 +495,15 @@ class Sandbox(LoggingConfigurable):
         while not all((sockets / name).exists() for name in names):
             if process is not None and process.poll() is not None:
                 tail = " | ".join(output_tail()[-3:]) or "no output"
-                raise RuntimeError(f"the sandboxed kernel exited before it was ready (exit code {process.returncode}): {tail}")
+                raise RuntimeError(
+                    f"the sandboxed kernel exited before it was ready (exit code {process.returncode}): {tail}"
+                )
             if time.monotonic() > deadline:
                 if process is not None:
                     process.kill()  # bwrap: its --die-with-parent child goes with it
-                raise RuntimeError(f"the sandboxed kernel did not open its sockets within {self.socket_timeout} s")
+                raise RuntimeError(
+                    f"the sandboxed kernel did not open its sockets within {self.socket_timeout} s"
+                )
             await asyncio.sleep(0.02)
         runtime = Path(self.runtime_dir or sockets.parent)
         for name in names:
@@ -448,17 +531,29 @@ class Sandbox(LoggingConfigurable):
         """The kernel's whole environment: the allowlisted part of ``env`` plus the sandbox's own paths."""
         kept = allowed_environment(env)
         visible = [Path(a.target) for a in self.allowed_paths() if a.kind in ("ro", "symlink")]
-        path = [p for p in env.get("PATH", os.defpath).split(os.pathsep)
-                if p and os.path.isabs(p) and any(_is_within(Path(p), v) for v in visible)]
-        kept.update({"PATH": os.pathsep.join(dict.fromkeys(path)) or "/usr/bin:/bin", "HOME": "/tmp",
-                     "TMPDIR": "/tmp", "MPLCONFIGDIR": "/tmp/.matplotlib"})
+        path = [
+            p
+            for p in env.get("PATH", os.defpath).split(os.pathsep)
+            if p and os.path.isabs(p) and any(_is_within(Path(p), v) for v in visible)
+        ]
+        kept.update(
+            {
+                "PATH": os.pathsep.join(dict.fromkeys(path)) or "/usr/bin:/bin",
+                "HOME": "/tmp",
+                "TMPDIR": "/tmp",
+                "MPLCONFIGDIR": "/tmp/.matplotlib",
+            }
+        )
         if self.workdir:
             kept["PWD"] = self.workdir
         return kept
 
     def kernel_ids(self) -> tuple[int, int]:
         if os.geteuid() != 0:
-            return os.getuid(), os.getgid()  # already unprivileged: the user namespace maps us to ourselves
+            return (
+                os.getuid(),
+                os.getgid(),
+            )  # already unprivileged: the user namespace maps us to ourselves
         uid = self.kernel_uid or 100000 + os.getpid() % 50000
         return uid, uid
 
@@ -478,8 +573,13 @@ class Sandbox(LoggingConfigurable):
     @staticmethod
     def _python_paths() -> list[str]:
         """The interpreter and its installations: the virtual environment and the Python it was made from."""
-        paths = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
-                 os.path.dirname(os.path.realpath(sys.executable))]
+        paths = [
+            sys.prefix,
+            sys.base_prefix,
+            sys.exec_prefix,
+            sys.base_exec_prefix,
+            os.path.dirname(os.path.realpath(sys.executable)),
+        ]
         real_bin = Path(os.path.realpath(sys.executable)).parent
         if real_bin.name == "bin":
             paths.append(str(real_bin.parent))  # e.g. pyenv's versions/3.11.7
@@ -493,15 +593,24 @@ class Sandbox(LoggingConfigurable):
                 allowed.append(Allowed("symlink", path, os.readlink(path)))
             elif os.path.isdir(path):
                 allowed.append(Allowed("ro", path, path))
-        allowed += [Allowed("dev", "/dev"), Allowed("proc", "/proc"), Allowed("tmpfs", "/tmp"), Allowed("tmpfs", "/dev/shm")]
+        allowed += [
+            Allowed("dev", "/dev"),
+            Allowed("proc", "/proc"),
+            Allowed("tmpfs", "/tmp"),
+            Allowed("tmpfs", "/dev/shm"),
+        ]
         for name in ETC_FILES:
             if os.path.exists(f"/etc/{name}"):
                 allowed.append(Allowed("ro", f"/etc/{name}", os.path.realpath(f"/etc/{name}")))
         if self.runtime_dir:
             for name in ETC_GENERATED:
-                allowed.append(Allowed("ro", f"/etc/{name}", os.path.join(self.runtime_dir, "etc", name)))
+                allowed.append(
+                    Allowed("ro", f"/etc/{name}", os.path.join(self.runtime_dir, "etc", name))
+                )
         lent: list[str] = [*self._python_paths(), *self.visible_paths]
-        spec = importlib.util.find_spec("course")  # found, not imported: importing it sets environment defaults
+        spec = importlib.util.find_spec(
+            "course"
+        )  # found, not imported: importing it sets environment defaults
         if spec is not None and spec.submodule_search_locations:
             lent.append(list(spec.submodule_search_locations)[0])
         mnist = os.environ.get("MNIST_NPZ", "").strip()
@@ -566,7 +675,10 @@ def _generated_etc(uid: int, gid: int) -> dict[str, str]:
     """Minimal /etc files naming only root and the kernel's user (some libraries look the user up)."""
     users = {0: "root", uid: "student"} if uid else {0: "root"}
     return {
-        "passwd": "".join(f"{name}:x:{u}:{gid if u else 0}:{name}:/tmp:/usr/sbin/nologin\n" for u, name in users.items()),
+        "passwd": "".join(
+            f"{name}:x:{u}:{gid if u else 0}:{name}:/tmp:/usr/sbin/nologin\n"
+            for u, name in users.items()
+        ),
         "group": "".join(f"{name}:x:{gid if u else 0}:\n" for u, name in users.items()),
         "nsswitch.conf": "passwd: files\ngroup: files\nhosts: files\n",
         "hosts": "127.0.0.1 localhost grading-sandbox\n::1 localhost\n",
@@ -581,12 +693,16 @@ def _matplotlib_font_cache() -> Path | None:
     paths under /usr, which the kernel sees anyway; where its version does not match, matplotlib rebuilds.
     """
     base = os.environ.get("MPLCONFIGDIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "matplotlib")
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "matplotlib"
+    )
     found = sorted(Path(base).glob("fontlist-v*.json"))
     return found[-1] if found else None
 
 
 def describe(paths: Iterable[Allowed]) -> str:
     """The sandbox's filesystem in words, one path a line (``--show``)."""
-    return "\n".join(f"{a.kind:8s} {a.target}" + (f"  <- {a.source}" if a.source and a.source != a.target else "")
-                     for a in paths)
+    return "\n".join(
+        f"{a.kind:8s} {a.target}"
+        + (f"  <- {a.source}" if a.source and a.source != a.target else "")
+        for a in paths
+    )

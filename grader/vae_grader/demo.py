@@ -51,13 +51,21 @@ def manifest() -> str:
     from vae_grader.report import manifest_markdown
     from vae_grader.submission_kit import points_by_cell
 
-    table = manifest_markdown(demo_submissions(), points_by_cell(nbformat.read(MASTER, as_version=4)), MANIFEST_TITLE)
+    table = manifest_markdown(
+        demo_submissions(), points_by_cell(nbformat.read(MASTER, as_version=4)), MANIFEST_TITLE
+    )
     return table + "\n" + catalogue_markdown()
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--manifest", action="store_true", help="print the expected points of every demo student and exit")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--manifest",
+        action="store_true",
+        help="print the expected points of every demo student and exit",
+    )
     args = parser.parse_args(argv)
     if args.manifest:
         print(manifest())
@@ -68,12 +76,20 @@ def main(argv: list[str] | None = None) -> int:
     from vae_grader.report import cell_differences, grade_table
 
     start = time.monotonic()
-    print("Regenerating release/ from the master (nbgrader generate_assignment in a scratch copy) ...", flush=True)
+    print(
+        "Regenerating release/ from the master (nbgrader generate_assignment in a scratch copy) ...",
+        flush=True,
+    )
     generate_release()
     submissions = all_submissions()
-    print(f"Grading {len(submissions)} sample submission(s) in {COURSE_ROOT} with plain nbgrader commands ...", flush=True)
+    print(
+        f"Grading {len(submissions)} sample submission(s) in {COURSE_ROOT} with plain nbgrader commands ...",
+        flush=True,
+    )
     try:
-        run = run_pipeline(COURSE_ROOT, submissions, progress=lambda message: print(message, flush=True))
+        run = run_pipeline(
+            COURSE_ROOT, submissions, progress=lambda message: print(message, flush=True)
+        )
     except PipelineError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -89,15 +105,26 @@ def main(argv: list[str] | None = None) -> int:
     print("Feedback pages:")
     for submission in submissions:
         page = run.results[submission.student].feedback
-        print(f"  {submission.student:<{max(len(s.student) for s in submissions)}}  "
-              f"{page.relative_to(COURSE_ROOT) if page else '(none written)'}")
+        print(
+            f"  {submission.student:<{max(len(s.student) for s in submissions)}}  "
+            f"{page.relative_to(COURSE_ROOT) if page else '(none written)'}"
+        )
     seconds = sorted(r.autograde_seconds for r in run.results.values())
-    median = seconds[len(seconds) // 2] if len(seconds) % 2 else sum(seconds[len(seconds) // 2 - 1:len(seconds) // 2 + 1]) / 2
-    print(f"\nAutograde per submission: median {median:.1f} s, max {seconds[-1]:.1f} s; "
-          f"whole demo {time.monotonic() - start:.0f} s")
+    median = (
+        seconds[len(seconds) // 2]
+        if len(seconds) % 2
+        else sum(seconds[len(seconds) // 2 - 1 : len(seconds) // 2 + 1]) / 2
+    )
+    print(
+        f"\nAutograde per submission: median {median:.1f} s, max {seconds[-1]:.1f} s; "
+        f"whole demo {time.monotonic() - start:.0f} s"
+    )
     mismatched = [s.student for s in submissions if cell_differences(run, s)]
     if mismatched:
-        print(f"\n✗ {len(mismatched)} student(s) differ from the manifest: {', '.join(mismatched)}", file=sys.stderr)
+        print(
+            f"\n✗ {len(mismatched)} student(s) differ from the manifest: {', '.join(mismatched)}",
+            file=sys.stderr,
+        )
         return 1
     print(f"\n✓ all {len(submissions)} students scored exactly what the manifest expects")
     return 0

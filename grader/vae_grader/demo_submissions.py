@@ -19,7 +19,16 @@ from collections.abc import Iterable, Mapping
 import nbformat
 
 from vae_grader.paths import MASTER
-from vae_grader.submission_kit import BEGIN, END, PARTS, Submission, cell_by_id, filled, full_points, test_cells
+from vae_grader.submission_kit import (
+    BEGIN,
+    END,
+    PARTS,
+    Submission,
+    cell_by_id,
+    filled,
+    full_points,
+    test_cells,
+)
 
 _MASTER = nbformat.read(MASTER, as_version=4)
 
@@ -43,7 +52,9 @@ def rewritten(cell: str, source: str) -> tuple[str, str]:
     begin = next(i for i, line in enumerate(lines) if line.strip() == BEGIN)
     end = next(i for i, line in enumerate(lines) if line.strip() == END)
     indent = lines[begin][: len(lines[begin]) - len(lines[begin].lstrip())]
-    return "\n".join(lines[begin + 1:end]), textwrap.indent(textwrap.dedent(source).strip("\n"), indent)
+    return "\n".join(lines[begin + 1 : end]), textwrap.indent(
+        textwrap.dedent(source).strip("\n"), indent
+    )
 
 
 def _not_attempted(parts: Iterable[str]) -> dict[str, str]:
@@ -70,7 +81,12 @@ def sample(
         student=student,
         description=description,
         build=filled(parts, mistakes),
-        expected=full_points(_MASTER, PARTS, minus=lost, partial={c: kept for c, (kept, _) in (partial or {}).items()}),
+        expected=full_points(
+            _MASTER,
+            PARTS,
+            minus=lost,
+            partial={c: kept for c, (kept, _) in (partial or {}).items()},
+        ),
         expected_feedback=feedback,
         lost=lost,
         partial={c: why for c, (_, why) in (partial or {}).items()},
@@ -87,7 +103,9 @@ SUBMISSIONS: list[Submission] = [
     sample("complete", "every part filled in from the master solution"),
     sample("untouched", "the release exactly as handed out", parts=(), feedback=("not attempted",)),
     sample(
-        "half_done", "encoder and sampling done, the rest not started", parts=("encoder", "sampling"),
+        "half_done",
+        "encoder and sampling done, the rest not started",
+        parts=("encoder", "sampling"),
         feedback=("not attempted",),
     ),
     # Training still works at the grading seed (reconstruction error ratio 0.67, threshold 0.90;
@@ -99,9 +117,14 @@ SUBMISSIONS: list[Submission] = [
         "sampler_exp_logvar",
         "the original sampler: exp(z_log_var) as the standard deviation instead of exp(0.5 * z_log_var)",
         mistakes={"sampling": ("ops.exp(0.5 * z_log_var)", "ops.exp(z_log_var)")},
-        partial={"test_sampling_hidden": (1.5, "the statistics of 20,000 draws (2 points) and the gradient with respect "
-                                               "to z_log_var (0.5) fail: exp(z_log_var) as the s.d. squares the variance "
-                                               "(ratios 4 and 1/4); reproducibility and serialisation pass; training still works")},
+        partial={
+            "test_sampling_hidden": (
+                1.5,
+                "the statistics of 20,000 draws (2 points) and the gradient with respect "
+                "to z_log_var (0.5) fail: exp(z_log_var) as the s.d. squares the variance "
+                "(ratios 4 and 1/4); reproducibility and serialisation pass; training still works",
+            )
+        },
         feedback=("the variance of 20,000 draws",),
     ),
     sample(
@@ -110,12 +133,17 @@ SUBMISSIONS: list[Submission] = [
         mistakes={"loss_layer": ("kl = -ops.mean(", "kl = ops.mean(")},
         lost={
             "test_training": "training diverges to NaN: with the KL term subtracted, growing exp(z_log_var) "
-                             "lowers the loss without bound",
+            "lowers the loss without bound",
             "test_training_hidden": "the diverged model reconstructs NaN",
             "test_manifold": "the diverged decoder draws NaN pixels",
         },
-        partial={"test_loss_layer_hidden": (1, "the loss value (3 points) is below the reconstruction term: the KL term is "
-                                                "subtracted; the layer still passes x through (1 point)")},
+        partial={
+            "test_loss_layer_hidden": (
+                1,
+                "the loss value (3 points) is below the reconstruction term: the KL term is "
+                "subtracted; the layer still passes x through (1 point)",
+            )
+        },
         feedback=("the KL term must be added with a positive sign", "training diverged"),
     ),
     # "Without its sigmoid": softmax in its place, the classifier habit. Softmax over one channel is
@@ -134,8 +162,13 @@ SUBMISSIONS: list[Submission] = [
             "test_training_hidden": "every reconstruction is the same blank image (error ratio 1.00)",
             "test_manifold": "the manifold is one flat image",
         },
-        partial={"test_decoder_hidden": (1, "the layers (2 points): layer 4 has activation 'softmax', expected "
-                                             "'sigmoid'; latent_dim and shape_before_flattening are used (1 point)")},
+        partial={
+            "test_decoder_hidden": (
+                1,
+                "the layers (2 points): layer 4 has activation 'softmax', expected "
+                "'sigmoid'; latent_dim and shape_before_flattening are used (1 point)",
+            )
+        },
         feedback=("expected activation='sigmoid'", "a softmax over one channel"),
     ),
     sample(
@@ -146,7 +179,7 @@ SUBMISSIONS: list[Submission] = [
             "test_encoder_hidden": "layer 2 has strides (1, 1), expected (2, 2)",
             **_NOT_TRAINED,
             "test_manifold": "the decoder built from the 28x28 feature map makes 56x56 digits, so build_manifold fails "
-                             "and `manifold` is never defined",
+            "and `manifold` is never defined",
         },
         feedback=("expected strides=(2, 2)",),
     ),
@@ -161,24 +194,41 @@ SUBMISSIONS: list[Submission] = [
             # training check says so and points back at part 6.
             "test_training": "val_loss is negative (about -480): the self-check asks whether the images are scaled to [0, 1]",
             "test_training_hidden": "trained on 0..255 targets, reconstructions of [0, 1] test images are no "
-                                    "closer to their own input than to other digits (error ratio 1.00)",
+            "closer to their own input than to other digits (error ratio 1.00)",
         },
         feedback=("divide by 255", "are the images scaled to [0, 1]"),
     ),
     sample(
         "manifold_linspace",
         "the manifold grid evenly spaced in z (linspace from -2 to 2) instead of through the inverse normal CDF",
-        mistakes={"manifold": ("grid = norm.ppf(np.linspace(0.05, 0.95, n))", "grid = np.linspace(-2, 2, n)")},
-        partial={"test_manifold_hidden": (1, "the grid and layout (2 points): the codes along the first row are not "
-                                              "norm.ppf(linspace(0.05, 0.95, n)); one batched call and unscrambled tiles pass")},
+        mistakes={
+            "manifold": (
+                "grid = norm.ppf(np.linspace(0.05, 0.95, n))",
+                "grid = np.linspace(-2, 2, n)",
+            )
+        },
+        partial={
+            "test_manifold_hidden": (
+                1,
+                "the grid and layout (2 points): the codes along the first row are not "
+                "norm.ppf(linspace(0.05, 0.95, n)); one batched call and unscrambled tiles pass",
+            )
+        },
         feedback=("norm.ppf(np.linspace(0.05, 0.95, n))",),
     ),
     sample(
         "manifold_swapped",
         "the manifold with rows and columns swapped (z[1] changes along a row)",
-        mistakes={"manifold": ("z0, z1 = np.meshgrid(grid, grid)", "z1, z0 = np.meshgrid(grid, grid)")},
-        partial={"test_manifold_hidden": (1, "the grid and layout (2 points): z[0] and z[1] are swapped; one batched "
-                                              "call and unscrambled tiles pass")},
+        mistakes={
+            "manifold": ("z0, z1 = np.meshgrid(grid, grid)", "z1, z0 = np.meshgrid(grid, grid)")
+        },
+        partial={
+            "test_manifold_hidden": (
+                1,
+                "the grid and layout (2 points): z[0] and z[1] are swapped; one batched "
+                "call and unscrambled tiles pass",
+            )
+        },
         feedback=("z[0] and z[1] are swapped",),
     ),
     sample(
@@ -188,15 +238,20 @@ SUBMISSIONS: list[Submission] = [
         lost={
             "test_loss_layer": "the layer's output is the reconstruction, not x",
         },
-        partial={"test_loss_layer_hidden": (3, "the layer's output (1 point) is the reconstruction, not x; the loss "
-                                                "value is right (3 points)")},
+        partial={
+            "test_loss_layer_hidden": (
+                3,
+                "the layer's output (1 point) is the reconstruction, not x; the loss "
+                "value is right (3 points)",
+            )
+        },
         feedback=("not the reconstruction",),
     ),
 ]
 
 # --- issue 11: correct-but-different students (40/40 each) and more plausible mistakes ----------------
 
-SEQUENTIAL_ENCODER = '''
+SEQUENTIAL_ENCODER = """
     convolutions = keras.Sequential([
         layers.Conv2D(32, 3, padding="same", activation="relu"),
         layers.Conv2D(64, 3, strides=2, padding="same", activation="relu"),
@@ -208,8 +263,8 @@ SEQUENTIAL_ENCODER = '''
     features = head(convolutions(inputs))
     outputs = [layers.Dense(latent_dim, name="z_mean")(features), layers.Dense(latent_dim, name="z_log_var")(features)]
     return keras.Model(inputs, outputs, name="encoder")
-'''
-SEQUENTIAL_DECODER = '''
+"""
+SEQUENTIAL_DECODER = """
     inputs = keras.Input(shape=(latent_dim,))
     upsample = keras.Sequential([
         layers.Dense(int(np.prod(shape_before_flattening)), activation="relu"),
@@ -218,8 +273,8 @@ SEQUENTIAL_DECODER = '''
     ], name="upsample")
     to_pixels = keras.Sequential([layers.Conv2D(1, 3, padding="same", activation="sigmoid")], name="to_pixels")
     return keras.Model(inputs, to_pixels(upsample(inputs)), name="decoder")
-'''
-ACTIVATION_LAYER_ENCODER = '''
+"""
+ACTIVATION_LAYER_ENCODER = """
     image = keras.Input(shape=(28, 28, 1))
     x = layers.ReLU()(layers.Conv2D(32, 3, padding="same", activation=None)(image))
     x = layers.ReLU()(layers.Conv2D(64, 3, strides=2, padding="same", activation=None)(x))
@@ -228,16 +283,16 @@ ACTIVATION_LAYER_ENCODER = '''
     x = layers.Flatten()(x)
     x = layers.Activation("relu")(layers.Dense(32)(x))
     return keras.Model(image, [layers.Dense(latent_dim)(x), layers.Dense(latent_dim)(x)], name="encoder")
-'''
-ACTIVATION_LAYER_DECODER = '''
+"""
+ACTIVATION_LAYER_DECODER = """
     z = keras.Input(shape=(latent_dim,))
     x = layers.ReLU()(layers.Dense(int(np.prod(shape_before_flattening)))(z))
     x = layers.Reshape(shape_before_flattening)(x)
     x = layers.ReLU()(layers.Conv2DTranspose(32, 3, strides=2, padding="same", activation=None)(x))
     image = layers.Activation("sigmoid")(layers.Conv2D(1, 3, padding="same", activation=None)(x))
     return keras.Model(z, image, name="decoder")
-'''
-MANUAL_LOSS = '''
+"""
+MANUAL_LOSS = """
     p = ops.clip(ops.reshape(z_decoded, (ops.shape(z_decoded)[0], -1)), 1e-7, 1 - 1e-7)
     target = ops.reshape(x, (ops.shape(x)[0], -1))
     reconstruction = ops.mean(-target * ops.log(p) - (1 - target) * ops.log(1 - p))
@@ -245,12 +300,12 @@ MANUAL_LOSS = '''
     kl = -ops.sum(1 + z_log_var - ops.square(z_mean) - ops.exp(z_log_var), axis=-1) / latent_dim
     self.add_loss(reconstruction + KL_WEIGHT * ops.mean(kl))
     return x
-'''
-SQRT_SAMPLER = '''
+"""
+SQRT_SAMPLER = """
     epsilon = keras.random.normal(shape=ops.shape(z_log_var), mean=0.0, stddev=1.0, seed=self.seed_generator)
     return z_mean + ops.sqrt(ops.exp(z_log_var)) * epsilon
-'''
-LOOP_MANIFOLD = '''
+"""
+LOOP_MANIFOLD = """
     grid = norm.ppf(np.linspace(0.05, 0.95, n))
     codes = []
     for i in range(n):  # row i: z[1] = grid[i]
@@ -262,8 +317,8 @@ LOOP_MANIFOLD = '''
         i, j = divmod(k, n)
         image[i * digit_size:(i + 1) * digit_size, j * digit_size:(j + 1) * digit_size] = digit.reshape(digit_size, digit_size)
     return image
-'''
-VALID_PADDING_ENCODER = '''
+"""
+VALID_PADDING_ENCODER = """
     image = keras.Input(shape=(28, 28, 1), name="image")
     x = layers.Conv2D(32, 3, activation="relu")(image)
     x = layers.Conv2D(64, 3, activation="relu", strides=2)(x)
@@ -274,24 +329,44 @@ VALID_PADDING_ENCODER = '''
     z_mean = layers.Dense(latent_dim, name="z_mean")(x)
     z_log_var = layers.Dense(latent_dim, name="z_log_var")(x)
     return keras.Model(image, [z_mean, z_log_var], name="encoder")
-'''
+"""
 
 CORRECT_VARIANTS: list[Submission] = [
-    sample("sequential_blocks", "correct, written differently: encoder and decoder as keras.Sequential blocks wrapped in "
-           "keras.Model(inputs, outputs)",
-           mistakes={"encoder": rewritten("encoder", SEQUENTIAL_ENCODER), "decoder": rewritten("decoder", SEQUENTIAL_DECODER)}),
-    sample("activation_layers", "correct, written differently: Conv2D/Dense with activation=None followed by "
-           "layers.ReLU() / layers.Activation(\"relu\") / layers.Activation(\"sigmoid\")",
-           mistakes={"encoder": rewritten("encoder", ACTIVATION_LAYER_ENCODER),
-                     "decoder": rewritten("decoder", ACTIVATION_LAYER_DECODER)}),
-    sample("loss_by_hand", "correct, written differently: the cross-entropy written out as -x log p - (1 - x) log(1 - p) "
-           "with clipping, the KL term as ops.sum(...) / latent_dim",
-           mistakes={"loss_layer": rewritten("loss_layer", MANUAL_LOSS)}),
-    sample("sampler_sqrt", "correct, written differently: the standard deviation as ops.sqrt(ops.exp(z_log_var)), the noise "
-           "drawn with the shape of z_log_var",
-           mistakes={"sampling": rewritten("sampling", SQRT_SAMPLER)}),
-    sample("manifold_loop", "correct, written differently: codes and tiles in Python loops around one batched decoder call",
-           mistakes={"manifold": rewritten("manifold", LOOP_MANIFOLD)}),
+    sample(
+        "sequential_blocks",
+        "correct, written differently: encoder and decoder as keras.Sequential blocks wrapped in "
+        "keras.Model(inputs, outputs)",
+        mistakes={
+            "encoder": rewritten("encoder", SEQUENTIAL_ENCODER),
+            "decoder": rewritten("decoder", SEQUENTIAL_DECODER),
+        },
+    ),
+    sample(
+        "activation_layers",
+        "correct, written differently: Conv2D/Dense with activation=None followed by "
+        'layers.ReLU() / layers.Activation("relu") / layers.Activation("sigmoid")',
+        mistakes={
+            "encoder": rewritten("encoder", ACTIVATION_LAYER_ENCODER),
+            "decoder": rewritten("decoder", ACTIVATION_LAYER_DECODER),
+        },
+    ),
+    sample(
+        "loss_by_hand",
+        "correct, written differently: the cross-entropy written out as -x log p - (1 - x) log(1 - p) "
+        "with clipping, the KL term as ops.sum(...) / latent_dim",
+        mistakes={"loss_layer": rewritten("loss_layer", MANUAL_LOSS)},
+    ),
+    sample(
+        "sampler_sqrt",
+        "correct, written differently: the standard deviation as ops.sqrt(ops.exp(z_log_var)), the noise "
+        "drawn with the shape of z_log_var",
+        mistakes={"sampling": rewritten("sampling", SQRT_SAMPLER)},
+    ),
+    sample(
+        "manifold_loop",
+        "correct, written differently: codes and tiles in Python loops around one batched decoder call",
+        mistakes={"manifold": rewritten("manifold", LOOP_MANIFOLD)},
+    ),
 ]
 """Correct code written as a careful reader of the instructions might: each must earn 40/40."""
 
@@ -328,24 +403,35 @@ CATALOGUE: dict[str, dict[str, str]] = {
 not a formula). tests/test_fair_grading.py asserts every entry in-process; the pipeline tests assert them on
 the feedback pages."""
 
-_PADDING_NOT_TRAINED = ("the decoder mirrors the encoder's (8, 8, 64) feature map and makes 16x16 images, so "
-                        "build_vae cannot match them with the 28x28 inputs and `vae` is never built")
+_PADDING_NOT_TRAINED = (
+    "the decoder mirrors the encoder's (8, 8, 64) feature map and makes 16x16 images, so "
+    "build_vae cannot match them with the 28x28 inputs and `vae` is never built"
+)
 
 NEW_MISTAKES: list[Submission] = [
     sample(
         "loss_sum_pixels",
         "the reconstruction term summed over each image's 784 pixels instead of averaged",
-        mistakes={"loss_layer": ("ops.mean(keras.losses.binary_crossentropy(x_flat, decoded_flat))",
-                                 "ops.mean(ops.sum(ops.binary_crossentropy(x_flat, decoded_flat), axis=-1))")},
+        mistakes={
+            "loss_layer": (
+                "ops.mean(keras.losses.binary_crossentropy(x_flat, decoded_flat))",
+                "ops.mean(ops.sum(ops.binary_crossentropy(x_flat, decoded_flat), axis=-1))",
+            )
+        },
         lost={"test_loss_layer": "the loss for a zero code is 784 times the mean cross-entropy"},
-        partial={"test_loss_layer_hidden": (1, "the loss value (3 points) is the per-image sum over 784 pixels; the "
-                                                "layer still passes x through (1 point). Training judges the loss "
-                                                "relative to its own scale, so part 7 keeps its points")},
+        partial={
+            "test_loss_layer_hidden": (
+                1,
+                "the loss value (3 points) is the per-image sum over 784 pixels; the "
+                "layer still passes x through (1 point). Training judges the loss "
+                "relative to its own scale, so part 7 keeps its points",
+            )
+        },
         feedback=tuple(CATALOGUE["loss_sum_pixels"].values()),
     ),
     sample(
         "encoder_padding_valid",
-        "the encoder's convolutions without padding=\"same\" (Keras's default \"valid\" shrinks 28x28 to 8x8)",
+        'the encoder\'s convolutions without padding="same" (Keras\'s default "valid" shrinks 28x28 to 8x8)',
         mistakes={"encoder": rewritten("encoder", VALID_PADDING_ENCODER)},
         lost={
             "test_encoder": "the feature map before Flatten is (8, 8, 64), not (14, 14, 64)",
@@ -355,39 +441,61 @@ NEW_MISTAKES: list[Submission] = [
             "test_training": "cross-part: " + _PADDING_NOT_TRAINED + ", so there is no history",
             "test_training_hidden": "cross-part: the trained decoder makes 16x16 images; the message says to fix part 1",
             "test_manifold": "cross-part: build_manifold cannot cut 16x16 digits into 28x28 tiles, so `manifold` is "
-                             "never defined (the hidden manifold test uses stand-in decoders and passes)",
+            "never defined (the hidden manifold test uses stand-in decoders and passes)",
         },
         feedback=tuple(CATALOGUE["encoder_padding_valid"].values()),
     ),
     sample(
         "sampler_shared_noise",
         "the sampler draws one epsilon of shape (1, latent_dim) and shares it across the batch",
-        mistakes={"sampling": ("keras.random.normal(ops.shape(z_mean), seed=self.seed_generator)",
-                               "keras.random.normal((1, ops.shape(z_mean)[1]), seed=self.seed_generator)")},
-        lost={"test_sampling": "every row of one call gets the same z",
-              "test_sampling_hidden": "all four checks: every row of one call is the same z (the reproducibility, "
-                                      "gradient and serialisation checks also require a fresh draw per row, so that a "
-                                      "constant cannot pass them)"},
+        mistakes={
+            "sampling": (
+                "keras.random.normal(ops.shape(z_mean), seed=self.seed_generator)",
+                "keras.random.normal((1, ops.shape(z_mean)[1]), seed=self.seed_generator)",
+            )
+        },
+        lost={
+            "test_sampling": "every row of one call gets the same z",
+            "test_sampling_hidden": "all four checks: every row of one call is the same z (the reproducibility, "
+            "gradient and serialisation checks also require a fresh draw per row, so that a "
+            "constant cannot pass them)",
+        },
         feedback=tuple(CATALOGUE["sampler_shared_noise"].values()),
     ),
     sample(
         "sampler_unseeded",
         "the sampler draws its noise without seed=self.seed_generator (right distribution, not reproducible)",
-        mistakes={"sampling": ("keras.random.normal(ops.shape(z_mean), seed=self.seed_generator)",
-                               "keras.random.normal(ops.shape(z_mean))")},
+        mistakes={
+            "sampling": (
+                "keras.random.normal(ops.shape(z_mean), seed=self.seed_generator)",
+                "keras.random.normal(ops.shape(z_mean))",
+            )
+        },
         lost={"test_sampling": "two fresh Sampling(seed=1) layers draw different noise"},
-        partial={"test_sampling_hidden": (2.5, "reproducibility (1 point) and serialisation (0.5: a rebuilt layer must "
-                                                "draw what the original drew): the draws ignore the seed; statistics and "
-                                                "gradients pass")},
+        partial={
+            "test_sampling_hidden": (
+                2.5,
+                "reproducibility (1 point) and serialisation (0.5: a rebuilt layer must "
+                "draw what the original drew): the draws ignore the seed; statistics and "
+                "gradients pass",
+            )
+        },
         feedback=tuple(CATALOGUE["sampler_unseeded"].values()),
     ),
     sample(
         "manifold_tiles_transposed",
         "the manifold's tiles transposed inside themselves (digits.transpose(0, 3, 1, 2): each digit lies on its side)",
         mistakes={"manifold": ("digits.transpose(0, 2, 1, 3)", "digits.transpose(0, 3, 1, 2)")},
-        lost={"test_manifold": "the self-check's probe decoder finds z[1] missing from pixel (0, 1) of every tile"},
-        partial={"test_manifold_hidden": (1, "the grid and layout (2 points): every tile is transposed inside itself; "
-                                              "one batched call and unscrambled tiles pass")},
+        lost={
+            "test_manifold": "the self-check's probe decoder finds z[1] missing from pixel (0, 1) of every tile"
+        },
+        partial={
+            "test_manifold_hidden": (
+                1,
+                "the grid and layout (2 points): every tile is transposed inside itself; "
+                "one batched call and unscrambled tiles pass",
+            )
+        },
         feedback=tuple(CATALOGUE["manifold_tiles_transposed"].values()),
     ),
     sample(
@@ -401,9 +509,11 @@ NEW_MISTAKES: list[Submission] = [
         "fit_validation_split",
         "validation_split=(x_val, None) where validation_data was meant: fit raises before the first step",
         mistakes={"training": ("validation_data=(x_val, None)", "validation_split=(x_val, None)")},
-        lost={"test_training": "fit raised, so `history` is never assigned and the model is untrained",
-              "test_training_hidden": "the encoder and decoder were never trained (every reconstruction is the same "
-                                      "grey blur)"},
+        lost={
+            "test_training": "fit raised, so `history` is never assigned and the model is untrained",
+            "test_training_hidden": "the encoder and decoder were never trained (every reconstruction is the same "
+            "grey blur)",
+        },
         feedback=tuple(CATALOGUE["fit_validation_split"].values()),
     ),
 ]
@@ -414,8 +524,12 @@ SUBMISSIONS += CORRECT_VARIANTS + NEW_MISTAKES
 
 def catalogue_markdown() -> str:
     """The catalogue of mistakes: for each, the graded cells it fails and the cause their message names."""
-    out = ["## Catalogue: which check and message each mistake meets", "",
-           "| student | graded cell | the message names (phrase) |", "|---|---|---|"]
+    out = [
+        "## Catalogue: which check and message each mistake meets",
+        "",
+        "| student | graded cell | the message names (phrase) |",
+        "|---|---|---|",
+    ]
     for student, cells in CATALOGUE.items():
         for cell, phrase in cells.items():
             out.append(f"| `{student}` | `{cell}` | {phrase.replace('|', '/')} |")

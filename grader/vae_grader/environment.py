@@ -18,7 +18,9 @@ GRADING_DEFAULTS: Mapping[str, str] = {
 }
 
 
-def with_defaults(defaults: Mapping[str, str], env: Mapping[str, str] | None = None) -> dict[str, str]:
+def with_defaults(
+    defaults: Mapping[str, str], env: Mapping[str, str] | None = None
+) -> dict[str, str]:
     """``env`` (default: this process's environment) with ``defaults`` for the names it lacks."""
     return {**defaults, **(os.environ if env is None else env)}
 

@@ -58,7 +58,12 @@ from vae_grader import judge
 from vae_grader.cells import grade_id
 from vae_grader.environment import grading_kernel_environment
 from vae_grader.notes import METADATA_KEY, add_note, notes_of, student_text
-from vae_grader.sandbox import SANDBOX_ENV, SandboxedKernelManager, kernel_manager_class, sandbox_disabled
+from vae_grader.sandbox import (
+    SANDBOX_ENV,
+    SandboxedKernelManager,
+    kernel_manager_class,
+    sandbox_disabled,
+)
 
 _TIMEOUT = "timeout"
 _DEAD = "dead"
@@ -70,10 +75,16 @@ def stray_processes(km) -> int:
     if process is None or process.poll() is not None:
         return 0
     try:
-        found = [p for p in psutil.Process(process.pid).children(recursive=True) if p.status() != psutil.STATUS_ZOMBIE]
+        found = [
+            p
+            for p in psutil.Process(process.pid).children(recursive=True)
+            if p.status() != psutil.STATUS_ZOMBIE
+        ]
     except psutil.Error:
         return 0
-    expected = 2 if isinstance(km, SandboxedKernelManager) else 0  # bwrap's init and the kernel itself
+    expected = (
+        2 if isinstance(km, SandboxedKernelManager) else 0
+    )  # bwrap's init and the kernel itself
     return max(0, len(found) - expected)
 
 
@@ -83,8 +94,12 @@ def calls_fit(source: str) -> bool:
         tree = ast.parse(source)
     except SyntaxError:
         return False
-    return any(isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "fit"
-               for node in ast.walk(tree))
+    return any(
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "fit"
+        for node in ast.walk(tree)
+    )
 
 
 @dataclass
@@ -106,38 +121,48 @@ class RobustExecute(Execute):
     """nbgrader's ``Execute`` that survives crashes, timeouts and tampering (see the module docstring)."""
 
     max_restarts = Integer(
-        6, help="New kernels one notebook may need before the remaining cells are flagged instead of run.",
+        6,
+        help="New kernels one notebook may need before the remaining cells are flagged instead of run.",
     ).tag(config=True)
     interrupt_grace = Integer(
-        10, help="Seconds a timed-out cell gets to stop after the interrupt before its kernel is replaced.",
+        10,
+        help="Seconds a timed-out cell gets to stop after the interrupt before its kernel is replaced.",
     ).tag(config=True)
     training_timeout = Integer(
-        180, help="Seconds a training cell may run (every other cell gets Execute.timeout). Measured in grading "
-                  "mode on 2 cores: 24 s idle, 36-70 s under load; at 60 s correct submissions lost points.",
+        180,
+        help="Seconds a training cell may run (every other cell gets Execute.timeout). Measured in grading "
+        "mode on 2 cores: 24 s idle, 36-70 s under load; at 60 s correct submissions lost points.",
     ).tag(config=True)
     training_cells = List(
-        Unicode(), ["training"],
+        Unicode(),
+        ["training"],
         help="grade_ids of the cells that train; any other cell whose code calls .fit( counts too.",
     ).tag(config=True)
     max_output_bytes = Integer(
-        2 * 2**20, help="Output kept per cell, in bytes (the master's largest cell output, a plot, is ~60 kB).",
+        2 * 2**20,
+        help="Output kept per cell, in bytes (the master's largest cell output, a plot, is ~60 kB).",
     ).tag(config=True)
     max_notebook_output_bytes = Integer(
-        16 * 2**20, help="Output kept per notebook, in bytes.",
+        16 * 2**20,
+        help="Output kept per notebook, in bytes.",
     ).tag(config=True)
     alive_timeout = Integer(
-        30, help="Seconds the kernel gets to answer a kernel_info request after a cell before it counts as stuck.",
+        30,
+        help="Seconds the kernel gets to answer a kernel_info request after a cell before it counts as stuck.",
     ).tag(config=True)
     submission_seconds = Integer(
-        900, help="Wall-clock seconds one submission may use in all (cells, test probes, new kernels and replays); "
-                  "past it the remaining cells are flagged, not run. The master needs about a minute (README).",
+        900,
+        help="Wall-clock seconds one submission may use in all (cells, test probes, new kernels and replays); "
+        "past it the remaining cells are flagged, not run. The master needs about a minute (README).",
     ).tag(config=True)
 
     def __init__(self, **kw):
         kw.setdefault("kernel_manager_class", kernel_manager_class())
         super().__init__(**kw)
         if sandbox_disabled():
-            self.log.warning("%s=off: student code runs WITHOUT the sandbox, with your rights", SANDBOX_ENV)
+            self.log.warning(
+                "%s=off: student code runs WITHOUT the sandbox, with your rights", SANDBOX_ENV
+            )
 
         self.timeout_func = self.cell_limit  # nbclient's public hook for per-cell time limits
 
@@ -164,8 +189,10 @@ class RobustExecute(Execute):
     def _out_of_time(self) -> str | None:
         spent = time.monotonic() - self._state.started
         if spent > self.submission_seconds:
-            return (f"the submission used up the grader's time budget of {self.submission_seconds} s "
-                    "(cells, new kernels and replays together)")
+            return (
+                f"the submission used up the grader's time budget of {self.submission_seconds} s "
+                "(cells, new kernels and replays together)"
+            )
         return None
 
     # --- the whole notebook -----------------------------------------------------------------------------
@@ -182,9 +209,17 @@ class RobustExecute(Execute):
         run_sync(self._async_preprocess)()
         self._render_notes()
         spent = ", ".join(f"{k} {v:.1f} s" for k, v in self._state.seconds.items())
-        slowest = ", ".join(f"cell {i} {t:.1f} s" for t, i in sorted(self._state.slowest, reverse=True)[:3])
-        self.log.info("Executed %d cells in %.1f s (%s; slowest: %s; %d new kernel(s))", self.code_cells_executed,
-                      time.monotonic() - started, spent, slowest, self._state.restarts)
+        slowest = ", ".join(
+            f"cell {i} {t:.1f} s" for t, i in sorted(self._state.slowest, reverse=True)[:3]
+        )
+        self.log.info(
+            "Executed %d cells in %.1f s (%s; slowest: %s; %d new kernel(s))",
+            self.code_cells_executed,
+            time.monotonic() - started,
+            spent,
+            slowest,
+            self._state.restarts,
+        )
         return self.nb, self.resources
 
     async def _async_preprocess(self) -> None:
@@ -197,16 +232,26 @@ class RobustExecute(Execute):
                         await self._async_run_cell(index, cell)
                 self.set_widgets_metadata()
         except Exception as exc:  # e.g. no kernel could be started: nothing the student did
-            reason = f"the grader could not run the notebook ({type(exc).__name__}: {str(exc)[:200]})"
+            reason = (
+                f"the grader could not run the notebook ({type(exc).__name__}: {str(exc)[:200]})"
+            )
             self.log.exception("%s", reason)
             for index, cell in enumerate(self.nb.cells):
-                if cell.cell_type == "code" and cell.source.strip() and index not in self._state.attempted:
+                if (
+                    cell.cell_type == "code"
+                    and cell.source.strip()
+                    and index not in self._state.attempted
+                ):
                     self._not_run(cell, reason)
 
     async def _async_kernel_ready(self) -> None:
         assert self.kc is not None
-        self._spent("kernel start", time.monotonic() - getattr(self, "_kernel_started", time.monotonic()))
-        info = await self._async_wait_reply(await ensure_async(self.kc.kernel_info()), self.startup_timeout)
+        self._spent(
+            "kernel start", time.monotonic() - getattr(self, "_kernel_started", time.monotonic())
+        )
+        info = await self._async_wait_reply(
+            await ensure_async(self.kc.kernel_info()), self.startup_timeout
+        )
         if isinstance(info, dict) and "language_info" in info["content"]:
             self.nb.metadata["language_info"] = info["content"]["language_info"]
 
@@ -222,7 +267,9 @@ class RobustExecute(Execute):
         state.attempted.add(index)
         is_test = utils.is_grade(cell) and not utils.is_solution(cell)
         test = judge.judged(grade_id(cell)) if is_test else None
-        if is_test and test is None:  # fail closed: a test cell is never run in the student's kernel
+        if (
+            is_test and test is None
+        ):  # fail closed: a test cell is never run in the student's kernel
             self._not_run(cell, f"the grader has no check for the test cell {grade_id(cell)!r}")
             return
         started = time.monotonic()
@@ -233,24 +280,45 @@ class RobustExecute(Execute):
         took = time.monotonic() - started
         self._spent("tests" if test is not None else "cells", took)
         state.slowest.append((took, index))
-        restarted = ("the grader started a new kernel, re-ran the cells above and went on without this cell")
+        restarted = (
+            "the grader started a new kernel, re-ran the cells above and went on without this cell"
+        )
         if outcome in ("ok", "timeout"):
             strays = stray_processes(self.km)
             if strays:
                 if outcome == "timeout":
                     self._drop_interrupt_errors(cell)
-                await self._incident(index, cell, "StrayProcesses", f"left {strays} process(es) running (os.fork or "
-                                     f"subprocess); the grader stopped them: {restarted}", restart=True)
+                await self._incident(
+                    index,
+                    cell,
+                    "StrayProcesses",
+                    f"left {strays} process(es) running (os.fork or "
+                    f"subprocess); the grader stopped them: {restarted}",
+                    restart=True,
+                )
                 return
         if outcome == "ok":
-            alive = await self._async_wait_reply(await ensure_async(self.kc.kernel_info()), self.alive_timeout)
+            alive = await self._async_wait_reply(
+                await ensure_async(self.kc.kernel_info()), self.alive_timeout
+            )
             if alive == _DEAD:
-                await self._incident(index, cell, "KernelStopped", "ended the kernel (exit(), quit() or os._exit() "
-                                     f"stop the Python process); {restarted}", restart=True)
+                await self._incident(
+                    index,
+                    cell,
+                    "KernelStopped",
+                    "ended the kernel (exit(), quit() or os._exit() "
+                    f"stop the Python process); {restarted}",
+                    restart=True,
+                )
                 return
             if alive == _TIMEOUT:
-                await self._incident(index, cell, "KernelUnresponsive", "left the kernel unable to answer within "
-                                     f"{self.alive_timeout} s; {restarted}", restart=True)
+                await self._incident(
+                    index,
+                    cell,
+                    "KernelUnresponsive",
+                    f"left the kernel unable to answer within {self.alive_timeout} s; {restarted}",
+                    restart=True,
+                )
                 return
             if test is None:
                 state.timeline.append(index)
@@ -258,16 +326,35 @@ class RobustExecute(Execute):
         limit = self.cell_limit(cell)
         if outcome == "timeout":
             self._drop_interrupt_errors(cell)
-            await self._incident(index, cell, "CellTimeoutError", f"ran longer than the grader's limit of {limit} s "
-                                 "and was stopped; the cells after it still ran", restart=False)
+            await self._incident(
+                index,
+                cell,
+                "CellTimeoutError",
+                f"ran longer than the grader's limit of {limit} s "
+                "and was stopped; the cells after it still ran",
+                restart=False,
+            )
         elif outcome == "stuck":
-            await self._incident(index, cell, "CellTimeoutError", f"ran longer than the grader's limit of {limit} s "
-                                 f"and did not stop when interrupted; {restarted}", restart=True)
+            await self._incident(
+                index,
+                cell,
+                "CellTimeoutError",
+                f"ran longer than the grader's limit of {limit} s "
+                f"and did not stop when interrupted; {restarted}",
+                restart=True,
+            )
         else:  # "dead"
-            await self._incident(index, cell, "KernelDied", f"stopped the kernel ({self._death_reason()}); {restarted}",
-                                 restart=True)
+            await self._incident(
+                index,
+                cell,
+                "KernelDied",
+                f"stopped the kernel ({self._death_reason()}); {restarted}",
+                restart=True,
+            )
 
-    async def _incident(self, index: int, cell: NotebookNode, ename: str, what: str, *, restart: bool) -> None:
+    async def _incident(
+        self, index: int, cell: NotebookNode, ename: str, what: str, *, restart: bool
+    ) -> None:
         """Tell the student what happened (in the cell and in the notes at the top), then go on."""
         self._error(cell, ename, f"this cell {what}")
         add_note(self.nb, f"{ename}: {self._label(index, cell)} {what}.", cell=grade_id(cell))
@@ -277,10 +364,19 @@ class RobustExecute(Execute):
     async def _async_judge(self, index: int, cell: NotebookNode, test: judge.Judged) -> str:
         """Score a test cell without running its source: probe the kernel for data, judge it here."""
         salt = judge.new_salt()
-        probe = from_dict({"cell_type": "code", "source": judge.probe_code(test, salt), "metadata": {}, "outputs": []})
+        probe = from_dict(
+            {
+                "cell_type": "code",
+                "source": judge.probe_code(test, salt),
+                "metadata": {},
+                "outputs": [],
+            }
+        )
         self._probing = True
         try:
-            outcome, _ = await self._async_execute(index, probe, silent=True, limit=self.cell_limit(cell))
+            outcome, _ = await self._async_execute(
+                index, probe, silent=True, limit=self.cell_limit(cell)
+            )
         finally:
             self._probing = False
             # A display_id the probe's outputs registered must not let a later cell rewrite this cell's
@@ -291,13 +387,18 @@ class RobustExecute(Execute):
         if outcome == "ok":
             data, problem = judge.answer(probe.outputs)
             verdict_started = time.monotonic()
-            result = judge.verdict(test, data, salt) if data is not None else judge.failed(test, problem or "no answer")
+            result = (
+                judge.verdict(test, data, salt)
+                if data is not None
+                else judge.failed(test, problem or "no answer")
+            )
             self._spent("verdicts", time.monotonic() - verdict_started)
             cell.outputs = judge.verdict_outputs(test, result)
         return outcome
 
-    async def _async_execute(self, index: int, cell: NotebookNode, *, silent: bool = False,
-                             limit: int | None = None) -> tuple[str, dict | None]:
+    async def _async_execute(
+        self, index: int, cell: NotebookNode, *, silent: bool = False, limit: int | None = None
+    ) -> tuple[str, dict | None]:
         """Run one cell the way nbclient does, but report a dead or stuck kernel instead of raising."""
         assert self.kc is not None
         cell.outputs = []
@@ -306,8 +407,15 @@ class RobustExecute(Execute):
         self.clear_before_next_output = False
         self._cell_bytes = 0
         self._truncated = False
-        msg_id = await ensure_async(self.kc.execute(cell.source, silent=silent, store_history=not silent,
-                                                    stop_on_error=False, allow_stdin=False))
+        msg_id = await ensure_async(
+            self.kc.execute(
+                cell.source,
+                silent=silent,
+                store_history=not silent,
+                stop_on_error=False,
+                allow_stdin=False,
+            )
+        )
         self.code_cells_executed += 0 if silent else 1
         poller = asyncio.ensure_future(self._async_poll_output_msg(msg_id, cell, index))
         timeout = limit if limit is not None else self.cell_limit(cell)
@@ -326,7 +434,9 @@ class RobustExecute(Execute):
             try:
                 await asyncio.wait_for(poller, timeout=max(self.iopub_timeout, 10))
             except (asyncio.TimeoutError, asyncio.CancelledError):
-                self.log.warning("Output of cell %d still incomplete when its reply arrived; continuing", index)
+                self.log.warning(
+                    "Output of cell %d still incomplete when its reply arrived; continuing", index
+                )
             except Exception as exc:
                 self.log.warning("Reading the output of cell %d failed: %s", index, exc)
             if not silent:
@@ -350,7 +460,11 @@ class RobustExecute(Execute):
             if remaining is not None and remaining <= 0:
                 return _TIMEOUT
             try:
-                msg = await ensure_async(self.kc.shell_channel.get_msg(timeout=1.0 if remaining is None else min(1.0, remaining)))
+                msg = await ensure_async(
+                    self.kc.shell_channel.get_msg(
+                        timeout=1.0 if remaining is None else min(1.0, remaining)
+                    )
+                )
             except Empty:
                 if not await ensure_async(self.km.is_alive()):
                     return _DEAD
@@ -358,11 +472,21 @@ class RobustExecute(Execute):
             if msg.get("parent_header", {}).get("msg_id") == msg_id:
                 return msg
 
-    async def _async_quiet(self, code: str, timeout: float | None, user_expressions: dict | None = None):
+    async def _async_quiet(
+        self, code: str, timeout: float | None, user_expressions: dict | None = None
+    ):
         """Execute ``code`` without recording anything; the reply, or _TIMEOUT / _DEAD."""
         assert self.kc is not None
-        msg_id = await ensure_async(self.kc.execute(code, silent=True, store_history=False, allow_stdin=False,
-                                                    user_expressions=user_expressions or {}, stop_on_error=False))
+        msg_id = await ensure_async(
+            self.kc.execute(
+                code,
+                silent=True,
+                store_history=False,
+                allow_stdin=False,
+                user_expressions=user_expressions or {},
+                stop_on_error=False,
+            )
+        )
         return await self._async_wait_reply(msg_id, timeout)
 
     def _spent(self, what: str, seconds: float) -> None:
@@ -376,7 +500,11 @@ class RobustExecute(Execute):
         process = getattr(provisioner, "process", None)
         if process is not None:
             code = process.poll()
-        tail = " ".join(self.km.output_tail()[-3:]) if isinstance(self.km, SandboxedKernelManager) else ""
+        tail = (
+            " ".join(self.km.output_tail()[-3:])
+            if isinstance(self.km, SandboxedKernelManager)
+            else ""
+        )
         if "MemoryError" in tail or code == 128 + 9 or code == -9:
             reason = "it was killed: it ran out of memory or killed itself"
         elif code in (128 + 24, -24):
@@ -416,37 +544,64 @@ class RobustExecute(Execute):
             cell = self.nb.cells[index]
             reply = await self._async_quiet_replay(cell)
             if not isinstance(reply, dict):
-                state.given_up = (f"after a restart the cells above could not be re-run (cell {index} "
-                                  f"{'timed out' if reply == _TIMEOUT else 'stopped the kernel'} the second time)")
-                add_note(self.nb, f"The grader could not restore your notebook's state: {state.given_up}. "
-                         "The remaining graded cells were not run and are flagged for your instructor.")
+                state.given_up = (
+                    f"after a restart the cells above could not be re-run (cell {index} "
+                    f"{'timed out' if reply == _TIMEOUT else 'stopped the kernel'} the second time)"
+                )
+                add_note(
+                    self.nb,
+                    f"The grader could not restore your notebook's state: {state.given_up}. "
+                    "The remaining graded cells were not run and are flagged for your instructor.",
+                )
                 return
 
     async def _async_quiet_replay(self, cell: NotebookNode):
         assert self.kc is not None
-        msg_id = await ensure_async(self.kc.execute(cell.source, store_history=True, stop_on_error=False, allow_stdin=False))
+        msg_id = await ensure_async(
+            self.kc.execute(cell.source, store_history=True, stop_on_error=False, allow_stdin=False)
+        )
         return await self._async_wait_reply(msg_id, self.cell_limit(cell))
 
     # --- outputs and messages ------------------------------------------------------------------------------
 
     def output(self, outs, msg, display_id, cell_index):
-        if getattr(self, "_probing", False):  # a probe's answer: judge.answer caps and reads it, nothing is kept
+        if getattr(
+            self, "_probing", False
+        ):  # a probe's answer: judge.answer caps and reads it, nothing is kept
             return super().output(outs, msg, display_id, cell_index)
         content = msg.get("content", {})
         size = len(json.dumps(content.get("data", content.get("text", "")), default=str))
         cell_bytes = getattr(self, "_cell_bytes", 0)
         state = getattr(self, "_state", None)
         total = state.notebook_bytes if state is not None else 0
-        if cell_bytes + size > self.max_output_bytes or total + size > self.max_notebook_output_bytes:
+        if (
+            cell_bytes + size > self.max_output_bytes
+            or total + size > self.max_notebook_output_bytes
+        ):
             if not getattr(self, "_truncated", False):
                 self._truncated = True
-                limit = self.max_output_bytes if cell_bytes + size > self.max_output_bytes else self.max_notebook_output_bytes
+                limit = (
+                    self.max_output_bytes
+                    if cell_bytes + size > self.max_output_bytes
+                    else self.max_notebook_output_bytes
+                )
                 # First, so that nbgrader's LimitOutput (which keeps the first lines) keeps it too.
-                outs.insert(0, from_dict({"output_type": "stream", "name": "stdout",
-                                          "text": f"[output truncated by the grader: this cell printed more than "
-                                                  f"{limit // 2**20} MB; the rest was dropped]\n"}))
-                add_note(self.nb, f"A cell printed more than {limit // 2**20} MB of output; the rest was dropped "
-                         "(output truncated by the grader).")
+                outs.insert(
+                    0,
+                    from_dict(
+                        {
+                            "output_type": "stream",
+                            "name": "stdout",
+                            "text": f"[output truncated by the grader: this cell printed more than "
+                            f"{limit // 2**20} MB; the rest was dropped]\n",
+                        }
+                    ),
+                )
+                add_note(
+                    self.nb,
+                    f"A cell printed more than {limit // 2**20} MB of output; the rest was dropped "
+                    "(output truncated by the grader).",
+                )
             return None
         self._cell_bytes = cell_bytes + size
         if state is not None:
@@ -454,19 +609,36 @@ class RobustExecute(Execute):
         return super().output(outs, msg, display_id, cell_index)
 
     def _error(self, cell: NotebookNode, ename: str, evalue: str) -> None:
-        cell.setdefault("outputs", []).append(from_dict({
-            "output_type": "error", "ename": ename, "evalue": evalue, "traceback": [f"{ename}: {evalue}"],
-        }))
+        cell.setdefault("outputs", []).append(
+            from_dict(
+                {
+                    "output_type": "error",
+                    "ename": ename,
+                    "evalue": evalue,
+                    "traceback": [f"{ename}: {evalue}"],
+                }
+            )
+        )
 
     def _drop_interrupt_errors(self, cell: NotebookNode) -> None:
-        cell.outputs = [o for o in cell.get("outputs", []) if not (o.get("output_type") == "error" and o.get("ename") == "KeyboardInterrupt")]
+        cell.outputs = [
+            o
+            for o in cell.get("outputs", [])
+            if not (o.get("output_type") == "error" and o.get("ename") == "KeyboardInterrupt")
+        ]
 
     def _not_run(self, cell: NotebookNode, reason: str) -> None:
-        self._error(cell, "NotGraded", f"this cell was not run: {reason}; your instructor will look at it")
+        self._error(
+            cell, "NotGraded", f"this cell was not run: {reason}; your instructor will look at it"
+        )
         name = grade_id(cell)
         if utils.is_grade(cell) and name:
-            add_note(self.nb, f"The test {name} could not be run ({reason}); it is flagged for your instructor.",
-                     cell=name, flag=reason)
+            add_note(
+                self.nb,
+                f"The test {name} could not be run ({reason}); it is flagged for your instructor.",
+                cell=name,
+                flag=reason,
+            )
 
     def _label(self, index: int, cell: NotebookNode) -> str:
         name = grade_id(cell)
@@ -479,8 +651,12 @@ class RobustExecute(Execute):
         notes = notes_of(self.nb)
         if not notes:
             return
-        lines = ["## Notes from the autograder", "",
-                 "Your notebook was graded with these adjustments (details also appear next to the cells concerned):", ""]
+        lines = [
+            "## Notes from the autograder",
+            "",
+            "Your notebook was graded with these adjustments (details also appear next to the cells concerned):",
+            "",
+        ]
         lines += [f"- {student_text(note['text'])}" for note in notes]
         cell = v4.new_markdown_cell("\n".join(lines))
         cell.metadata[METADATA_KEY] = {"notes": True}

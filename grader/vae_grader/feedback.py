@@ -50,7 +50,9 @@ import re
 
 from nbconvert.exporters.exporter import ResourcesDict
 from nbconvert.filters.markdown_mistune import markdown2html_mistune
-from nbconvert.preprocessors.sanitize import SanitizeHTML  # not re-exported by nbconvert.preprocessors
+from nbconvert.preprocessors.sanitize import (
+    SanitizeHTML,
+)  # not re-exported by nbconvert.preprocessors
 from nbformat.notebooknode import NotebookNode, from_dict
 from nbgrader import utils
 from nbgrader.preprocessors import ClearHiddenTests
@@ -72,17 +74,58 @@ HIDDEN_SOURCE_REMOVED = "# (the hidden tests of this cell are not shown)"
 SAFE_OUTPUTS = frozenset({"text/plain", "image/png", "image/jpeg"})
 """Output types shown as they are: the template escapes them (text) or base64-embeds them (images)."""
 MARKDOWN_TAGS = [
-    "a", "abbr", "b", "blockquote", "br", "code", "dd", "del", "div", "dl", "dt", "em", "h1", "h2", "h3", "h4",
-    "h5", "h6", "hr", "i", "img", "kbd", "li", "ol", "p", "pre", "s", "span", "strong", "sub", "sup", "table",
-    "tbody", "td", "tfoot", "th", "thead", "tr", "ul",
+    "a",
+    "abbr",
+    "b",
+    "blockquote",
+    "br",
+    "code",
+    "dd",
+    "del",
+    "div",
+    "dl",
+    "dt",
+    "em",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "hr",
+    "i",
+    "img",
+    "kbd",
+    "li",
+    "ol",
+    "p",
+    "pre",
+    "s",
+    "span",
+    "strong",
+    "sub",
+    "sup",
+    "table",
+    "tbody",
+    "td",
+    "tfoot",
+    "th",
+    "thead",
+    "tr",
+    "ul",
 ]
 """What nbconvert's Markdown renderer produces, plus the tags of a pandas table; nothing that runs or styles."""
 _CLASSES = frozenset({"highlight", "anchor-link", *STANDARD_TYPES.values()}) - {""}
 """The only classes kept: pygments' token classes and nbconvert's heading anchors. Other classes of the
 page's stylesheet (``panel-success``, ``alert``) could dress student text up as the grader's."""
-_ATTRIBUTES = {"a": {"href", "title"}, "img": {"src", "alt", "title", "width", "height"}, "ol": {"start"},
-               "th": {"align", "colspan", "rowspan"}, "td": {"align", "colspan", "rowspan"},
-               **{f"h{level}": {"id"} for level in range(1, 7)}}
+_ATTRIBUTES = {
+    "a": {"href", "title"},
+    "img": {"src", "alt", "title", "width", "height"},
+    "ol": {"start"},
+    "th": {"align", "colspan", "rowspan"},
+    "td": {"align", "colspan", "rowspan"},
+    **{f"h{level}": {"id"} for level in range(1, 7)},
+}
 
 
 def allowed_attribute(tag: str, name: str, value: str) -> bool:
@@ -94,8 +137,15 @@ def allowed_attribute(tag: str, name: str, value: str) -> bool:
 
 def html_sanitizer(**config: object) -> SanitizeHTML:
     """nbconvert's sanitiser with this course's allow-list (``parent=`` passes nbgrader's config on)."""
-    return SanitizeHTML(tags=MARKDOWN_TAGS, attributes=allowed_attribute, strip=True, strip_comments=True,
-                        safe_output_keys=set(SAFE_OUTPUTS), sanitized_output_types={"text/html"}, **config)
+    return SanitizeHTML(
+        tags=MARKDOWN_TAGS,
+        attributes=allowed_attribute,
+        strip=True,
+        strip_comments=True,
+        safe_output_keys=set(SAFE_OUTPUTS),
+        sanitized_output_types={"text/html"},
+        **config,
+    )
 
 
 def safe_markdown(source: str, sanitizer: SanitizeHTML) -> str:
@@ -137,8 +187,11 @@ def image_sizes(metadata: object) -> dict:
     for mime in ("image/png", "image/jpeg"):
         entry = metadata.get(mime) if isinstance(metadata, dict) else None
         if isinstance(entry, dict):
-            size = {key: entry[key] for key in ("width", "height")
-                    if isinstance(entry.get(key), numbers.Real) and not isinstance(entry.get(key), bool)}
+            size = {
+                key: entry[key]
+                for key in ("width", "height")
+                if isinstance(entry.get(key), numbers.Real) and not isinstance(entry.get(key), bool)
+            }
             if size:
                 sizes[mime] = size
     return sizes
@@ -152,11 +205,17 @@ def student_message(ename: str, evalue: str) -> str:
     if ename == "NameError":
         match = _NAME_ERROR.search(evalue)
         name = f"`{match.group(1)}`" if match else "a name"
-        return (f"NameError: {evalue} ({name} was never defined: a cell above failed or was not run; "
-                "fix the first error above this cell first)")
+        return (
+            f"NameError: {evalue} ({name} was never defined: a cell above failed or was not run; "
+            "fix the first error above this cell first)"
+        )
     if ename in ("KeyboardInterrupt", "CellTimeoutError"):
         # The executor words its own timeout message (grader/vae_grader/execute.py); keep it.
-        return f"stopped: {evalue}" if evalue else "stopped: the cell ran longer than the grader's time limit for one cell"
+        return (
+            f"stopped: {evalue}"
+            if evalue
+            else "stopped: the cell ran longer than the grader's time limit for one cell"
+        )
     if ename == "AssertionError":
         return f"Test failed: {evalue}" if evalue else "Test failed (the test gave no message)"
     return f"{ename}: {evalue}" if evalue else ename
@@ -165,28 +224,46 @@ def student_message(ename: str, evalue: str) -> str:
 class StudentFeedback(ClearHiddenTests):
     """Remove hidden tests and reduce errors to their student-facing message (see module doc)."""
 
-    def preprocess(self, nb: NotebookNode, resources: ResourcesDict) -> tuple[NotebookNode, ResourcesDict]:
+    def preprocess(
+        self, nb: NotebookNode, resources: ResourcesDict
+    ) -> tuple[NotebookNode, ResourcesDict]:
         begin, end = self.begin_test_delimeter, self.end_test_delimeter
         tests = [cell for cell in nb.cells if is_test_cell(cell)]
-        visible = "\n".join(cell.source for cell in nb.cells if not (is_test_cell(cell) and begin in cell.source))
+        visible = "\n".join(
+            cell.source for cell in nb.cells if not (is_test_cell(cell) and begin in cell.source)
+        )
         visible_lines = {line.strip() for line in visible.splitlines()}
         # Lines the student also sees elsewhere (a hidden test repeating a visible check) are no secret.
-        self._secrets = [line for cell in tests for line in hidden_lines(cell.source, begin, end) if line not in visible_lines]
+        self._secrets = [
+            line
+            for cell in tests
+            for line in hidden_lines(cell.source, begin, end)
+            if line not in visible_lines
+        ]
         self._sanitizer = html_sanitizer(parent=self)
-        nb.metadata.pop("widgets", None)  # widget state makes the template load and run widget JavaScript
+        nb.metadata.pop(
+            "widgets", None
+        )  # widget state makes the template load and run widget JavaScript
         return super().preprocess(nb, resources)
 
-    def preprocess_cell(self, cell: NotebookNode, resources: ResourcesDict, cell_index: int) -> tuple[NotebookNode, ResourcesDict]:
+    def preprocess_cell(
+        self, cell: NotebookNode, resources: ResourcesDict, cell_index: int
+    ) -> tuple[NotebookNode, ResourcesDict]:
         had_hidden = False  # marker text in a student's cell is just text: shown, never acted on
         if is_test_cell(cell):
             had_hidden = self.begin_test_delimeter in cell.source
             try:
                 self._remove_hidden_test_region(cell)
-            except RuntimeError as exc:  # markers out of balance in the master: show none of the source
-                self.log.warning("Test cell %s: %s; its source is left out of the feedback",
-                                 grade_id(cell), exc)
+            except (
+                RuntimeError
+            ) as exc:  # markers out of balance in the master: show none of the source
+                self.log.warning(
+                    "Test cell %s: %s; its source is left out of the feedback", grade_id(cell), exc
+                )
                 cell.source = HIDDEN_SOURCE_REMOVED
-        cell.pop("attachments", None)  # markdown attachments: the clean HTML below does not use them
+        cell.pop(
+            "attachments", None
+        )  # markdown attachments: the clean HTML below does not use them
         if cell.cell_type == "markdown":
             cell.source = safe_markdown(cell.source, self._sanitizer)
         elif cell.cell_type == "raw":
@@ -198,9 +275,13 @@ class StudentFeedback(ClearHiddenTests):
             if output.get("output_type") == "stream":
                 output.text = self._scrub_lines(output.get("text", ""))
             if output.get("output_type") == "error":
-                output = self._shorten_error(output, show_line=not had_hidden and not utils.is_grade(cell))
+                output = self._shorten_error(
+                    output, show_line=not had_hidden and not utils.is_grade(cell)
+                )
             if self._leaks(output):
-                output = from_dict({"output_type": "stream", "name": "stdout", "text": REDACTED + "\n"})
+                output = from_dict(
+                    {"output_type": "stream", "name": "stdout", "text": REDACTED + "\n"}
+                )
             outputs.append(output)
         cell.outputs = outputs
         return cell, resources
@@ -216,7 +297,9 @@ class StudentFeedback(ClearHiddenTests):
                     data["text/html"] = markdown2html_mistune("".join(markdown))
                 for mime, value in list(data.items()):
                     if isinstance(value, list):  # nbformat allows multi-line strings as lists
-                        data[mime] = "".join(value) if all(isinstance(v, str) for v in value) else ""
+                        data[mime] = (
+                            "".join(value) if all(isinstance(v, str) for v in value) else ""
+                        )
                 self._sanitizer.sanitize_code_outputs([output])
                 output.metadata = from_dict(image_sizes(output.get("metadata", {})))
                 if not data:
@@ -243,13 +326,21 @@ class StudentFeedback(ClearHiddenTests):
         text = "".join(text) if isinstance(text, list) else text
         lines = text.splitlines(keepends=True)
         return "".join(
-            REDACTED_LINE + ("\n" if line.endswith("\n") else "") if any(s in strip_ansi(line) for s in self._secrets) else line
+            REDACTED_LINE + ("\n" if line.endswith("\n") else "")
+            if any(s in strip_ansi(line) for s in self._secrets)
+            else line
             for line in lines
         )
 
     def _leaks(self, output: NotebookNode) -> bool:
         texts = [output.get("text", ""), output.get("evalue", ""), *output.get("traceback", [])]
         for value in output.get("data", {}).values():
-            texts.append(value if isinstance(value, str) else "\n".join(value) if isinstance(value, list) else "")
+            texts.append(
+                value
+                if isinstance(value, str)
+                else "\n".join(value)
+                if isinstance(value, list)
+                else ""
+            )
         text = strip_ansi("\n".join(t if isinstance(t, str) else "".join(t) for t in texts))
         return any(secret in text for secret in self._secrets)

@@ -29,12 +29,18 @@ class FlagForReview(NbGraderPreprocessor):
         with Gradebook(info["db_url"]) as gb:
             for grade_id in graded if "*" in flags else [g for g in flags if g in graded]:
                 try:
-                    grade = gb.find_grade(grade_id, info["notebook"], info["assignment"], info["student"])
+                    grade = gb.find_grade(
+                        grade_id, info["notebook"], info["assignment"], info["student"]
+                    )
                 except MissingEntry:
                     continue
                 grade.needs_manual_grade = True
                 reasons = flags.get(grade_id, []) + flags.get("*", [])
-                self.log.warning("Flagged %s of %s for manual grading: %s", grade_id, info["student"], "; ".join(reasons))
+                self.log.warning(
+                    "Flagged %s of %s for manual grading: %s",
+                    grade_id,
+                    info["student"],
+                    "; ".join(reasons),
+                )
             gb.db.commit()
         return nb, resources
-

@@ -54,7 +54,9 @@ def loss_batches(salt: int = 0) -> list[list[np.ndarray]]:
 
 def preprocess_input() -> np.ndarray:
     """Three 28x28 uint8 images whose quadrants are 0, 255, 51 and 102."""
-    return np.array([[[0, 255], [51, 102]]] * 3, dtype=np.uint8).repeat(14, axis=1).repeat(14, axis=2)
+    return (
+        np.array([[[0, 255], [51, 102]]] * 3, dtype=np.uint8).repeat(14, axis=1).repeat(14, axis=2)
+    )
 
 
 def probe_encoder_hidden(build_encoder: Any) -> dict[str, Any]:
@@ -73,11 +75,16 @@ def probe_sampling_hidden(Sampling: Any) -> dict[str, Any]:
     given = sampler_inputs(SALT)
     mean = np.tile(given["mean"].astype("float32"), (N_DRAWS, 1))
     log_var = np.tile(np.log(given["variance"]).astype("float32"), (N_DRAWS, 1))
-    draws = rec.attempt("Sampling(seed=7)([z_mean, z_log_var])", lambda: _numpy(Sampling(seed=7)([mean, log_var])))
+    draws = rec.attempt(
+        "Sampling(seed=7)([z_mean, z_log_var])", lambda: _numpy(Sampling(seed=7)([mean, log_var]))
+    )
     if draws is not None:
         rec["draws"] = draws
     for key in ("first", "second"):
-        again = rec.attempt("Sampling(seed=3)", lambda: _numpy(Sampling(seed=3)([mean[:N_SEEDED], log_var[:N_SEEDED]])))
+        again = rec.attempt(
+            "Sampling(seed=3)",
+            lambda: _numpy(Sampling(seed=3)([mean[:N_SEEDED], log_var[:N_SEEDED]])),
+        )
         if again is not None:
             rec[f"seeded.{key}"] = again
     drawn: dict[str, Any] = {}
@@ -88,7 +95,9 @@ def probe_sampling_hidden(Sampling: Any) -> dict[str, Any]:
 
     m0 = np.tile(given["grad_mean"].astype("float32"), (N_SEEDED, 1))
     lv0 = np.tile(given["grad_log_var"].astype("float32"), (N_SEEDED, 1))
-    grads = rec.attempt("gradients of Sampling", lambda: course.autodiff.gradients(sample_and_keep, [m0, lv0]))
+    grads = rec.attempt(
+        "gradients of Sampling", lambda: course.autodiff.gradients(sample_and_keep, [m0, lv0])
+    )
     if grads is not None:
         rec["grad.mean"], rec["grad.log_var"] = grads
         rec["grad.z"] = _numpy(drawn["z"])
@@ -104,8 +113,12 @@ def _restore(Sampling: Any, mean: np.ndarray, log_var: np.ndarray) -> dict[str, 
 
     original = Sampling(seed=9, name="s")
     restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(original))
-    return {"same_class": isinstance(restored, Sampling), "seed": getattr(restored, "seed", None),
-            "original": _numpy(original([mean, log_var])).tolist(), "restored": _numpy(restored([mean, log_var])).tolist()}
+    return {
+        "same_class": isinstance(restored, Sampling),
+        "seed": getattr(restored, "seed", None),
+        "original": _numpy(original([mean, log_var])).tolist(),
+        "restored": _numpy(restored([mean, log_var])).tolist(),
+    }
 
 
 def probe_decoder_hidden(build_decoder: Any) -> dict[str, Any]:
@@ -113,8 +126,12 @@ def probe_decoder_hidden(build_decoder: Any) -> dict[str, Any]:
 
     rec = probing.Recorder()
     keras.utils.set_random_seed(103)
-    _model_step(rec, "decoder", "build_decoder(2, (14, 14, 64))", lambda: build_decoder(2, (14, 14, 64)))
-    _model_step(rec, "decoder_small", "build_decoder(3, (7, 7, 8))", lambda: build_decoder(3, (7, 7, 8)))
+    _model_step(
+        rec, "decoder", "build_decoder(2, (14, 14, 64))", lambda: build_decoder(2, (14, 14, 64))
+    )
+    _model_step(
+        rec, "decoder_small", "build_decoder(3, (7, 7, 8))", lambda: build_decoder(3, (7, 7, 8))
+    )
     return rec.data
 
 
@@ -141,16 +158,23 @@ def probe_vae_model_hidden(build_vae: Any) -> dict[str, Any]:
     if config is not None:
         rec["config.json"] = config
     rec["given.json"] = [enc.name, dec.name]
-    optimizer = rec.attempt("reading the optimizer (compile the model inside build_vae)", lambda: model.optimizer.get_config())
+    optimizer = rec.attempt(
+        "reading the optimizer (compile the model inside build_vae)",
+        lambda: model.optimizer.get_config(),
+    )
     if optimizer is not None:
         rec["optimizer.json"] = optimizer
     images = (np.random.default_rng(5).uniform(0, 1, (8, 28, 28, 1)) > 0.6).astype("float32")
     before = [w.copy() for w in dec.get_weights()]
-    history = rec.attempt("vae.fit(images, None, epochs=1, batch_size=8)",
-                          lambda: model.fit(images, None, epochs=1, batch_size=8, verbose=0))
+    history = rec.attempt(
+        "vae.fit(images, None, epochs=1, batch_size=8)",
+        lambda: model.fit(images, None, epochs=1, batch_size=8, verbose=0),
+    )
     if history is not None:
         rec["fit_loss"] = float(np.ravel(history.history.get("loss", [np.nan]))[0])
-        rec["decoder_changed"] = any(not np.allclose(a, b) for a, b in zip(before, dec.get_weights()))
+        rec["decoder_changed"] = any(
+            not np.allclose(a, b) for a, b in zip(before, dec.get_weights())
+        )
     return rec.data
 
 
@@ -178,11 +202,15 @@ def probe_manifold_hidden(build_manifold: Any) -> dict[str, Any]:
 
     rec = probing.Recorder()
     probe = ProbeDecoder()
-    image = rec.attempt("build_manifold(decoder, n=5)", lambda: np.asarray(build_manifold(probe, n=5)))
+    image = rec.attempt(
+        "build_manifold(decoder, n=5)", lambda: np.asarray(build_manifold(probe, n=5))
+    )
     if image is not None and image.dtype != object:
         rec["probe_image"] = image.astype(np.float64)
     rec["probe_calls.json"] = list(probe.calls)
-    smooth = rec.attempt("build_manifold(decoder, n=15)", lambda: np.asarray(build_manifold(smooth_decoder(), n=15)))
+    smooth = rec.attempt(
+        "build_manifold(decoder, n=15)", lambda: np.asarray(build_manifold(smooth_decoder(), n=15))
+    )
     if smooth is not None and smooth.dtype != object:
         rec["smooth_image"] = smooth.astype(np.float32)
     return rec.data

@@ -61,10 +61,14 @@ class NotPlainFile(Exception):
     def sentence(self, graded: str) -> str:
         """One sentence for the student; ``graded`` says what became of the entry."""
         if self.relpath == ".":
-            return (f"Your submission folder was {self.what}, not a folder; links are not followed, so nothing "
-                    f"in it was read and it {graded}.")
-        why = {"a symbolic link": "links are not followed",
-               "a hard link": "a file with a second name elsewhere is not read"}.get(self.what, "only plain files are read")
+            return (
+                f"Your submission folder was {self.what}, not a folder; links are not followed, so nothing "
+                f"in it was read and it {graded}."
+            )
+        why = {
+            "a symbolic link": "links are not followed",
+            "a hard link": "a file with a second name elsewhere is not read",
+        }.get(self.what, "only plain files are read")
         return f"{self.relpath} was {self.what}, not a file; {why}, so it {graded}."
 
 
@@ -131,7 +135,9 @@ def read_plain_file(path: str, limit: int, beneath: str | None = None) -> bytes:
         if (after.st_dev, after.st_ino) != (before.st_dev, before.st_ino) or not_plain(after):
             raise NotPlainFile(name, not_plain(after) or "replaced while it was read")
         if after.st_size > limit:
-            raise ValueError(f"it is {after.st_size / 2**20:.0f} MB, more than the {limit // 2**20} MB a notebook may have")
+            raise ValueError(
+                f"it is {after.st_size / 2**20:.0f} MB, more than the {limit // 2**20} MB a notebook may have"
+            )
         data = handle.read(limit + 1)
     if len(data) > limit:
         raise ValueError(f"it is more than the {limit // 2**20} MB a notebook may have")
@@ -150,7 +156,9 @@ class SubmittedNotebook(str):
     read_from: str | None
     notes: tuple[tuple[str, str | None], ...]
 
-    def __new__(cls, path: str, read_from: str | None, notes: Iterable[tuple[str, str | None]] = ()) -> "SubmittedNotebook":
+    def __new__(
+        cls, path: str, read_from: str | None, notes: Iterable[tuple[str, str | None]] = ()
+    ) -> "SubmittedNotebook":
         entry = super().__new__(cls, path)
         entry.read_from = read_from
         entry.notes = tuple(notes)
@@ -187,7 +195,11 @@ def salvage(raw: object) -> tuple[NotebookNode, list[str]]:
             continue
         cell_metadata = item.get("metadata") if isinstance(item.get("metadata"), dict) else {}
         kind = item["cell_type"]
-        maker = {"code": nbformat.v4.new_code_cell, "markdown": nbformat.v4.new_markdown_cell, "raw": nbformat.v4.new_raw_cell}[kind]
+        maker = {
+            "code": nbformat.v4.new_code_cell,
+            "markdown": nbformat.v4.new_markdown_cell,
+            "raw": nbformat.v4.new_raw_cell,
+        }[kind]
         cell = maker(source=source)
         cell.metadata = from_dict(copy.deepcopy(cell_metadata))
         nb.cells.append(cell)
@@ -214,12 +226,22 @@ def load_submission(path: str, beneath: str | None = None) -> NotebookNode:
                 raise ValueError("the file is empty (0 bytes of JSON)")
             raw = json.loads(text)
         except NotPlainFile as exc:
-            notes.append((exc.sentence(GRADED_AS_MISSING), f"the submitted notebook was {exc.what}"))
+            notes.append(
+                (exc.sentence(GRADED_AS_MISSING), f"the submitted notebook was {exc.what}")
+            )
         except (OSError, UnicodeDecodeError, ValueError) as exc:
-            reason = f"line {exc.lineno}, column {exc.colno}: {exc.msg}" if isinstance(exc, json.JSONDecodeError) else _first_line(exc)
-            notes.append((f"Your file {name} could not be read as a notebook ({reason}), so nothing in it could be "
-                          "graded and every part scores 0. Open it in Jupyter, save it again and resubmit.",
-                          "the submitted file is not a readable notebook"))
+            reason = (
+                f"line {exc.lineno}, column {exc.colno}: {exc.msg}"
+                if isinstance(exc, json.JSONDecodeError)
+                else _first_line(exc)
+            )
+            notes.append(
+                (
+                    f"Your file {name} could not be read as a notebook ({reason}), so nothing in it could be "
+                    "graded and every part scores 0. Open it in Jupyter, save it again and resubmit.",
+                    "the submitted file is not a readable notebook",
+                )
+            )
         else:
             nb, problems = salvage(raw)
             for problem in problems:
@@ -244,7 +266,9 @@ class TolerantNotebookExporter(NotebookExporter):
         path, basename = os.path.split(filename)
         resources["metadata"]["name"] = os.path.splitext(basename)[0]
         resources["metadata"]["path"] = path
-        return self.from_notebook_node(load_submission(filename, self._submitted_root()), resources=resources, **kw)
+        return self.from_notebook_node(
+            load_submission(filename, self._submitted_root()), resources=resources, **kw
+        )
 
     def is_submitted(self, filename: str) -> bool:
         """Whether nbgrader is reading the student's file (its sanitize pass), not its own autograded copy.
@@ -255,7 +279,9 @@ class TolerantNotebookExporter(NotebookExporter):
         if isinstance(filename, SubmittedNotebook):
             return True
         root = self._submitted_root()
-        return root is not None and os.path.abspath(filename).startswith(os.path.abspath(root) + os.sep)
+        return root is not None and os.path.abspath(filename).startswith(
+            os.path.abspath(root) + os.sep
+        )
 
     def _submitted_root(self) -> str | None:
         """``submitted/`` of the course: the folders below it are the students' and may be links."""
@@ -306,12 +332,16 @@ def _remove(path: Path, what: str) -> None:
     try:
         os.unlink(path)
     except OSError as exc:
-        raise SystemExit(f"vae_grader intake: cannot remove {path} ({exc.strerror}); nbgrader would follow it, "
-                         "so grading stops here. Remove it by hand and grade again.") from None
+        raise SystemExit(
+            f"vae_grader intake: cannot remove {path} ({exc.strerror}); nbgrader would follow it, "
+            "so grading stops here. Remove it by hand and grade again."
+        ) from None
     log.warning("Refused %s (%s) before grading", path, what)
 
 
-def intake_hook(assignment: str = "", student: str = "", notebooks: list[str] | None = None, **_: object) -> None:
+def intake_hook(
+    assignment: str = "", student: str = "", notebooks: list[str] | None = None, **_: object
+) -> None:
     """``Autograde.pre_convert_hook``: make a submission safe to read, and find its notebook.
 
     ``notebooks`` is nbgrader's own list for this submission (``submitted/<student>/<assignment>/*.ipynb``)
@@ -328,19 +358,35 @@ def intake_hook(assignment: str = "", student: str = "", notebooks: list[str] | 
     folder = Path(notebooks[0]).parent
     try:
         refused = refuse_entries(folder)
-    except OSError as exc:  # nbgrader would log this at INFO level and go on to copy what was not checked
-        raise SystemExit(f"vae_grader intake: cannot check {folder} ({exc.strerror or exc}); "
-                         "grading stops here rather than read it unchecked.") from None
+    except (
+        OSError
+    ) as exc:  # nbgrader would log this at INFO level and go on to copy what was not checked
+        raise SystemExit(
+            f"vae_grader intake: cannot check {folder} ({exc.strerror or exc}); "
+            "grading stops here rather than read it unchecked."
+        ) from None
     whole = any(r.relpath == "." for r in refused)
     by_name = {r.relpath: r for r in refused}
-    common = [(r.sentence(LEFT_OUT), None) for r in refused if not r.relpath.endswith(".ipynb") and r.relpath != "."]
+    common = [
+        (r.sentence(LEFT_OUT), None)
+        for r in refused
+        if not r.relpath.endswith(".ipynb") and r.relpath != "."
+    ]
     entries: dict[str, SubmittedNotebook] = {}
     for path in notebooks:
         name = os.path.basename(path)
         refusal = by_name.get(".") if whole else by_name.get(name)
         if refusal is not None:
             entries[Path(path).stem] = SubmittedNotebook(
-                path, None, [(refusal.sentence(GRADED_AS_MISSING), f"the submitted notebook was {refusal.what}")])
+                path,
+                None,
+                [
+                    (
+                        refusal.sentence(GRADED_AS_MISSING),
+                        f"the submitted notebook was {refusal.what}",
+                    )
+                ],
+            )
         else:
             entries[Path(path).stem] = SubmittedNotebook(path, path)
 
@@ -354,11 +400,28 @@ def intake_hook(assignment: str = "", student: str = "", notebooks: list[str] | 
         refused_notes = entries[name].notes if name in entries else ()
         if len(missing) == 1 and len(extra) == 1:
             found = entries.pop(extra[0])
-            note = (f"Your notebook was submitted as {os.path.basename(found)}, not {name}.ipynb; "
-                    f"it was graded as {name}.ipynb.", None)
+            note = (
+                f"Your notebook was submitted as {os.path.basename(found)}, not {name}.ipynb; "
+                f"it was graded as {name}.ipynb.",
+                None,
+            )
             entries[name] = SubmittedNotebook(nominal, found.read_from, (*refused_notes, note))
         elif name not in entries:
-            listing = ", ".join(os.path.basename(entries[stem]) for stem in sorted(extra)) or "no notebook at all"
-            entries[name] = SubmittedNotebook(nominal, None, [
-                (f"No {name}.ipynb was submitted (found: {listing}), so every part of it scores 0.", "the notebook was missing")])
-    notebooks[:] = [SubmittedNotebook(entry, entry.read_from, (*entry.notes, *common)) for entry in entries.values()]
+            listing = (
+                ", ".join(os.path.basename(entries[stem]) for stem in sorted(extra))
+                or "no notebook at all"
+            )
+            entries[name] = SubmittedNotebook(
+                nominal,
+                None,
+                [
+                    (
+                        f"No {name}.ipynb was submitted (found: {listing}), so every part of it scores 0.",
+                        "the notebook was missing",
+                    )
+                ],
+            )
+    notebooks[:] = [
+        SubmittedNotebook(entry, entry.read_from, (*entry.notes, *common))
+        for entry in entries.values()
+    ]

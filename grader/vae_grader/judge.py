@@ -73,21 +73,32 @@ def probe_code(test: Judged, salt: int = 0) -> str:
             "from course import probing, selfcheck\n"
             f"probing.emit(selfcheck.run_probe(selfcheck.PROBES[{test.grade_id!r}], user_ns))\n"
         )
-    return (f"exec(compile({source!r}, '<grader probe {test.grade_id}>', 'exec'), "
-            "{'__name__': 'grader_probe', 'user_ns': get_ipython().user_ns})")
+    return (
+        f"exec(compile({source!r}, '<grader probe {test.grade_id}>', 'exec'), "
+        "{'__name__': 'grader_probe', 'user_ns': get_ipython().user_ns})"
+    )
 
 
 def answer(outputs: list[NotebookNode]) -> tuple[dict | None, str | None]:
     """The probe data among a probe's outputs, or None and why there is none."""
-    blobs = [o for o in outputs if o.get("output_type") in ("display_data", "execute_result")
-             and probing.MIME in o.get("data", {})]
+    blobs = [
+        o
+        for o in outputs
+        if o.get("output_type") in ("display_data", "execute_result")
+        and probing.MIME in o.get("data", {})
+    ]
     if len(blobs) > 1:
-        return None, "your notebook answered the grader's request more than once, so no answer was used"
+        return (
+            None,
+            "your notebook answered the grader's request more than once, so no answer was used",
+        )
     if not blobs:
         errors = [o for o in outputs if o.get("output_type") == "error"]
         if errors:
-            return None, (f"the grader's request failed in your notebook's kernel ({errors[0].get('ename')}: "
-                          f"{str(errors[0].get('evalue', ''))[:200]}); did a cell replace course, keras or numpy?")
+            return None, (
+                f"the grader's request failed in your notebook's kernel ({errors[0].get('ename')}: "
+                f"{str(errors[0].get('evalue', ''))[:200]}); did a cell replace course, keras or numpy?"
+            )
         return None, "your notebook's kernel gave the grader no answer"
     text = blobs[0]["data"][probing.MIME]
     if not isinstance(text, str) or len(text) > MAX_PROBE_BYTES:
@@ -118,14 +129,32 @@ def verdict_outputs(test: Judged, outcome: Outcome) -> list[NotebookNode]:
         return [_stream(f"{title} passed.\n")]
     if outcome.points <= 0:
         message = "\n".join(outcome.failures)
-        return [from_dict({"output_type": "error", "ename": "AssertionError", "evalue": message,
-                           "traceback": [f"AssertionError: {line}" if i == 0 else line
-                                         for i, line in enumerate(message.splitlines())]})]
+        return [
+            from_dict(
+                {
+                    "output_type": "error",
+                    "ename": "AssertionError",
+                    "evalue": message,
+                    "traceback": [
+                        f"AssertionError: {line}" if i == 0 else line
+                        for i, line in enumerate(message.splitlines())
+                    ],
+                }
+            )
+        ]
     lines = [f"{title}: {outcome.points:g} of {outcome.max_points:g} points. What did not pass:"]
     lines += [f"- {failure}" for failure in outcome.failures]
-    return [_stream("\n".join(lines) + "\n"),
-            from_dict({"output_type": "execute_result", "execution_count": None, "metadata": {},
-                       "data": {"text/plain": f"{outcome.points:g}"}})]
+    return [
+        _stream("\n".join(lines) + "\n"),
+        from_dict(
+            {
+                "output_type": "execute_result",
+                "execution_count": None,
+                "metadata": {},
+                "data": {"text/plain": f"{outcome.points:g}"},
+            }
+        ),
+    ]
 
 
 def _stream(text: str) -> NotebookNode:

@@ -15,7 +15,9 @@ from nbformat.notebooknode import NotebookNode
 METADATA_KEY = "vae_grading"
 
 
-def add_note(nb: NotebookNode, text: str, *, cell: str | None = None, flag: str | None = None) -> None:
+def add_note(
+    nb: NotebookNode, text: str, *, cell: str | None = None, flag: str | None = None
+) -> None:
     """Record a note for the student (``flag``: a reason the instructor must look at ``cell``)."""
     state = nb.metadata.setdefault(METADATA_KEY, {})
     notes = state.setdefault("notes", [])
@@ -34,7 +36,6 @@ def notes_of(nb: NotebookNode) -> list[dict]:
 
 def flags_of(nb: NotebookNode) -> dict[str, list[str]]:
     return dict(nb.metadata.get(METADATA_KEY, {}).get("flags", {}))
-
 
 
 def student_text(text: str) -> str:

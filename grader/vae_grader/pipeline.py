@@ -100,8 +100,12 @@ class PipelineError(RuntimeError):
     """A pipeline step failed for every student (not one student's submission)."""
 
 
-def run_pipeline(course_root: Path, submissions: Sequence[Submission], progress: Progress | None = print,
-                 workers: int | None = None) -> GradingRun:
+def run_pipeline(
+    course_root: Path,
+    submissions: Sequence[Submission],
+    progress: Progress | None = print,
+    workers: int | None = None,
+) -> GradingRun:
     """Release, submit, autograde, feedback and export ``submissions`` in ``course_root``.
 
     ``workers``: students autograded at once (default :func:`grading_workers`).
@@ -116,7 +120,9 @@ def run_pipeline(course_root: Path, submissions: Sequence[Submission], progress:
         raise PipelineError(f"student ids must be unique; repeated: {', '.join(duplicates)}")
     unsafe = [s for s in students if not _STUDENT_ID.fullmatch(s)]
     if unsafe:
-        raise PipelineError(f"student ids become folder names; use letters, digits, '_', '-' and '.': {unsafe}")
+        raise PipelineError(
+            f"student ids become folder names; use letters, digits, '_', '-' and '.': {unsafe}"
+        )
     config = course_config(root)
     logs = root / "exports" / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -141,19 +147,36 @@ def run_pipeline(course_root: Path, submissions: Sequence[Submission], progress:
         _write_submission(root, submission, master, release)
     (root / "submitted" / MARKER).write_text(json.dumps(students, indent=1) + "\n")
     steps["submit"] = time.monotonic() - t0
-    say(f"[{elapsed()}] wrote {len(submissions)} submission(s) to submitted/<student>/{ASSIGNMENT}/")
+    say(
+        f"[{elapsed()}] wrote {len(submissions)} submission(s) to submitted/<student>/{ASSIGNMENT}/"
+    )
 
     t0 = time.monotonic()
-    seconds, errors = _autograde_all(root, config, students, logs, workers or grading_workers(), say, elapsed)
+    seconds, errors = _autograde_all(
+        root, config, students, logs, workers or grading_workers(), say, elapsed
+    )
     steps["autograde"] = time.monotonic() - t0
 
-    say(f"[{elapsed()}] nbgrader generate_feedback {ASSIGNMENT} --force ({len(students)} student(s))")
+    say(
+        f"[{elapsed()}] nbgrader generate_feedback {ASSIGNMENT} --force ({len(students)} student(s))"
+    )
     t0 = time.monotonic()
-    for student in students:  # a page nbgrader fails to rewrite must not survive from an earlier run
+    for (
+        student
+    ) in students:  # a page nbgrader fails to rewrite must not survive from an earlier run
         shutil.rmtree(root / "feedback" / student, ignore_errors=True)
-    ok, line = _nbgrader(root, logs / "generate_feedback.log", "generate_feedback", ASSIGNMENT, "--force", check=False)
+    ok, line = _nbgrader(
+        root,
+        logs / "generate_feedback.log",
+        "generate_feedback",
+        ASSIGNMENT,
+        "--force",
+        check=False,
+    )
     if not ok:
-        say(f"[{elapsed()}]   generate_feedback reported an error (details in {logs / 'generate_feedback.log'}): {line}")
+        say(
+            f"[{elapsed()}]   generate_feedback reported an error (details in {logs / 'generate_feedback.log'}): {line}"
+        )
     steps["generate_feedback"] = time.monotonic() - t0
 
     csv_path = root / "exports" / "grades.csv"
@@ -164,7 +187,13 @@ def run_pipeline(course_root: Path, submissions: Sequence[Submission], progress:
 
     results = _read_results(root, config, students, max_points, seconds, errors)
     say(f"[{elapsed()}] done")
-    return GradingRun(course_root=root, max_points=max_points, results=results, csv_path=csv_path, step_seconds=steps)
+    return GradingRun(
+        course_root=root,
+        max_points=max_points,
+        results=results,
+        csv_path=csv_path,
+        step_seconds=steps,
+    )
 
 
 def copy_course(destination: Path, source: Path | None = None) -> Path:
@@ -201,7 +230,9 @@ def course_config(root: Path) -> CourseConfig:
     config = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
     coursedir = config.get("CourseDirectory", {})
     db_url = coursedir.get("db_url") or f"sqlite:///{root / 'gradebook.db'}"
-    return CourseConfig(db_url=str(db_url), course_id=str(coursedir.get("course_id") or "default_course"))
+    return CourseConfig(
+        db_url=str(db_url), course_id=str(coursedir.get("course_id") or "default_course")
+    )
 
 
 @contextmanager
@@ -226,7 +257,9 @@ def grading_workers() -> int:
     value = os.environ.get(WORKERS_ENV, "").strip()
     if value:
         if not value.isdigit() or int(value) < 1:
-            raise PipelineError(f"{WORKERS_ENV} must be a whole number of at least 1, not {value!r}")
+            raise PipelineError(
+                f"{WORKERS_ENV} must be a whole number of at least 1, not {value!r}"
+            )
         return int(value)
     return max(1, min(4, len(_usable_cores()) or 1))
 
@@ -243,8 +276,15 @@ def _core_groups(workers: int) -> list[list[int] | None]:
     return [cores[i::workers] for i in range(workers)]
 
 
-def _autograde_all(root: Path, config: CourseConfig, students: Sequence[str], logs: Path, workers: int,
-                   say: Progress, elapsed: Callable[[], str]) -> tuple[dict[str, float], dict[str, str]]:
+def _autograde_all(
+    root: Path,
+    config: CourseConfig,
+    students: Sequence[str],
+    logs: Path,
+    workers: int,
+    say: Progress,
+    elapsed: Callable[[], str],
+) -> tuple[dict[str, float], dict[str, str]]:
     """``nbgrader autograde --student`` once per student, ``workers`` at a time; (seconds, errors)."""
     _forget_submissions(config, students)
     seconds: dict[str, float] = {}
@@ -263,15 +303,28 @@ def _autograde_all(root: Path, config: CourseConfig, students: Sequence[str], lo
                 started += 1
                 say(f"[{elapsed()}] autograde {started}/{len(students)} {student} ...")
             t_student = time.monotonic()
-            ok, line = _nbgrader(root, logs / f"autograde-{student}.log", "autograde", ASSIGNMENT, "--force",
-                                 "--student", student, check=False, timeout=STUDENT_TIMEOUT_S, cores=cores)
+            ok, line = _nbgrader(
+                root,
+                logs / f"autograde-{student}.log",
+                "autograde",
+                ASSIGNMENT,
+                "--force",
+                "--student",
+                student,
+                check=False,
+                timeout=STUDENT_TIMEOUT_S,
+                cores=cores,
+            )
             with lock:
                 seconds[student] = time.monotonic() - t_student
                 if ok:
                     errors.pop(student, None)
                 else:
                     errors[student] = line
-                say(f"[{elapsed()}]   {student}: {seconds[student]:.1f} s" + (f" - nbgrader failed: {line}" if not ok else ""))
+                say(
+                    f"[{elapsed()}]   {student}: {seconds[student]:.1f} s"
+                    + (f" - nbgrader failed: {line}" if not ok else "")
+                )
         finally:
             free_cores.put(cores)
 
@@ -282,7 +335,12 @@ def _autograde_all(root: Path, config: CourseConfig, students: Sequence[str], lo
             future.result()
     # Two nbgrader processes can, rarely, both want to write the SQLite gradebook for longer than its
     # 5 s lock wait. That is the grader's problem, not the student's: grade them again, alone.
-    locked = [s for s in students if s in errors and "database is locked" in (logs / f"autograde-{s}.log").read_text(errors="replace")]
+    locked = [
+        s
+        for s in students
+        if s in errors
+        and "database is locked" in (logs / f"autograde-{s}.log").read_text(errors="replace")
+    ]
     for student in locked:
         say(f"[{elapsed()}] {student}: the gradebook was busy; grading again on its own")
         _forget_submissions(config, [student])
@@ -301,8 +359,14 @@ def _forget_submissions(config: CourseConfig, students: Sequence[str]) -> None:
                 pass
 
 
-def _nbgrader(root: Path, log: Path, *args: str, check: bool = True, timeout: float | None = None,
-              cores: list[int] | None = None) -> tuple[bool, str]:
+def _nbgrader(
+    root: Path,
+    log: Path,
+    *args: str,
+    check: bool = True,
+    timeout: float | None = None,
+    cores: list[int] | None = None,
+) -> tuple[bool, str]:
     """Run one nbgrader command in ``root`` (on ``cores`` only, if given); keep its output in ``log``;
     return (ok, one-line summary)."""
     command = nbgrader_command(*args)
@@ -311,15 +375,25 @@ def _nbgrader(root: Path, log: Path, *args: str, check: bool = True, timeout: fl
     with open(log, "w") as handle:
         handle.write("$ nbgrader " + " ".join(args) + "\n")
         handle.flush()
-        process = subprocess.Popen(command, cwd=root, env=tool_env(), stdout=handle, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            command,
+            cwd=root,
+            env=tool_env(),
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             code = process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)  # nbgrader and the kernel it started
             process.wait()
             code = None
-    summary = f"stopped after {timeout:.0f} s" if code is None else _summary(log.read_text(errors="replace"))
+    summary = (
+        f"stopped after {timeout:.0f} s"
+        if code is None
+        else _summary(log.read_text(errors="replace"))
+    )
     ok = code == 0
     if check and not ok:
         raise PipelineError(f"nbgrader {args[0]} failed: {summary} (full log: {log})")
@@ -335,13 +409,22 @@ def _summary(text: str) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     for index in range(len(lines) - 1, -1, -1):
         if _EXCEPTION_LINE.match(lines[index]):
-            detail = lines[index + 1] if index + 1 < len(lines) and lines[index + 1].startswith("The message was") else ""
+            detail = (
+                lines[index + 1]
+                if index + 1 < len(lines) and lines[index + 1].startswith("The message was")
+                else ""
+            )
             return f"{lines[index]} {detail}".strip()[:300]
     errors = [line for line in lines if "| ERROR]" in line]
     return (errors or lines or ["(no output)"])[-1][:300]
 
 
-def _write_submission(root: Path, submission: Submission, master: nbformat.NotebookNode, release: nbformat.NotebookNode) -> None:
+def _write_submission(
+    root: Path,
+    submission: Submission,
+    master: nbformat.NotebookNode,
+    release: nbformat.NotebookNode,
+) -> None:
     folder = root / "submitted" / submission.student / ASSIGNMENT
     if folder.exists():
         shutil.rmtree(folder)  # a previous run may have used another file name
@@ -351,15 +434,21 @@ def _write_submission(root: Path, submission: Submission, master: nbformat.Noteb
     if isinstance(content, bytes):
         path.write_bytes(content)  # deliberately broken files are written exactly as given
     else:
-        with warnings.catch_warnings():  # e.g. DuplicateCellId for a copy-pasted cell: expected here
+        with (
+            warnings.catch_warnings()
+        ):  # e.g. DuplicateCellId for a copy-pasted cell: expected here
             warnings.simplefilter("ignore")
             nbformat.write(content, path)
-    write_files = getattr(submission, "write_files", None)  # extra files beside the notebook (adversarial corpus)
+    write_files = getattr(
+        submission, "write_files", None
+    )  # extra files beside the notebook (adversarial corpus)
     if callable(write_files):
         write_files(folder)
 
 
-def _forget_stale_students(root: Path, config: CourseConfig, current: set[str], say: Progress) -> None:
+def _forget_stale_students(
+    root: Path, config: CourseConfig, current: set[str], say: Progress
+) -> None:
     marker = root / "submitted" / MARKER
     try:
         previous = set(json.loads(marker.read_text()))
@@ -368,7 +457,9 @@ def _forget_stale_students(root: Path, config: CourseConfig, current: set[str], 
     stale = sorted(previous - current)
     if not stale:
         return
-    say(f"removing {len(stale)} student(s) from an earlier run that are no longer in the set: {', '.join(stale)}")
+    say(
+        f"removing {len(stale)} student(s) from an earlier run that are no longer in the set: {', '.join(stale)}"
+    )
     for student in stale:
         for folder in ("submitted", "autograded", "feedback"):
             shutil.rmtree(root / folder / student, ignore_errors=True)
@@ -380,8 +471,14 @@ def _forget_stale_students(root: Path, config: CourseConfig, current: set[str], 
                 pass
 
 
-def _read_results(root: Path, config: CourseConfig, students: Sequence[str], max_points: dict[str, float],
-                  seconds: dict[str, float], errors: dict[str, str]) -> dict[str, StudentResult]:
+def _read_results(
+    root: Path,
+    config: CourseConfig,
+    students: Sequence[str],
+    max_points: dict[str, float],
+    seconds: dict[str, float],
+    errors: dict[str, str],
+) -> dict[str, StudentResult]:
     results = {}
     with gradebook(config) as gb:
         for student in students:
@@ -396,15 +493,24 @@ def _read_results(root: Path, config: CourseConfig, students: Sequence[str], max
             if submission is not None:
                 manual = bool(submission.needs_manual_grade)
                 graded = [grade for notebook in submission.notebooks for grade in notebook.grades]
-                if not any(grade.auto_score is not None or grade.manual_score is not None for grade in graded):
+                if not any(
+                    grade.auto_score is not None or grade.manual_score is not None
+                    for grade in graded
+                ):
                     error = error or "nbgrader graded no cell (is the notebook missing or renamed?)"
                 for grade in graded:
                     if grade.name in scores:
                         scores[grade.name] = float(grade.score or 0.0)
-            feedback = root / "feedback" / student / ASSIGNMENT / NOTEBOOK.replace(".ipynb", ".html")
+            feedback = (
+                root / "feedback" / student / ASSIGNMENT / NOTEBOOK.replace(".ipynb", ".html")
+            )
             results[student] = StudentResult(
-                student=student, scores=scores, total=sum(scores.values()), needs_manual_grade=manual,
-                autograde_seconds=seconds.get(student, 0.0), feedback=feedback if feedback.is_file() else None,
+                student=student,
+                scores=scores,
+                total=sum(scores.values()),
+                needs_manual_grade=manual,
+                autograde_seconds=seconds.get(student, 0.0),
+                feedback=feedback if feedback.is_file() else None,
                 error=error,
             )
     return results

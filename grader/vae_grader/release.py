@@ -17,20 +17,37 @@ from pathlib import Path
 
 import nbformat
 
-from vae_grader.paths import ASSIGNMENT, CHECKED_OUTPUT_TAG, COURSE_ROOT, MASTER, NOTEBOOK, RELEASE, nbgrader_command, tool_env
+from vae_grader.paths import (
+    ASSIGNMENT,
+    CHECKED_OUTPUT_TAG,
+    COURSE_ROOT,
+    MASTER,
+    NOTEBOOK,
+    RELEASE,
+    nbgrader_command,
+    tool_env,
+)
 
 _KEPT_CELL_METADATA = ("nbgrader", "tags", "deletable", "editable")
 
 
 def clean_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """Strip what makes diffs noisy: execution counts, timings, outputs nbval does not check."""
-    nb.metadata = nbformat.from_dict({
-        "kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"},
-        "language_info": {"name": "python"},
-    })
+    nb.metadata = nbformat.from_dict(
+        {
+            "kernelspec": {
+                "display_name": "Python 3 (ipykernel)",
+                "language": "python",
+                "name": "python3",
+            },
+            "language_info": {"name": "python"},
+        }
+    )
     code_index = 0
     for cell in nb.cells:
-        cell.metadata = nbformat.from_dict({k: cell.metadata[k] for k in _KEPT_CELL_METADATA if k in cell.metadata})
+        cell.metadata = nbformat.from_dict(
+            {k: cell.metadata[k] for k in _KEPT_CELL_METADATA if k in cell.metadata}
+        )
         if cell.cell_type != "code":
             continue
         code_index += 1
@@ -60,14 +77,18 @@ def is_clean(path: Path) -> list[str]:
         if cell.cell_type != "code":
             continue
         if cell.execution_count != clean.execution_count:
-            reasons.append(f"cell {index} has execution_count {cell.execution_count}, expected {clean.execution_count}")
+            reasons.append(
+                f"cell {index} has execution_count {cell.execution_count}, expected {clean.execution_count}"
+            )
         if cell.outputs and not _is_checked(cell):
             reasons.append(f"cell {index} has outputs but nbval does not check them")
         extra = set(cell.metadata) - set(_KEPT_CELL_METADATA)
         if extra:
             reasons.append(f"cell {index} has volatile metadata {sorted(extra)}")
     if nb.metadata != expected.metadata:
-        reasons.append(f"notebook metadata {dict(nb.metadata)} is not the standard kernelspec/language_info")
+        reasons.append(
+            f"notebook metadata {dict(nb.metadata)} is not the standard kernelspec/language_info"
+        )
     text = path.read_text()
     for marker in ("/root/", "/home/", "/tmp/", "/Users/"):
         if marker in text:
@@ -84,11 +105,16 @@ def generate_release(destination: Path = RELEASE, master: Path = MASTER) -> Path
         shutil.copy(master, root / "source" / ASSIGNMENT / NOTEBOOK)
         result = subprocess.run(
             nbgrader_command("generate_assignment", ASSIGNMENT, "--force"),
-            cwd=root, env=tool_env(), capture_output=True, text=True,
+            cwd=root,
+            env=tool_env(),
+            capture_output=True,
+            text=True,
         )
         produced = root / "release" / ASSIGNMENT / NOTEBOOK
         if result.returncode != 0 or not produced.is_file():
-            raise RuntimeError(f"nbgrader generate_assignment failed:\n{result.stdout}\n{result.stderr}")
+            raise RuntimeError(
+                f"nbgrader generate_assignment failed:\n{result.stdout}\n{result.stderr}"
+            )
         destination.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(produced, destination)
     return destination
@@ -105,7 +131,12 @@ def refresh_master_outputs(master: Path = MASTER) -> None:
     saved = dict(os.environ)
     os.environ.update(env)
     try:
-        NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(master.parent)}}).execute()
+        NotebookClient(
+            nb,
+            timeout=600,
+            kernel_name="python3",
+            resources={"metadata": {"path": str(master.parent)}},
+        ).execute()
     finally:
         os.environ.clear()
         os.environ.update(saved)
@@ -113,11 +144,20 @@ def refresh_master_outputs(master: Path = MASTER) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--refresh-outputs", action="store_true", help="re-execute the master (grading mode) and store its checked outputs first")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--refresh-outputs",
+        action="store_true",
+        help="re-execute the master (grading mode) and store its checked outputs first",
+    )
     args = parser.parse_args(argv)
     if args.refresh_outputs:
-        print("Executing the master notebook in grading mode to refresh its checked outputs ...", flush=True)
+        print(
+            "Executing the master notebook in grading mode to refresh its checked outputs ...",
+            flush=True,
+        )
         refresh_master_outputs()
     else:
         nbformat.write(clean_notebook(nbformat.read(MASTER, as_version=4)), MASTER)

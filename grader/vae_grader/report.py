@@ -15,8 +15,14 @@ from vae_grader.pipeline import GradingRun
 from vae_grader.submission_kit import PARTS, Submission, test_cells
 
 SHORT = {
-    "encoder": "enc", "sampling": "samp", "decoder": "dec", "loss_layer": "loss",
-    "vae_model": "model", "data": "data", "training": "train", "manifold": "manif",
+    "encoder": "enc",
+    "sampling": "samp",
+    "decoder": "dec",
+    "loss_layer": "loss",
+    "vae_model": "model",
+    "data": "data",
+    "training": "train",
+    "manifold": "manif",
 }
 
 
@@ -46,9 +52,13 @@ def grade_table(run: GradingRun, submissions: Sequence[Submission]) -> str:
     lines = []
     head = f"{'student':<{name_width}}  " + "  ".join(f"{h:>{w}}" for h, w in zip(headers, widths))
     head += f"  {'total':>6}  {'expected':>8}  ok"
-    maxima = f"{'(max)':<{name_width}}  " + "  ".join(
-        f"{_num(part_points(run.max_points, part)):>{w}}" for part, w in zip(PARTS, widths)
-    ) + f"  {_num(run.max_total):>6}"
+    maxima = (
+        f"{'(max)':<{name_width}}  "
+        + "  ".join(
+            f"{_num(part_points(run.max_points, part)):>{w}}" for part, w in zip(PARTS, widths)
+        )
+        + f"  {_num(run.max_total):>6}"
+    )
     lines += [head, maxima, "-" * len(head)]
     notes = []
     for submission in submissions:
@@ -66,11 +76,15 @@ def grade_table(run: GradingRun, submissions: Sequence[Submission]) -> str:
         if result.needs_manual_grade:
             notes.append(f"{submission.student}: nbgrader flagged it for manual grading")
         for cell, (got, want) in differences.items():
-            notes.append(f"{submission.student}: {cell} scored {_num(got)}, the manifest expects {_num(want)}")
+            notes.append(
+                f"{submission.student}: {cell} scored {_num(got)}, the manifest expects {_num(want)}"
+            )
     return "\n".join(lines + ([""] + notes if notes else []))
 
 
-def manifest_markdown(submissions: Sequence[Submission], max_points: Mapping[str, float], title: str) -> str:
+def manifest_markdown(
+    submissions: Sequence[Submission], max_points: Mapping[str, float], title: str
+) -> str:
     """The manifest as Markdown: expected points per part and total, and why each lost cell is lost."""
     parts_head = " | ".join(SHORT.get(part, part) for part in PARTS)
     out = [
@@ -81,11 +95,16 @@ def manifest_markdown(submissions: Sequence[Submission], max_points: Mapping[str
         "",
         f"| student | {parts_head} | total |",
         "|---|" + "---:|" * (len(PARTS) + 1),
-        f"| *(max)* | " + " | ".join(_num(part_points(max_points, p)) for p in PARTS) + f" | {_num(sum(max_points.values()))} |",
+        "| *(max)* | "
+        + " | ".join(_num(part_points(max_points, p)) for p in PARTS)
+        + f" | {_num(sum(max_points.values()))} |",
     ]
     for s in submissions:
-        out.append(f"| `{s.student}` | " + " | ".join(_num(part_points(s.expected, p)) for p in PARTS)
-                   + f" | {_num(sum(float(v) for v in s.expected.values()))} |")
+        out.append(
+            f"| `{s.student}` | "
+            + " | ".join(_num(part_points(s.expected, p)) for p in PARTS)
+            + f" | {_num(sum(float(v) for v in s.expected.values()))} |"
+        )
     out.append("")
     for s in submissions:
         out.append(f"## `{s.student}`")
@@ -97,12 +116,16 @@ def manifest_markdown(submissions: Sequence[Submission], max_points: Mapping[str
         for part in PARTS:
             cells = [cell for cell in test_cells(part) if cell in s.lost]
             if len(cells) == 2 and len({s.lost[cell] for cell in cells}) == 1:
-                out.append(f"- {part}, both tests, 0 / {_num(part_points(max_points, part))}: {s.lost[cells[0]]}")
+                out.append(
+                    f"- {part}, both tests, 0 / {_num(part_points(max_points, part))}: {s.lost[cells[0]]}"
+                )
                 continue
             for cell in cells:
                 out.append(f"- `{cell}` 0 / {_num(max_points.get(cell, 0.0))}: {s.lost[cell]}")
             for cell in test_cells(part):
                 if cell in s.partial:
-                    out.append(f"- `{cell}` {_num(s.expected[cell])} / {_num(max_points.get(cell, 0.0))}: {s.partial[cell]}")
+                    out.append(
+                        f"- `{cell}` {_num(s.expected[cell])} / {_num(max_points.get(cell, 0.0))}: {s.partial[cell]}"
+                    )
         out.append("")
     return "\n".join(out)

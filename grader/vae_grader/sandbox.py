@@ -30,8 +30,20 @@ from jupyter_client.provisioning import LocalProvisioner
 from traitlets import default
 
 from vae_grader.confine import (  # noqa: F401  (re-exported: the sandbox's public names)
-    ENV_NAMES, ENV_PREFIXES, ETC_GENERATED, SANDBOX_ENV, Allowed, GiB, MiB, Sandbox, allowed_environment,
-    bwrap_problem, describe, released_files, sandbox_disabled, scrubbed_environment,
+    ENV_NAMES,
+    ENV_PREFIXES,
+    ETC_GENERATED,
+    SANDBOX_ENV,
+    Allowed,
+    GiB,
+    MiB,
+    Sandbox,
+    allowed_environment,
+    bwrap_problem,
+    describe,
+    released_files,
+    sandbox_disabled,
+    scrubbed_environment,
 )
 
 _CHANNELS = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
@@ -48,12 +60,17 @@ def refuse_unsandboxed_autograde(argv: list[str] | None = None) -> None:
         return
     problem = bwrap_problem()
     if problem:
-        print(f"nbgrader autograde refused: {problem}. Student code would run with your rights; "
-              f"set {SANDBOX_ENV}=off to grade without the sandbox anyway.", file=sys.stderr)
+        print(
+            f"nbgrader autograde refused: {problem}. Student code would run with your rights; "
+            f"set {SANDBOX_ENV}=off to grade without the sandbox anyway.",
+            file=sys.stderr,
+        )
         raise SystemExit(2)
 
 
-PROVISIONER_NAME = "vae-sandbox"  # entry point in grader/pyproject.toml (jupyter_client.kernel_provisioners)
+PROVISIONER_NAME = (
+    "vae-sandbox"  # entry point in grader/pyproject.toml (jupyter_client.kernel_provisioners)
+)
 
 
 class SandboxProvisioner(LocalProvisioner):
@@ -93,7 +110,9 @@ class SandboxProvisioner(LocalProvisioner):
         process = self.process
         if process is not None and process.stdout is not None:
             threading.Thread(target=self._drain, args=(process.stdout,), daemon=True).start()
-        ip = await self.sandbox.seal(process, str(info["ip"]), [info[c] for c in _CHANNELS], self.output_tail)
+        ip = await self.sandbox.seal(
+            process, str(info["ip"]), [info[c] for c in _CHANNELS], self.output_tail
+        )
         # The kernel manager loads this and rewrites its connection file; the kernel has read its copy.
         self.connection_info = {**info, "ip": ip}
         return self.connection_info
@@ -120,7 +139,10 @@ class GradingKernelSpecManager(KernelSpecManager):
 
     def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
         spec = super().get_kernel_spec(kernel_name)
-        spec.metadata = {**spec.metadata, "kernel_provisioner": {"provisioner_name": PROVISIONER_NAME}}
+        spec.metadata = {
+            **spec.metadata,
+            "kernel_provisioner": {"provisioner_name": PROVISIONER_NAME},
+        }
         return spec
 
 
@@ -171,7 +193,11 @@ class SandboxedKernelManager(AsyncKernelManager):
 
     def output_tail(self) -> list[str]:
         """The last lines the kernel process wrote to its own stdout/stderr."""
-        return self.provisioner.output_tail() if isinstance(self.provisioner, SandboxProvisioner) else []
+        return (
+            self.provisioner.output_tail()
+            if isinstance(self.provisioner, SandboxProvisioner)
+            else []
+        )
 
 
 def kernel_manager_class() -> type[AsyncKernelManager]:
@@ -204,7 +230,9 @@ def _time_kernel(manager_class: type[AsyncKernelManager], code: str, cwd: str) -
     return asyncio.run(run())
 
 
-def measure_overhead(runs: int = 5, code: str = "import course, keras, numpy\nprint(keras.__version__)") -> dict[str, list[float]]:
+def measure_overhead(
+    runs: int = 5, code: str = "import course, keras, numpy\nprint(keras.__version__)"
+) -> dict[str, list[float]]:
     """Kernel start + ``code`` with and without the sandbox, alternating so load changes hit both."""
     times: dict[str, list[float]] = {"sandboxed": [], "plain": []}
     with tempfile.TemporaryDirectory(prefix="vae-overhead-") as cwd:
@@ -218,32 +246,49 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import statistics
 
-    parser = argparse.ArgumentParser(description="Check the grading sandbox here, and measure what it costs.")
-    parser.add_argument("--overhead", type=int, metavar="RUNS", default=0,
-                        help="time a kernel start plus `import course, keras` with and without the sandbox, RUNS times each")
-    parser.add_argument("--show", action="store_true", help="list what the kernel sees (for the current folder)")
+    parser = argparse.ArgumentParser(
+        description="Check the grading sandbox here, and measure what it costs."
+    )
+    parser.add_argument(
+        "--overhead",
+        type=int,
+        metavar="RUNS",
+        default=0,
+        help="time a kernel start plus `import course, keras` with and without the sandbox, RUNS times each",
+    )
+    parser.add_argument(
+        "--show", action="store_true", help="list what the kernel sees (for the current folder)"
+    )
     args = parser.parse_args(argv)
     problem = bwrap_problem()
-    print(f"sandbox: {'NOT usable: ' + problem if problem else 'bubblewrap works here'}"
-          f"{' (disabled by ' + SANDBOX_ENV + '=off)' if sandbox_disabled() else ''}")
+    print(
+        f"sandbox: {'NOT usable: ' + problem if problem else 'bubblewrap works here'}"
+        f"{' (disabled by ' + SANDBOX_ENV + '=off)' if sandbox_disabled() else ''}"
+    )
     if args.show:
         sandbox = Sandbox()
         sandbox.workdir = os.path.realpath(os.getcwd())
         print(describe(sandbox.allowed_paths()))
-        print(f"ro       /etc/{{{','.join(ETC_GENERATED)}}}  <- generated per kernel\n"
-              "ro       <runtime folder>/kernel.json  (the connection file)\n"
-              "rw       <runtime folder>/sockets  (deleted once the kernel's sockets exist)")
+        print(
+            f"ro       /etc/{{{','.join(ETC_GENERATED)}}}  <- generated per kernel\n"
+            "ro       <runtime folder>/kernel.json  (the connection file)\n"
+            "rw       <runtime folder>/sockets  (deleted once the kernel's sockets exist)"
+        )
         print("environment:", " ".join(sorted(sandbox.kernel_environment(os.environ))))
     if args.overhead and not problem:
         times = measure_overhead(args.overhead)
         for name, values in times.items():
-            print(f"{name:10s} median {statistics.median(values):6.2f} s  runs: {', '.join(f'{v:.2f}' for v in values)}")
+            print(
+                f"{name:10s} median {statistics.median(values):6.2f} s  runs: {', '.join(f'{v:.2f}' for v in values)}"
+            )
         # On a shared machine single runs swing by a factor of two; the fastest run of each kind (the
         # least disturbed) and the median of the paired differences are the robust estimates.
         paired = [s - p for s, p in zip(times["sandboxed"], times["plain"])]
-        print(f"overhead   median {statistics.median(times['sandboxed']) - statistics.median(times['plain']):+6.2f} s, "
-              f"fastest runs {min(times['sandboxed']) - min(times['plain']):+.2f} s, "
-              f"median of paired differences {statistics.median(paired):+.2f} s per kernel start")
+        print(
+            f"overhead   median {statistics.median(times['sandboxed']) - statistics.median(times['plain']):+6.2f} s, "
+            f"fastest runs {min(times['sandboxed']) - min(times['plain']):+.2f} s, "
+            f"median of paired differences {statistics.median(paired):+.2f} s per kernel start"
+        )
         from vae_grader.benchmark import load_average
 
         print(load_average())

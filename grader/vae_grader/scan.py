@@ -18,11 +18,35 @@ from vae_grader.cells import grade_id
 
 # --- static scan ----------------------------------------------------------------------------------------
 
-TOOL_NAMES = {"checks", "np", "numpy", "course", "keras", "ops", "layers", "norm", "scipy", "builtins",
-              "sys", "math", "random", "tf", "tensorflow", "plotting"}
+TOOL_NAMES = {
+    "checks",
+    "np",
+    "numpy",
+    "course",
+    "keras",
+    "ops",
+    "layers",
+    "norm",
+    "scipy",
+    "builtins",
+    "sys",
+    "math",
+    "random",
+    "tf",
+    "tensorflow",
+    "plotting",
+}
 """Names whose attributes the tests rely on: assigning to them changes what the tests check."""
-PROCESS_CALLS = {("os", "kill"), ("os", "killpg"), ("os", "_exit"), ("os", "abort"), ("signal", "pthread_kill"),
-                 ("os", "fork"), ("os", "forkpty"), ("sys", "exit")}
+PROCESS_CALLS = {
+    ("os", "kill"),
+    ("os", "killpg"),
+    ("os", "_exit"),
+    ("os", "abort"),
+    ("signal", "pthread_kill"),
+    ("os", "fork"),
+    ("os", "forkpty"),
+    ("sys", "exit"),
+}
 
 
 @dataclass(frozen=True)
@@ -35,11 +59,15 @@ class Finding:
     def message(self) -> str:
         where = f"{self.cell}" if self.cell else "one of your own cells"
         if self.kind == "tamper":
-            return (f"In {where} (line {self.line}) your code {self.what}. Code that changes the tools the tests use "
-                    "is not run for grading when it takes effect; the tests then grade your notebook without it.")
+            return (
+                f"In {where} (line {self.line}) your code {self.what}. Code that changes the tools the tests use "
+                "is not run for grading when it takes effect; the tests then grade your notebook without it."
+            )
         if self.kind == "process":
-            return (f"In {where} (line {self.line}) your code {self.what}. The notebook is graded in a sandbox; "
-                    "this cannot affect anything outside it, and if the kernel stops, the grader restarts it.")
+            return (
+                f"In {where} (line {self.line}) your code {self.what}. The notebook is graded in a sandbox; "
+                "this cannot affect anything outside it, and if the kernel stops, the grader restarts it."
+            )
         return f"In {where}: {self.what}."
 
 
@@ -89,16 +117,33 @@ def scan_source(source: str, cell: str | None = None) -> list[Finding]:
             for leaf in _target_leaves(target):
                 if isinstance(leaf, ast.Attribute) and _root_name(leaf) in TOOL_NAMES:
                     add(node, f"replaces {_dotted(leaf)}", "tamper")
-                elif isinstance(leaf, ast.Subscript) and _dotted(leaf.value) in ("sys.modules", "__builtins__"):
+                elif isinstance(leaf, ast.Subscript) and _dotted(leaf.value) in (
+                    "sys.modules",
+                    "__builtins__",
+                ):
                     add(node, f"replaces an entry of {_dotted(leaf.value)}", "tamper")
         if isinstance(node, ast.Call):
             func = node.func
             name = _dotted(func)
-            if name in ("setattr", "delattr") and node.args and _root_name(node.args[0]) in TOOL_NAMES:
+            if (
+                name in ("setattr", "delattr")
+                and node.args
+                and _root_name(node.args[0]) in TOOL_NAMES
+            ):
                 add(node, f"calls {name} on {_dotted(node.args[0])}", "tamper")
-            elif name in ("get_ipython", "sys.settrace", "sys.setprofile", "threading.settrace", "importlib.reload"):
+            elif name in (
+                "get_ipython",
+                "sys.settrace",
+                "sys.setprofile",
+                "threading.settrace",
+                "importlib.reload",
+            ):
                 add(node, f"calls {name}()", "tamper")
-            elif isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and (func.value.id, func.attr) in PROCESS_CALLS:
+            elif (
+                isinstance(func, ast.Attribute)
+                and isinstance(func.value, ast.Name)
+                and (func.value.id, func.attr) in PROCESS_CALLS
+            ):
                 add(node, f"calls {func.value.id}.{func.attr}()", "process")
             elif name in ("exit", "quit"):
                 add(node, f"calls {name}()", "process")

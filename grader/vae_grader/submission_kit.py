@@ -20,7 +20,16 @@ from vae_grader.paths import MASTER, RELEASE
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 
 # Graded test cells per part, in notebook order; the points come from the master's metadata.
-PARTS = ("encoder", "sampling", "decoder", "loss_layer", "vae_model", "data", "training", "manifold")
+PARTS = (
+    "encoder",
+    "sampling",
+    "decoder",
+    "loss_layer",
+    "vae_model",
+    "data",
+    "training",
+    "manifold",
+)
 
 
 def test_cells(part: str) -> tuple[str, str]:
@@ -53,7 +62,9 @@ def solution_source(master: nbformat.NotebookNode, grade_id: str) -> str:
 def replace_once(text: str, old: str, new: str) -> str:
     count = text.count(old)
     if count != 1:
-        raise ValueError(f"expected exactly one {old!r} in the master's solution, found {count}: update the sample submission")
+        raise ValueError(
+            f"expected exactly one {old!r} in the master's solution, found {count}: update the sample submission"
+        )
     return text.replace(old, new)
 
 
@@ -86,7 +97,9 @@ def filled(
     parts = tuple(parts)
     mistakes = dict(mistakes or {})
 
-    def build(master: nbformat.NotebookNode, release: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    def build(
+        master: nbformat.NotebookNode, release: nbformat.NotebookNode
+    ) -> nbformat.NotebookNode:
         nb = copy.deepcopy(release)
         for grade_id in parts:
             source = solution_source(master, grade_id)
@@ -101,8 +114,12 @@ def filled(
     return build
 
 
-def full_points(master: nbformat.NotebookNode, parts: Iterable[str] = PARTS, minus: Iterable[str] = (),
-                partial: Mapping[str, float] | None = None) -> dict[str, float]:
+def full_points(
+    master: nbformat.NotebookNode,
+    parts: Iterable[str] = PARTS,
+    minus: Iterable[str] = (),
+    partial: Mapping[str, float] | None = None,
+) -> dict[str, float]:
     """Expected points when the given parts pass all their tests, except the cells in ``minus`` (0 points)
     and those in ``partial`` (the points given there: the checks of the cell that still pass)."""
     points = points_by_cell(master)
@@ -111,7 +128,9 @@ def full_points(master: nbformat.NotebookNode, parts: Iterable[str] = PARTS, min
         expected.pop(cell, None)
     for cell, kept in (partial or {}).items():
         if not 0 < kept < points[cell]:
-            raise ValueError(f"{cell}: partial credit {kept} must lie strictly between 0 and {points[cell]}")
+            raise ValueError(
+                f"{cell}: partial credit {kept} must lie strictly between 0 and {points[cell]}"
+            )
         expected[cell] = kept
     return expected
 
