@@ -625,11 +625,17 @@ def verdict_training(data: dict[str, Any]) -> list[Check]:
             keras.models.clone_model(encoder), keras.models.clone_model(decoder), images
         )
         trained = reconstruction_loss(encoder, decoder, images)
+        # Measured: trained on pixels left in 0..255 (part 6), the model reconstructs [0, 1] test digits
+        # worse than fresh weights do (1.01 against 0.69); a model that cannot learn stays level.
+        cause = (
+            "worse than fresh weights: was it trained on images scaled to [0, 1] (part 6)?"
+            if np.isfinite(trained) and trained > fresh
+            else "if an earlier self-check fails (the decoder's output, part 3), fix that part first"
+        )
         expect(
             bool(np.isfinite(trained)) and trained < LEARNED * fresh,
             f"training did not improve the reconstructions: cross-entropy {trained:.4g} per pixel on test images, against "
-            f"{fresh:.4g} for the same model with fresh weights. If an earlier self-check fails (the decoder's output, "
-            "part 3), fix that part first",
+            f"{fresh:.4g} for the same model with fresh weights; {cause}",
         )
 
     return [(2, "the training history and the loss it reached", check)]
@@ -765,7 +771,11 @@ def judge(probe: Probe, data: dict[str, Any]) -> Outcome:
     if missing:
         names = ", ".join(missing)
         verb = "is" if len(missing) == 1 else "are"
-        message = f"{names} {verb} not defined: run the cells above this one (and fill in part {probe.part})"
+        message = (
+            f"{names} {verb} not defined: the cell that defines it did not run to the end. Fill in part "
+            f"{probe.part}, run the cells above in order, and fix the first one that stops with an error "
+            "(an earlier part's self-check says what is wrong there)"
+        )
         return run_checks(
             [
                 (points, label, lambda: expect(False, message))

@@ -49,3 +49,23 @@ c.Validator.Execute.extra_arguments = [
 # messages in half; the longest measured is about 200 characters. (The Validate button shows them
 # whole whatever this says.)
 c.Validator.width = 240
+
+# --- The instructor's side: never grade with nbgrader's defaults ----------------------------------
+# This file is loaded before the course's own nbgrader_config.py, which replaces the setting below.
+# When the course's file fails to load (a typo, a missing import), nbgrader only logs the error and
+# goes on with its defaults, which would run student code in a plain kernel with the test cells
+# inside it. Then this placeholder stops `nbgrader autograde` for every student instead.
+from nbgrader.preprocessors import NbGraderPreprocessor  # noqa: E402
+
+
+class CourseConfigNotLoaded(NbGraderPreprocessor):
+    """The only autograde step while the course's nbgrader_config.py has not replaced it."""
+
+    def preprocess(self, nb, resources):
+        raise RuntimeError(
+            "the course's nbgrader_config.py did not load (see the error above), so nothing was "
+            "graded: student code never runs without the course's sandbox and judge"
+        )
+
+
+c.Autograde.autograde_preprocessors = [CourseConfigNotLoaded]
