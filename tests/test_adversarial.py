@@ -239,7 +239,7 @@ def test_nothing_written_outside_allowed_places(graded_course):
             for name, content in getattr(submission, "files", {}).items()
             if isinstance(content, bytes)
         }
-        allowed_here = {"vae.ipynb", "timestamp.txt"} | brought
+        allowed_here = {"vae.ipynb", "timestamp.txt", submission.filename} | brought
         assert {p.name for p in folder.iterdir()} <= allowed_here, (
             f"{folder}: {sorted(os.listdir(folder))}"
         )

@@ -99,14 +99,7 @@ def test_hidden_secrets_are_what_the_grader_holds():
     lines = hidden_region_lines()
     assert len(lines) >= 8 and any("check_here" in line for line in lines), lines
     source = Path(hidden.__file__).read_text()
-    for secret in (
-        "494_244",
-        "56_385",
-        "RATIO_THRESHOLD",
-        "ENCODER_LAYERS",
-        "DECODER_LAYERS",
-        "reference_vae_loss",
-    ):
+    for secret in HIDDEN_VERDICT_SECRETS:
         assert secret in source, secret
 
 
