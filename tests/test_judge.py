@@ -260,3 +260,16 @@ def test_the_master_passes_the_salted_checks_for_any_inputs(
         assert wrong_salt.points < wrong_salt.max_points, (
             f"{grade_id}: data for other inputs passed"
         )
+
+
+def test_a_grader_without_mnist_flags_instead_of_failing_the_student(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """MNIST missing on the grader's side is the grader's fault: the verdict refuses, the executor flags the cell."""
+
+    def no_mnist():
+        raise OSError("no MNIST here")
+
+    monkeypatch.setattr(hidden, "mnist", no_mnist)
+    with pytest.raises(judge.GraderError, match="MNIST could not be read by the grader"):
+        judge.verdict(judge.judged("test_training_hidden"), {})

@@ -387,12 +387,18 @@ class RobustExecute(Execute):
         if outcome == "ok":
             data, problem = judge.answer(probe.outputs)
             verdict_started = time.monotonic()
-            result = (
-                judge.verdict(test, data, salt)
-                if data is not None
-                else judge.failed(test, problem or "no answer")
-            )
-            self._spent("verdicts", time.monotonic() - verdict_started)
+            try:
+                result = (
+                    judge.verdict(test, data, salt)
+                    if data is not None
+                    else judge.failed(test, problem or "no answer")
+                )
+            except judge.GraderError as exc:  # the grader's own fault: flagged, never a zero
+                self.log.error("Could not judge %s: %s", test.grade_id, exc)
+                self._not_run(cell, f"the grader could not judge it ({exc})")
+                return outcome
+            finally:
+                self._spent("verdicts", time.monotonic() - verdict_started)
             cell.outputs = judge.verdict_outputs(test, result)
         return outcome
 

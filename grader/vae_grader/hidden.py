@@ -411,7 +411,7 @@ def verdict_vae_model(data: dict[str, Any]) -> list[Check]:
 
 
 @functools.cache
-def _mnist() -> tuple[np.ndarray, np.ndarray]:
+def mnist() -> tuple[np.ndarray, np.ndarray]:
     import course
 
     (x_train, _), (x_test, _) = course.load_mnist()
@@ -433,7 +433,7 @@ def verdict_data(data: dict[str, Any]) -> list[Check]:
         )
 
     def order() -> None:
-        reference_train, reference_test = _mnist()
+        reference_train, reference_test = mnist()
         for name, reference in (("x_train", reference_train), ("x_test", reference_test)):
             head = data.get(f"{name}.head")
             expect(head is not None, f"{name} is not an array of images")
@@ -519,7 +519,7 @@ def verdict_training(data: dict[str, Any]) -> list[Check]:
             (None, 28, 28, 1),
             "fix part 3 first: the decoder must end in a 28x28x1 image",
         )
-        _, reference_test = _mnist()
+        _, reference_test = mnist()
         quality_x = (reference_test[:200] / 255.0).astype("float32")[..., None]
         z_mean, _ = encoder(quality_x)
         decoded = _numpy(decoder(z_mean))

@@ -109,7 +109,20 @@ def answer(outputs: list[NotebookNode]) -> tuple[dict | None, str | None]:
         return None, f"your notebook's answer to the grader was not readable ({type(exc).__name__})"
 
 
+NEEDS_MNIST = frozenset({"test_data_hidden", "test_training", "test_training_hidden"})
+"""Cells whose verdict compares with MNIST read by the grader itself."""
+
+
+class GraderError(RuntimeError):
+    """Something the grader needs is missing (not the student's fault): the cell is flagged, not zeroed."""
+
+
 def verdict(test: Judged, data: dict, salt: int = 0) -> Outcome:
+    if test.grade_id in NEEDS_MNIST:
+        try:
+            hidden.mnist()
+        except Exception as exc:  # MnistDataError and whatever a broken file raises
+            raise GraderError(f"MNIST could not be read by the grader: {exc}") from exc
     if test.hidden:
         return hidden.judge(test.grade_id, data, salt)
     return selfcheck.judge(selfcheck.PROBES[test.grade_id], data)
