@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from course.probing import ERRORS
+
 Shape = Sequence[int | None]
 
 
@@ -59,14 +61,17 @@ def expect_close(what: str, actual: Any, expected: Any, *, atol: float, hint: st
     )
 
 
+def not_filled_in(what: str) -> str:
+    """The message for a step whose code still raises the release's NotImplementedError."""
+    return f"{what}: this part is not filled in yet (it still raises NotImplementedError)."
+
+
 def expect_raises_nothing(what: str, fn: Callable[[], Any], hint: str = "") -> Any:
     """Run ``fn`` and turn any exception into a readable failure instead of a bare traceback."""
     try:
         return fn()
     except NotImplementedError:
-        raise AssertionError(
-            f"{what}: this part is not filled in yet (it still raises NotImplementedError)."
-        ) from None
+        raise AssertionError(not_filled_in(what)) from None
     except Exception as exc:  # the student's code may raise anything
         raise AssertionError(
             f"{what} raised {type(exc).__name__}: {_first_line(exc)}"
@@ -158,11 +163,9 @@ def run_checks(checks: Sequence[Check]) -> Outcome:
 
 def expect_ran(data: dict[str, Any], what: str, hint: str = "") -> None:
     """Fail with the student's own error if the probe step ``what`` raised in their code."""
-    error = data.get("errors.json", {}).get(what)
+    error = data.get(ERRORS, {}).get(what)
     if error is None:
         return
     if error == "NotImplementedError":
-        raise AssertionError(
-            f"{what}: this part is not filled in yet (it still raises NotImplementedError)."
-        )
+        raise AssertionError(not_filled_in(what))
     raise AssertionError(f"{what} raised {error}" + (f". {hint}" if hint else ""))

@@ -152,16 +152,6 @@ class Recorder:
             self.data[ERRORS][what] = f"{type(exc).__name__}: {_first_line(exc)}"
         return None
 
-    def model(self, key: str, what: str, build: Callable[[], Any]) -> Any:
-        """Build a model with student code and store it under ``key`` (``*.keras``) when it can be saved."""
-        model = self.attempt(what, build)
-        if model is None:
-            return None
-        blob = self.attempt(f"saving {what}", lambda: model_bytes(model))
-        if blob is not None:
-            self.data[key] = blob
-        return model
-
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()

@@ -793,12 +793,14 @@ def report(part: int, outcome: Outcome, kind: str = "self-check") -> None:
     raise AssertionError("\n".join(outcome.failures))
 
 
+def judge_here(probe: Probe, namespace: Mapping[str, Any]) -> Outcome:
+    """Probe and verdict in one process, the data passed through pack/unpack: exactly what the grader receives."""
+    return judge(probe, probing.unpack(probing.pack(run_probe(probe, namespace))))
+
+
 def _check(grade_id: str, namespace: Mapping[str, Any]) -> None:
     probe = PROBES[grade_id]
-    data = probing.unpack(
-        probing.pack(run_probe(probe, namespace))
-    )  # exactly what the grader receives
-    report(probe.part, judge(probe, data))
+    report(probe.part, judge_here(probe, namespace))
 
 
 def encoder(build_encoder: Callable[..., Any]) -> None:

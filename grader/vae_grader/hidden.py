@@ -668,11 +668,10 @@ def check_here(grade_id: str, namespace: Mapping[str, Any]) -> None:
     When a submission is graded, the cell's source is never run: the grader probes the student's
     kernel and judges here (``vae_grader.judge``). This keeps the master runnable end to end.
     """
-    from course import probing
-    from course.selfcheck import run_probe
+    from course.selfcheck import judge_here
 
     spec = probe_spec(grade_id)
-    outcome = _judge(spec, probing.unpack(probing.pack(run_probe(spec, namespace))))
+    outcome = judge_here(spec, namespace)
     if not outcome.full:
         raise AssertionError("\n".join(outcome.failures))
     print(
