@@ -18,7 +18,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 # nbgrader shells out to alembic, so the environment's bin/ must be on PATH.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup demo test test-fast release benchmark clean
+.PHONY: setup demo test test-fast release benchmark study clean
 setup: $(STAMP)
 
 $(STAMP): requirements.txt pyproject.toml grader/pyproject.toml scripts/setup.sh
@@ -40,6 +40,12 @@ release: $(STAMP)
 
 benchmark: $(STAMP)
 	$(PY) -m vae_grader.benchmark
+
+# The speed study behind the student budget (README, "Speed of the student's run"): throughput of
+# each setting, then today's default and the 2017 settings trained side by side (about 45 min).
+study: $(STAMP)
+	$(PY) -m vae_grader.study throughput
+	$(PY) -m vae_grader.study side-by-side
 
 clean:
 	rm -rf submitted autograded/vae feedback gradebook.db exports

@@ -25,11 +25,10 @@ if os.environ.get("VAE_EXCHANGE"):
     c.Exchange.root = os.environ["VAE_EXCHANGE"]
 
 # Validating runs the whole notebook with the short grading budget (course/budget.py picks it from
-# NBGRADER_EXECUTION, which nbgrader sets). Its training cell takes 24 s on an idle 2-core machine
-# and up to 70 s under load (README, "Grading mode"); every other cell takes under 3 s. nbgrader's
-# default limit of 30 s per cell stopped a correct notebook in the training cell. 300 s leaves a
-# student's slower laptop 4x the slowest measured run; a cell past it is interrupted and reported
-# as the failing cell (interrupt_on_timeout), not as a crash of the validator.
+# NBGRADER_EXECUTION, which nbgrader sets). nbgrader's default limit of 30 s per cell stopped a
+# correct notebook in the training cell; 300 s leaves a student's slower laptop several times the
+# slowest measured run (README, "What the limits rest on"). A cell past it is interrupted and
+# reported as the failing cell (interrupt_on_timeout), not as a crash of the validator.
 #
 # Everything below is scoped to the validator (`c.Validator.Execute`): the instructor's autograde,
 # which loads this file too, keeps its own executor settings.

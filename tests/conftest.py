@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pytest
 
 from vae_grader.pipeline import GradingRun, copy_course, run_pipeline
-from vae_grader.submission_kit import Submission
+from vae_grader.submissions import Submission
 
 
 @dataclass(frozen=True)
@@ -25,8 +25,8 @@ class GradedCourse:
          ``needs_manual_grade``, ``autograde_seconds``, ``feedback`` (Path of the HTML page or None)
          and ``error`` (one line when nbgrader could not grade it); ``run.max_points`` maps every
          graded cell to its maximum, ``run.csv_path`` is the exported CSV.
-    demo: the demo submissions (vae_grader.demo_submissions.SUBMISSIONS).
-    adversarial: vae_grader.adversarial.SUBMISSIONS, or () while that module does not exist.
+    demo: the demo submissions (vae_samples.demo.SUBMISSIONS).
+    adversarial: the adversarial corpus (vae_samples.adversarial.SUBMISSIONS).
     """
 
     run: GradingRun

@@ -24,14 +24,14 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from vae_grader import adversarial
 from vae_grader.paths import COURSE_ROOT, MASTER, RELEASE
 from vae_grader.pipeline import grading_workers
 from vae_grader.notes import notes_of
 from vae_grader.restructure import Canonical, repair
 from vae_grader.scan import scan_source
-from vae_grader.submission_kit import PARTS, points_by_cell
-from vae_grader.submission_kit import test_cells as cells_of_part
+from vae_grader.submissions import PARTS, points_by_cell
+from vae_grader.submissions import test_cells as cells_of_part
+from vae_samples import adversarial
 
 CASES = {s.student: s for s in adversarial.SUBMISSIONS}
 

@@ -26,7 +26,8 @@ import nbformat
 import pytest
 
 from exchange_world import ASSIGNMENT, CourseWorld, Person
-from vae_grader.submission_kit import PARTS, filled, load_master_and_release
+from vae_grader.submissions import PARTS
+from vae_samples.kit import filled, load_master_and_release
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 

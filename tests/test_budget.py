@@ -8,8 +8,46 @@ from course.budget import GRADING, STUDENT, training_budget
 def test_default_is_the_full_student_run():
     budget = training_budget({})
     assert budget == STUDENT
-    assert (budget.epochs, budget.train_images, budget.val_images) == (10, 60000, 10000)
+    assert (budget.train_images, budget.val_images) == (60000, 10000)
     assert budget.verbose == 1
+
+
+def test_the_original_settings_are_one_environment_away():
+    """What the notebook tells a student who wants the 2017 run: 10 epochs, batch 16, constant rate."""
+    original = training_budget(
+        {
+            "VAE_EPOCHS": "10",
+            "VAE_BATCH_SIZE": "16",
+            "VAE_LEARNING_RATE": "1e-3",
+            "VAE_SCHEDULE": "Constant",
+            "VAE_STEPS_PER_EXECUTION": "1",
+        }
+    )
+    assert (original.epochs, original.batch_size, original.steps_per_execution) == (10, 16, 1)
+    assert original.learning_rate_schedule() == 1e-3
+    assert "Adam lr 0.001, validation" in original.describe()
+
+
+def test_cosine_schedule_warms_up_then_decays_to_zero():
+    budget = training_budget(
+        {"VAE_SCHEDULE": "cosine", "VAE_WARMUP_EPOCHS": "0.5", "VAE_EPOCHS": "2"}
+    )
+    schedule = budget.learning_rate_schedule()
+    steps = budget.steps
+    assert steps == 2 * 60000 // budget.batch_size
+    warmup = steps // 4  # half of one of the two epochs
+    rates = [
+        float(schedule(step)) for step in (0, warmup // 2, warmup, (steps + warmup) // 2, steps)
+    ]
+    peak = budget.learning_rate
+    assert rates[0] == 0.0
+    assert abs(rates[1] - peak / 2) < 1e-3 * peak  # linear warm-up
+    assert abs(rates[2] - peak) < 1e-6 * peak  # the peak at the end of the warm-up
+    assert (
+        abs(rates[3] - peak / 2) < 1e-3 * peak
+    )  # cosine: half way down at the middle of the decay
+    assert rates[4] < 1e-6 * peak  # and zero at the end of the run
+    assert "cosine decay" in budget.describe()
 
 
 def test_grading_mode_and_overrides():
@@ -37,6 +75,9 @@ def test_grading_mode_and_overrides():
         ({"VAE_BATCH_SIZE": "0"}, "VAE_BATCH_SIZE must be positive, got 0"),
         ({"VAE_TRAIN_IMAGES": "70000"}, "cannot exceed the 60,000"),
         ({"VAE_VAL_IMAGES": "20000"}, "cannot exceed the 10,000"),
+        ({"VAE_SCHEDULE": "linear"}, r"VAE_SCHEDULE='linear' is not a known schedule"),
+        ({"VAE_STEPS_PER_EXECUTION": "0"}, "VAE_STEPS_PER_EXECUTION must be positive, got 0"),
+        ({"VAE_WARMUP_EPOCHS": "-1"}, "VAE_WARMUP_EPOCHS must not be negative, got -1"),
     ],
 )
 def test_bad_values_are_explained(env, message):
@@ -67,3 +108,41 @@ def test_nbgrader_sets_the_variable_it_is_keyed_on():
 
     assert "NBGRADER_EXECUTION='validate'" in inspect.getsource(validator)
     assert "NBGRADER_EXECUTION='autograde'" in inspect.getsource(autograde)
+
+
+def test_the_study_trains_what_the_notebook_trains():
+    """`python -m vae_grader.study side-by-side` measures the student default through the same object."""
+    from vae_grader.study import ORIGINAL, Config
+
+    assert Config.of("new default", STUDENT).budget() == STUDENT
+    assert ORIGINAL.budget().learning_rate_schedule() == 1e-3  # the 2017 settings: constant rate
+    assert (ORIGINAL.batch_size, ORIGINAL.epochs, ORIGINAL.steps_per_execution) == (16, 10, 1)
+
+
+def test_steps_per_execution_changes_no_number_of_the_training():
+    """Both budgets run several steps per call only to save time: the master VAE (its Sampling layer
+    draws from a SeedGenerator) must end with the weights of one step per call, a partial last
+    execution included (10 steps, 4 per execution)."""
+    import keras
+    import numpy as np
+
+    from vae_grader.benchmark import master_namespace
+
+    ns = master_namespace()
+    x = np.random.default_rng(0).uniform(0, 1, (160, 28, 28, 1)).astype("float32")
+
+    def trained(steps_per_execution: int, epochs: int = 1) -> list[np.ndarray]:
+        keras.utils.set_random_seed(0)
+        encoder = ns["build_encoder"]()
+        decoder = ns["build_decoder"](2, ns["shape_before_flattening"](encoder))
+        vae = ns["build_vae"](encoder, decoder, seed=0, steps_per_execution=steps_per_execution)
+        if epochs:
+            vae.fit(x, None, batch_size=16, epochs=epochs, shuffle=True, verbose=0)
+        return vae.get_weights()
+
+    untrained, one, several = trained(1, epochs=0), trained(1), trained(4)
+    assert not all(np.allclose(a, b) for a, b in zip(untrained, one, strict=True))
+    for a, b in zip(one, several, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    assert STUDENT.steps_per_execution > 1 and GRADING.steps_per_execution > 1
+    assert (STUDENT.batch_size, STUDENT.learning_rate, STUDENT.schedule) == (16, 1e-3, "constant")

@@ -16,7 +16,7 @@ import pytest
 
 from vae_grader.paths import nbgrader_command, tool_env
 from vae_grader.pipeline import copy_course
-from vae_grader.submission_kit import load_master_and_release
+from vae_samples.kit import load_master_and_release
 
 
 @pytest.mark.slow

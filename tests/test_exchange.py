@@ -27,7 +27,8 @@ import pytest
 from nbgrader.api import Gradebook
 
 from exchange_world import ASSIGNMENT, COURSE_ID, CourseWorld, Person
-from vae_grader.submission_kit import PARTS, filled, full_points, load_master_and_release
+from vae_grader.submissions import PARTS
+from vae_samples.kit import filled, full_points, load_master_and_release
 
 pytestmark = [pytest.mark.slow, pytest.mark.exchange]
 

@@ -5,7 +5,7 @@ substitution), its code cells are run here in one namespace (test cells skipped,
 skips them), and then every graded cell the variant touches is probed and judged with the same
 probe and verdict the grader uses (``course.selfcheck`` / ``vae_grader.hidden``). Asserted per
 cell: the points the manifest expects, and for every mistake in the catalogue
-(``demo_submissions.CATALOGUE``) that the failure message names its cause.
+(``vae_samples.demo.CATALOGUE``) that the failure message names its cause.
 
 What stays for the pipeline tests (tests/test_pipeline.py): cells that need the grading budget's
 real training to pass (the training cells of students whose training is fine). Here training runs
@@ -30,10 +30,11 @@ from nbgrader import utils  # noqa: E402
 
 from course import probing, selfcheck  # noqa: E402
 from course.checks import Outcome  # noqa: E402
-from vae_grader import demo_submissions as demo  # noqa: E402
 from vae_grader import hidden  # noqa: E402
-from vae_grader.submission_kit import PARTS, Submission, load_master_and_release  # noqa: E402
-from vae_grader.submission_kit import test_cells as cells_of  # noqa: E402
+from vae_grader.submissions import PARTS, Submission  # noqa: E402
+from vae_grader.submissions import test_cells as cells_of  # noqa: E402
+from vae_samples import demo  # noqa: E402
+from vae_samples.kit import load_master_and_release  # noqa: E402
 
 pytestmark = (
     pytest.mark.slow

@@ -231,11 +231,12 @@ def test_signature_folds_activations_and_flattens_blocks() -> None:
 
 def _master_namespace(*cells: str) -> dict:
     """The master's set-up cell and the given solution cells, run in this process (as a correct student's would)."""
-    from vae_grader.submission_kit import cell_by_id, solution_source
+    from vae_grader.cells import require_cell
+    from vae_samples.kit import solution_source
 
     master = nbformat.read(MASTER, as_version=4)
     namespace: dict = {}
-    setup = cell_by_id(master, "setup").source
+    setup = require_cell(master, "setup").source
     exec(setup.split("budget = course.training_budget()")[0], namespace)  # noqa: S102 (imports only)
     namespace["LATENT_DIM"] = 2
     for grade_id in cells:

@@ -38,9 +38,10 @@ import numpy as np
 import pytest
 
 from course import probing, selfcheck
-from vae_grader import adversarial, hidden, judge
+from vae_grader import hidden, judge
 from vae_grader.paths import MASTER
 from vae_grader.sandbox import ENV_NAMES, ENV_PREFIXES
+from vae_samples import adversarial
 
 # --- what must never reach a student ------------------------------------------------------------------
 

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import ast
 import os
+import tomllib
 from importlib.metadata import entry_points
 from pathlib import Path
 
 import nbformat
+import pytest
+from setuptools import find_packages
 from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
-from vae_grader import cells, environment, sandbox
+from vae_grader import cells, environment, paths, sandbox
 from vae_grader.intake import SubmittedNotebook, TolerantNotebookExporter
 from vae_grader.restructure import _visible_lines
 
@@ -60,9 +64,63 @@ def test_cells_are_found_by_grade_id():
     nb.cells[0].metadata["nbgrader"] = "not a dict"
     assert cells.cell_by_id(nb, "encoder") is nb.cells[1]
     assert cells.grade_id(nb.cells[0]) is None and cells.cell_by_id(nb, "decoder") is None
+    assert cells.require_cell(nb, "encoder") is nb.cells[1]
+    with pytest.raises(KeyError, match="no cell with grade_id 'decoder'"):
+        cells.require_cell(nb, "decoder")
 
 
 def test_only_the_submitted_file_is_read_tolerantly(tmp_path):
     exporter = TolerantNotebookExporter()
     assert exporter.is_submitted(SubmittedNotebook(str(tmp_path / "vae.ipynb"), None))
     assert not exporter.is_submitted(str(tmp_path / "autograded" / "vae.ipynb"))
+
+
+def _distributed_packages(project: Path) -> set[str]:
+    """The packages a distribution's wheel holds, as its pyproject.toml finds them."""
+    with open(project / "pyproject.toml", "rb") as file:
+        find = tomllib.load(file)["tool"]["setuptools"]["packages"]["find"]
+    return set(find_packages(str(project), include=find["include"]))
+
+
+def test_sample_submissions_are_test_data_not_package_code():
+    """Issue 14: the demo set, the corpus and the manifest live under tests/, in no distribution."""
+    students = _distributed_packages(ROOT)
+    grader = _distributed_packages(ROOT / "grader")
+    assert "course" in students and "vae_grader" in grader, (students, grader)
+    assert not any(name.split(".")[0] == paths.SAMPLES for name in students | grader)
+    samples = ROOT / "tests" / paths.SAMPLES
+    assert {"demo.py", "adversarial.py", "kit.py", "demo_manifest.md"} <= {
+        p.name for p in samples.iterdir()
+    }
+    package = ROOT / "grader" / "vae_grader"
+    assert not list(package.glob("*.md")), "the demo manifest belongs in tests/vae_samples/"
+    for module in package.glob("*.py"):
+        tree = ast.parse(module.read_text(), str(module))
+        assert "SUBMISSIONS" not in {
+            target.id
+            for node in tree.body
+            if isinstance(node, ast.Assign | ast.AnnAssign)
+            for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
+            if isinstance(target, ast.Name)
+        }, f"{module.name} defines sample submissions"
+        imported = {
+            name
+            for node in tree.body  # module level only: the demo and benchmark commands load samples late
+            if isinstance(node, ast.Import | ast.ImportFrom)
+            for name in (
+                [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else [a.name for a in node.names]
+            )
+        }
+        assert not any(name.split(".")[0] == paths.SAMPLES for name in imported), (
+            f"{module.name} imports the sample submissions when it is imported"
+        )
+
+
+def test_the_grader_commands_load_the_samples_from_tests(monkeypatch, tmp_path):
+    kit = paths.samples("kit")
+    assert Path(kit.__file__).resolve() == ROOT / "tests" / paths.SAMPLES / "kit.py"
+    monkeypatch.setattr(paths, "TESTS", tmp_path / "tests")  # an installed course without tests/
+    with pytest.raises(ModuleNotFoundError, match="sample submissions .* are missing"):
+        paths.samples("demo")

@@ -18,14 +18,16 @@ import nbformat
 import pytest
 
 from vae_grader import demo
-from vae_grader.demo_submissions import SUBMISSIONS
 from vae_grader.feedback import NOT_ATTEMPTED, StudentFeedback, strip_ansi, student_message
 from vae_grader.paths import ASSIGNMENT, COURSE_ROOT, MASTER, NOTEBOOK, RELEASE
 from vae_grader.pipeline import run_pipeline
-from vae_grader.submission_kit import PARTS, cell_by_id, load_master_and_release, points_by_cell
-from vae_grader.submission_kit import test_cells as cells_of_part
+from vae_grader.cells import require_cell
+from vae_grader.submissions import PARTS, points_by_cell
+from vae_grader.submissions import test_cells as cells_of_part
+from vae_samples.demo import SUBMISSIONS
+from vae_samples.kit import load_master_and_release
 
-MANIFEST_FILE = COURSE_ROOT / "grader" / "vae_grader" / "demo_manifest.md"
+MANIFEST_FILE = COURSE_ROOT / "tests" / "vae_samples" / "demo_manifest.md"
 DEMO_IDS = [s.student for s in SUBMISSIONS]
 BUDGET_OVERRIDES = (
     "VAE_EPOCHS",
@@ -139,8 +141,8 @@ def test_demo_submission_follows_the_master(student):
 def test_manifest_file_is_in_sync():
     expected = demo.manifest() + "\n"
     assert MANIFEST_FILE.is_file() and MANIFEST_FILE.read_text() == expected, (
-        "grader/vae_grader/demo_manifest.md is out of date: run "
-        "`python -m vae_grader.demo --manifest > grader/vae_grader/demo_manifest.md`"
+        "tests/vae_samples/demo_manifest.md is out of date: run "
+        "`python -m vae_grader.demo --manifest > tests/vae_samples/demo_manifest.md`"
     )
 
 
@@ -261,7 +263,7 @@ def test_feedback_page_shows_each_failed_test_message(graded_course, student):
     for cell_id, points in result.scores.items():
         if points > 0:
             continue
-        outputs = cell_by_id(autograded, cell_id).outputs
+        outputs = require_cell(autograded, cell_id).outputs
         errors = [o for o in outputs if o.output_type == "error"]
         warnings = [o.text for o in outputs if o.output_type == "stream" and o.name == "stderr"]
         assert errors or warnings, (

@@ -11,23 +11,16 @@ from nbclient import NotebookClient
 
 from vae_grader.paths import MASTER, RELEASE
 from vae_grader.release import clean_notebook, generate_release, is_clean
-from vae_grader.submission_kit import BEGIN, END, PARTS, cell_by_id
+from vae_grader.cells import Markers, hidden_test_markers, require_cell, solution_markers
+from vae_grader.submissions import PARTS
 
-HIDDEN_BEGIN, HIDDEN_END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
+SOLUTION, HIDDEN = solution_markers(), hidden_test_markers()
 
 
-def _regions(source: str, begin: str, end: str) -> list[str]:
+def _regions(source: str, markers: Markers) -> list[str]:
     """Stripped, non-trivial lines between the markers (what must never reach a student)."""
-    lines, inside = [], False
-    for line in source.splitlines():
-        stripped = line.strip()
-        if stripped == begin:
-            inside = True
-        elif stripped == end:
-            inside = False
-        elif inside and len(stripped) >= 8 and not stripped.startswith("#"):
-            lines.append(stripped)
-    return lines
+    stripped = (line.strip() for line in markers.inside(source))
+    return [line for line in stripped if len(line) >= 8 and not line.startswith("#")]
 
 
 @pytest.fixture(scope="module")
@@ -51,24 +44,15 @@ def test_committed_release_is_what_nbgrader_generates(tmp_path):
 
 def _public(source: str) -> str:
     """The cell without its solution and hidden-test regions: what the student is meant to see."""
-    kept, inside = [], False
-    for line in source.splitlines():
-        if line.strip() in (BEGIN, HIDDEN_BEGIN):
-            inside = True
-        elif line.strip() in (END, HIDDEN_END):
-            inside = False
-        elif not inside:
-            kept.append(line.strip())
-    return "\n".join(kept)
+    kept = SOLUTION.outside("\n".join(HIDDEN.outside(source)))
+    return "\n".join(line.strip() for line in kept)
 
 
 def test_release_holds_no_solution_and_no_hidden_test(master, release):
     public = "\n".join(_public(cell.source) for cell in master.cells)
     secret = []
     for cell in master.cells:
-        secret += _regions(cell.source, BEGIN, END) + _regions(
-            cell.source, HIDDEN_BEGIN, HIDDEN_END
-        )
+        secret += _regions(cell.source, SOLUTION) + _regions(cell.source, HIDDEN)
     # A hidden test may repeat a line of a visible test; only lines found nowhere public are secret.
     secret = [line for line in secret if line not in public]
     # Measured: 55 secret lines (issue 12 moved part 6's loading line and preprocess signature out of the solution).
@@ -83,7 +67,7 @@ def test_release_holds_no_solution_and_no_hidden_test(master, release):
 
 def test_each_part_has_one_todo_cell_and_points_add_up(master, release):
     for part in PARTS:
-        assert "raise NotImplementedError()" in cell_by_id(release, part).source, part
+        assert "raise NotImplementedError()" in require_cell(release, part).source, part
     points = {
         c.metadata["nbgrader"]["grade_id"]: c.metadata["nbgrader"]["points"]
         for c in master.cells
@@ -103,9 +87,9 @@ def test_each_part_has_one_todo_cell_and_points_add_up(master, release):
 def test_every_todo_cell_raises_not_implemented_until_filled(master, release):
     """Run setup, then each TO-DO cell twice: the student stub (must raise NotImplementedError),
     then the master's solution (so the next stub meets the state a real student would have)."""
-    cells = [cell_by_id(master, "setup")]
+    cells = [require_cell(master, "setup")]
     for part in PARTS:
-        cells += [cell_by_id(release, part), cell_by_id(master, part)]
+        cells += [require_cell(release, part), require_cell(master, part)]
     nb = nbformat.v4.new_notebook(
         cells=[nbformat.v4.new_code_cell(c.source) for c in cells], metadata=master.metadata
     )

@@ -20,7 +20,8 @@ import nbformat
 import pytest
 
 from vae_grader.paths import MASTER
-from vae_grader.submission_kit import BEGIN, END, cell_by_id, solution_source
+from vae_grader.cells import require_cell, solution_markers
+from vae_samples.kit import solution_source
 
 matplotlib.use("agg")
 
@@ -53,29 +54,21 @@ def run_self_check(test_cell: str, mistake: tuple[str, str, str] | None = None) 
             source = (
                 solution_source(_MASTER, grade_id)
                 if grade_id != "setup"
-                else cell_by_id(_MASTER, "setup").source
+                else require_cell(_MASTER, "setup").source
             )
             if mistake and mistake[0] == grade_id:
                 source = _mistaken(source, mistake[1], mistake[2])
             exec(compile(source, f"<{grade_id}>", "exec"), namespace)
-        exec(compile(cell_by_id(_MASTER, test_cell).source, f"<{test_cell}>", "exec"), namespace)
+        exec(compile(require_cell(_MASTER, test_cell).source, f"<{test_cell}>", "exec"), namespace)
     finally:
         plt.close("all")
 
 
 def _solution_lines() -> list[str]:
     """Lines of the master's solutions that a message must never quote (long enough to be code, not words)."""
-    lines = []
-    for cell in _MASTER.cells:
-        inside = False
-        for line in cell.source.splitlines():
-            if line.strip() == BEGIN:
-                inside = True
-            elif line.strip() == END:
-                inside = False
-            elif inside and len(line.strip()) > 24:
-                lines.append(line.strip())
-    return lines
+    markers = solution_markers()
+    inside = (line.strip() for cell in _MASTER.cells for line in markers.inside(cell.source))
+    return [line for line in inside if len(line) > 24]
 
 
 # (name, self-check cell, (solution cell, old, new), the message expected, as a regular expression)
@@ -184,7 +177,8 @@ MISTAKES = [
         "test_vae_model",
         (
             "vae_model",
-            "    vae.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=None)\n",
+            "    vae.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=None,\n"
+            "                steps_per_execution=steps_per_execution)\n",
             "",
         ),
         r"^the VAE is not compiled: call vae\.compile\(optimizer=\.\.\., loss=None\) inside build_vae$",

@@ -9,9 +9,10 @@ and on what else runs on it, which is why the load average is printed too):
    of the complete demo submission, in a scratch copy of the course (nbgrader start, kernel start,
    the whole notebook with its grading-mode training and every test); median and max. Goal: median
    <= 30 s.
-2. training: the master model's throughput in images/s at the student batch size
-   (course.budget.STUDENT), measured on a slice of MNIST after a warm-up epoch, plus evaluation
-   throughput, extrapolated to the students' full run (epochs x training images, plus validation).
+2. training: the master model's throughput in images/s with the student budget's batch size and
+   steps per execution (course.budget.STUDENT; the master's build_vae compiles with them),
+   measured on a slice of MNIST after a warm-up epoch, plus evaluation throughput, extrapolated
+   to the students' full run (epochs x training images, plus validation).
 3. the manifold: the master's batched ``build_manifold`` against the original per-point loop
    (225 ``decoder.predict`` calls of one code each), as a speed-up ratio. Goal: >= 100x.
 """
@@ -32,7 +33,7 @@ from pathlib import Path
 
 import nbformat
 
-from vae_grader.paths import MASTER
+from vae_grader.paths import MASTER, samples
 
 AUTOGRADE_GOAL_S = 30.0
 MANIFOLD_GOAL = 100.0
@@ -47,7 +48,7 @@ def load_average() -> str:
 
 def bench_autograde(count: int) -> list[float]:
     """Autograde ``count`` copies of the complete submission in a scratch course; seconds each."""
-    from vae_grader.demo_submissions import SUBMISSIONS
+    SUBMISSIONS = samples("demo").SUBMISSIONS  # test data, in tests/vae_samples
     from vae_grader.pipeline import copy_course, run_pipeline
 
     complete = next(s for s in SUBMISSIONS if s.student == "complete")
@@ -76,7 +77,7 @@ def master_namespace() -> dict:
     """Run the master's setup and model cells (student budget) and add its build_manifold."""
     import ast
 
-    from vae_grader.submission_kit import cell_by_id
+    from vae_grader.cells import require_cell as cell_by_id
 
     master = nbformat.read(MASTER, as_version=4)
     namespace: dict = {"__name__": "vae_master"}
@@ -195,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     print(
-        f"2. Training the master model at the student batch size {STUDENT.batch_size} on {args.train_images:,} images:",
+        f"2. Training the master model with the student budget (batch size {STUDENT.batch_size}, "
+        f"{STUDENT.steps_per_execution} step(s) per execution) on {args.train_images:,} images:",
         flush=True,
     )
     import keras

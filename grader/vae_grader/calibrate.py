@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 
@@ -20,7 +19,8 @@ import nbformat
 from nbclient import NotebookClient
 
 from vae_grader.paths import MASTER, tool_env
-from vae_grader.submission_kit import PARTS, cell_by_id
+from vae_grader.cells import require_cell as cell_by_id
+from vae_grader.submissions import PARTS
 
 _SCORE = """
 import json, time
@@ -60,18 +60,12 @@ def run_seed(seed: int) -> dict[str, float]:
         nbformat.v4.new_code_cell(_SCORE),
     ]
     nb = nbformat.v4.new_notebook(cells=cells, metadata=master.metadata)
-    saved = dict(os.environ)
-    os.environ.update(tool_env({"VAE_MODE": "grading", "VAE_SEED": str(seed), "MPLBACKEND": "agg"}))
-    try:
-        NotebookClient(
-            nb,
-            timeout=900,
-            kernel_name="python3",
-            resources={"metadata": {"path": str(MASTER.parent)}},
-        ).execute()
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    NotebookClient(  # the kernel's environment only: start_kernel(env=...) via execute(**kwargs)
+        nb,
+        timeout=900,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(MASTER.parent)}},
+    ).execute(env=tool_env({"VAE_MODE": "grading", "VAE_SEED": str(seed), "MPLBACKEND": "agg"}))
     result: dict[str, float] = {}
     for cell in nb.cells:
         for output in cell.get("outputs", []):

@@ -28,6 +28,14 @@ def cell_by_id(nb: NotebookNode, name: str) -> NotebookNode | None:
     return next((cell for cell in nb.cells if grade_id(cell) == name), None)
 
 
+def require_cell(nb: NotebookNode, name: str) -> NotebookNode:
+    """The first cell whose ``grade_id`` is ``name``; KeyError when the notebook has none."""
+    cell = cell_by_id(nb, name)
+    if cell is None:
+        raise KeyError(f"the notebook has no cell with grade_id {name!r}")
+    return cell
+
+
 @dataclass(frozen=True)
 class Markers:
     """A pair of region markers (a line containing ``begin`` opens a region, ``end`` closes it)."""

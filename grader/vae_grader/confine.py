@@ -361,14 +361,14 @@ class Sandbox(LoggingConfigurable):
 
     memory_limit = Integer(
         8 * GiB,
-        help="RLIMIT_AS of the kernel in bytes (0: none). Measured: the master notebook peaks at 3.6 GB "
-        "of address space (TensorFlow reserves much more than it touches; 1.5 GB resident), so "
-        "8 GiB leaves room while a memory bomb gets a MemoryError instead of the machine's OOM killer.",
+        help="RLIMIT_AS of the kernel in bytes (0: none): room for the master's peak (README, 'What "
+        "the limits rest on'; TensorFlow reserves much more than it touches), while a memory bomb "
+        "gets a MemoryError instead of the machine's OOM killer.",
     ).tag(config=True)
     max_processes = Integer(
         256,
-        help="RLIMIT_NPROC: processes and threads of the kernel's user (0: none). The kernel runs 26 "
-        "threads while training; a fork bomb stops at this count.",
+        help="RLIMIT_NPROC: processes and threads of the kernel's user (0: none), well above the "
+        "threads of a training kernel (README, 'What the limits rest on'); a fork bomb stops here.",
     ).tag(config=True)
     max_file_size = Integer(
         256 * MiB,
@@ -376,9 +376,9 @@ class Sandbox(LoggingConfigurable):
     ).tag(config=True)
     cpu_seconds = Integer(
         1200,
-        help="RLIMIT_CPU of the kernel process in CPU seconds (0: none). The whole master notebook "
-        "uses ~60 s of CPU in grading mode; the per-cell timeout normally stops a runaway cell "
-        "long before this backstop.",
+        help="RLIMIT_CPU of the kernel process in CPU seconds (0: none), many times what the master "
+        "uses in grading mode (README, 'What the limits rest on'); the per-cell timeout normally "
+        "stops a runaway cell long before this backstop.",
     ).tag(config=True)
     scratch_size = Integer(
         512 * MiB,
@@ -392,8 +392,8 @@ class Sandbox(LoggingConfigurable):
     ).tag(config=True)
     socket_timeout = Integer(
         120,
-        help="Seconds the kernel gets to create its ZMQ sockets before the grader gives up on it. "
-        "Measured from start_kernel to the seal: 0.5-3.6 s on 2 cores at load averages of 1 to 13.",
+        help="Seconds the kernel gets to create its ZMQ sockets before the grader gives up on it "
+        "(measured start times: README, 'What the limits rest on').",
     ).tag(config=True)
     visible_paths = List(
         Unicode(),

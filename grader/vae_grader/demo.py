@@ -3,40 +3,36 @@
     python -m vae_grader.demo              # release, submit, autograde, feedback, export, table
     python -m vae_grader.demo --manifest   # print what every sample student should score
 
-Steps: regenerate ``release/`` from the master, write the demo submissions (and the adversarial
-corpus, when vae_grader.adversarial exists) to ``submitted/<student>/vae/``, then run plain
-nbgrader commands in the course root (see grader/vae_grader/pipeline.py), print the grade table with
-the manifest's expected totals, the grade CSV and the feedback pages. Exits 1 when any student's
-per-cell points differ from the manifest, so the command doubles as an end-to-end check.
-Re-running it regrades from scratch and prints the same table.
+Steps: regenerate ``release/`` from the master, write the demo submissions and the adversarial
+corpus (test data: ``vae_samples`` in tests/, see :func:`vae_grader.paths.samples`) to
+``submitted/<student>/vae/``, then run plain nbgrader commands in the course root (see
+grader/vae_grader/pipeline.py), print the grade table with the manifest's expected totals, the
+grade CSV and the feedback pages. Exits 1 when any student's per-cell points differ from the
+manifest, so the command doubles as an end-to-end check. Re-running it regrades from scratch and
+prints the same table. ``--manifest`` output is tests/vae_samples/demo_manifest.md (kept in sync by
+a test).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import time
 
-from vae_grader.paths import COURSE_ROOT
-from vae_grader.submission_kit import Submission
+from vae_grader.paths import COURSE_ROOT, samples
+from vae_grader.submissions import Submission
 
 MANIFEST_TITLE = "Demo submissions: expected points"
 
 
 def demo_submissions() -> list[Submission]:
-    from vae_grader.demo_submissions import SUBMISSIONS
-
-    return list(SUBMISSIONS)
+    """The demo class (``vae_samples.demo``)."""
+    return list(samples("demo").SUBMISSIONS)
 
 
 def adversarial_submissions() -> list[Submission]:
-    """The hardening corpus (issue 5), once its module exists."""
-    if importlib.util.find_spec("vae_grader.adversarial") is None:
-        return []
-    from vae_grader.adversarial import SUBMISSIONS
-
-    return list(SUBMISSIONS)
+    """The hardening corpus (issue 5, ``vae_samples.adversarial``)."""
+    return list(samples("adversarial").SUBMISSIONS)
 
 
 def all_submissions() -> list[Submission]:
@@ -46,15 +42,14 @@ def all_submissions() -> list[Submission]:
 def manifest() -> str:
     import nbformat
 
-    from vae_grader.demo_submissions import catalogue_markdown
     from vae_grader.paths import MASTER
     from vae_grader.report import manifest_markdown
-    from vae_grader.submission_kit import points_by_cell
+    from vae_grader.submissions import points_by_cell
 
     table = manifest_markdown(
         demo_submissions(), points_by_cell(nbformat.read(MASTER, as_version=4)), MANIFEST_TITLE
     )
-    return table + "\n" + catalogue_markdown()
+    return table + "\n" + samples("demo").catalogue_markdown()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -48,7 +48,6 @@ from queue import Empty
 import psutil
 from jupyter_core.utils import ensure_async, run_sync
 from nbclient.client import NotebookClient
-from nbformat import v4
 from nbformat.notebooknode import NotebookNode, from_dict
 from nbgrader import utils
 from nbgrader.preprocessors import Execute
@@ -57,7 +56,7 @@ from traitlets import Integer, List, Unicode
 from vae_grader import judge
 from vae_grader.cells import grade_id
 from vae_grader.environment import grading_kernel_environment
-from vae_grader.notes import METADATA_KEY, add_note, notes_of, student_text
+from vae_grader.notes import add_note, render_notes
 from vae_grader.sandbox import (
     SANDBOX_ENV,
     SandboxedKernelManager,
@@ -130,8 +129,8 @@ class RobustExecute(Execute):
     ).tag(config=True)
     training_timeout = Integer(
         180,
-        help="Seconds a training cell may run (every other cell gets Execute.timeout). Measured in grading "
-        "mode on 2 cores: 24 s idle, 36-70 s under load; at 60 s correct submissions lost points.",
+        help="Seconds a training cell may run (every other cell gets Execute.timeout); at 60 s correct "
+        "submissions lost points (measured times: README, 'What the limits rest on').",
     ).tag(config=True)
     training_cells = List(
         Unicode(),
@@ -140,7 +139,7 @@ class RobustExecute(Execute):
     ).tag(config=True)
     max_output_bytes = Integer(
         2 * 2**20,
-        help="Output kept per cell, in bytes (the master's largest cell output, a plot, is ~60 kB).",
+        help="Output kept per cell, in bytes (the master's largest: README, 'What the limits rest on').",
     ).tag(config=True)
     max_notebook_output_bytes = Integer(
         16 * 2**20,
@@ -153,7 +152,7 @@ class RobustExecute(Execute):
     submission_seconds = Integer(
         900,
         help="Wall-clock seconds one submission may use in all (cells, test probes, new kernels and replays); "
-        "past it the remaining cells are flagged, not run. The master needs about a minute (README).",
+        "past it the remaining cells are flagged, not run (README, 'What the limits rest on').",
     ).tag(config=True)
 
     def __init__(self, **kw):
@@ -207,7 +206,7 @@ class RobustExecute(Execute):
         self._state = _RunState()
         started = time.monotonic()
         run_sync(self._async_preprocess)()
-        self._render_notes()
+        render_notes(self.nb)
         spent = ", ".join(f"{k} {v:.1f} s" for k, v in self._state.seconds.items())
         slowest = ", ".join(
             f"cell {i} {t:.1f} s" for t, i in sorted(self._state.slowest, reverse=True)[:3]
@@ -652,18 +651,3 @@ class RobustExecute(Execute):
             return f"the cell {name}"
         first = next((line.strip() for line in cell.source.splitlines() if line.strip()), "")
         return f"your cell that starts with `{first[:50].replace('`', '')}`"
-
-    def _render_notes(self) -> None:
-        notes = notes_of(self.nb)
-        if not notes:
-            return
-        lines = [
-            "## Notes from the autograder",
-            "",
-            "Your notebook was graded with these adjustments (details also appear next to the cells concerned):",
-            "",
-        ]
-        lines += [f"- {student_text(note['text'])}" for note in notes]
-        cell = v4.new_markdown_cell("\n".join(lines))
-        cell.metadata[METADATA_KEY] = {"notes": True}
-        self.nb.cells.insert(0, cell)

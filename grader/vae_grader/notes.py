@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+from nbformat import v4
 from nbformat.notebooknode import NotebookNode
 
 METADATA_KEY = "vae_grading"
@@ -42,3 +43,21 @@ def student_text(text: str) -> str:
     """Make a note safe to show in Markdown (no HTML, no runaway length)."""
     text = re.sub(r"[<>]", "", text)
     return text if len(text) <= 600 else text[:597] + "..."
+
+
+def render_notes(nb: NotebookNode) -> None:
+    """Put the notes at the top of the notebook as one Markdown cell, so the feedback page shows them."""
+    notes = notes_of(nb)
+    if not notes:
+        return
+    lines = [
+        "## Notes from the autograder",
+        "",
+        "Your notebook was graded with these adjustments (details also appear next to the cells "
+        "concerned):",
+        "",
+    ]
+    lines += [f"- {student_text(note['text'])}" for note in notes]
+    cell = v4.new_markdown_cell("\n".join(lines))
+    cell.metadata[METADATA_KEY] = {"notes": True}
+    nb.cells.insert(0, cell)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from pathlib import Path
+from types import ModuleType
 
 COURSE_ROOT = Path(__file__).resolve().parents[2]
 ASSIGNMENT = "vae"
@@ -12,6 +14,8 @@ NOTEBOOK = f"{ASSIGNMENT}.ipynb"
 MASTER = COURSE_ROOT / "source" / ASSIGNMENT / NOTEBOOK
 RELEASE = COURSE_ROOT / "release" / ASSIGNMENT / NOTEBOOK
 CHECKED_OUTPUT_TAG = "nbval-check-output"
+TESTS = COURSE_ROOT / "tests"
+SAMPLES = "vae_samples"
 
 
 def tool_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -31,3 +35,21 @@ def tool_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 def nbgrader_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "nbgrader", *args]
+
+
+def samples(module: str) -> ModuleType:
+    """``vae_samples.<module>`` (``demo``, ``adversarial``, ``kit``): the sample submissions.
+
+    They are test data, kept in the course's tests/ folder rather than in this package; the
+    commands that grade them (``python -m vae_grader.demo``, ``vae_grader.benchmark``) load them
+    here, which puts tests/ on ``sys.path`` once (at its end: nothing installed is shadowed).
+    """
+    if not (TESTS / SAMPLES / "__init__.py").is_file():
+        raise ModuleNotFoundError(
+            f"the sample submissions ({TESTS / SAMPLES}) are missing: they are test data, in the "
+            "tests/ folder of a clone of the course repository, which this course directory lacks",
+            name=SAMPLES,
+        )
+    if str(TESTS) not in sys.path:
+        sys.path.append(str(TESTS))
+    return importlib.import_module(f"{SAMPLES}.{module}")

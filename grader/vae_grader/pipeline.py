@@ -48,7 +48,7 @@ import nbformat
 from nbgrader.api import Gradebook, MissingEntry
 
 from vae_grader.paths import ASSIGNMENT, NOTEBOOK, nbgrader_command, tool_env
-from vae_grader.submission_kit import Submission, points_by_cell
+from vae_grader.submissions import Submission, points_by_cell
 
 Progress = Callable[[str], None]
 _STUDENT_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")

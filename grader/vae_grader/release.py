@@ -125,21 +125,14 @@ def refresh_master_outputs(master: Path = MASTER) -> None:
     from nbclient import NotebookClient
 
     nb = nbformat.read(master, as_version=4)
-    env = tool_env({"VAE_MODE": "grading"})
-    import os
-
-    saved = dict(os.environ)
-    os.environ.update(env)
-    try:
-        NotebookClient(
-            nb,
-            timeout=600,
-            kernel_name="python3",
-            resources={"metadata": {"path": str(master.parent)}},
-        ).execute()
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    # The kernel's environment goes to jupyter_client's start_kernel(env=...) through nbclient's
+    # execute(**kwargs): this process's os.environ is never changed.
+    NotebookClient(
+        nb,
+        timeout=600,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(master.parent)}},
+    ).execute(env=tool_env({"VAE_MODE": "grading"}))
     nbformat.write(clean_notebook(nb), master)
 
 

@@ -1,14 +1,14 @@
 """The demo class: sample submissions that ``make demo`` and the test suite grade, with their manifest.
 
-Every submission is built from the release and the master (submission_kit.filled), so the set
+Every submission is built from the release and the master (vae_samples.kit.filled), so the set
 follows the master when it changes; a mistake whose text no longer matches the master raises at
 once. Each has one plausible mistake in one graded part. The expected points ARE the manifest:
 ``lost`` names each graded cell that scores nothing and why, reasoned from the tests and checked
 by grading (tests/test_pipeline.py asserts every cell exactly). Points per cell are read from the
 master, never written here.
 
-Render the manifest with ``python -m vae_grader.demo --manifest`` (grader/vae_grader/demo_manifest.md
-is that output, kept in sync by a test).
+Render the manifest with ``python -m vae_grader.demo --manifest > tests/vae_samples/demo_manifest.md``
+(that file is its output, kept in sync by a test).
 """
 
 from __future__ import annotations
@@ -18,17 +18,10 @@ from collections.abc import Iterable, Mapping
 
 import nbformat
 
+from vae_grader.cells import require_cell, solution_markers
 from vae_grader.paths import MASTER
-from vae_grader.submission_kit import (
-    BEGIN,
-    END,
-    PARTS,
-    Submission,
-    cell_by_id,
-    filled,
-    full_points,
-    test_cells,
-)
+from vae_grader.submissions import PARTS, Submission, test_cells
+from vae_samples.kit import filled, full_points
 
 _MASTER = nbformat.read(MASTER, as_version=4)
 
@@ -48,9 +41,10 @@ def rewritten(cell: str, source: str) -> tuple[str, str]:
     old text is the master's solution, so a changed master still raises instead of passing silently;
     ``source`` is dedented and indented like the master's solution lines.
     """
-    lines = cell_by_id(_MASTER, cell).source.splitlines()
-    begin = next(i for i, line in enumerate(lines) if line.strip() == BEGIN)
-    end = next(i for i, line in enumerate(lines) if line.strip() == END)
+    markers = solution_markers()
+    lines = require_cell(_MASTER, cell).source.splitlines()
+    begin = next(i for i, line in enumerate(lines) if markers.begin in line)
+    end = next(i for i, line in enumerate(lines) if markers.end in line)
     indent = lines[begin][: len(lines[begin]) - len(lines[begin].lstrip())]
     return "\n".join(lines[begin + 1 : end]), textwrap.indent(
         textwrap.dedent(source).strip("\n"), indent

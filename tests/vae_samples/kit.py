@@ -3,60 +3,27 @@
 A sample submission is the student notebook (``release/``) with some solution cells filled from
 the master and, optionally, one plausible mistake applied by an exact text substitution. A
 substitution that no longer matches the master raises at once, so a changed master can never
-silently turn a "broken" sample into a correct one. Both the demo set (issue 4) and the
-adversarial corpus (issue 5) are lists of :class:`Submission` built with these helpers.
+silently turn a "broken" sample into a correct one. Both the demo set (issue 4, :mod:`vae_samples.demo`)
+and the adversarial corpus (issue 5, :mod:`vae_samples.adversarial`) are lists of
+:class:`vae_grader.submissions.Submission` built with these helpers.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 
 import nbformat
 
+from vae_grader.cells import require_cell, solution_markers
 from vae_grader.paths import MASTER, RELEASE
-
-BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
-
-# Graded test cells per part, in notebook order; the points come from the master's metadata.
-PARTS = (
-    "encoder",
-    "sampling",
-    "decoder",
-    "loss_layer",
-    "vae_model",
-    "data",
-    "training",
-    "manifold",
-)
-
-
-def test_cells(part: str) -> tuple[str, str]:
-    """The (visible, hidden) grade cell ids of one part."""
-    return f"test_{part}", f"test_{part}_hidden"
-
-
-def cell_by_id(nb: nbformat.NotebookNode, grade_id: str) -> nbformat.NotebookNode:
-    for cell in nb.cells:
-        if cell.metadata.get("nbgrader", {}).get("grade_id") == grade_id:
-            return cell
-    raise KeyError(f"no cell with grade_id {grade_id!r}")
-
-
-def points_by_cell(master: nbformat.NotebookNode) -> dict[str, float]:
-    """grade_id -> points of every graded cell, read from the master."""
-    return {
-        c.metadata["nbgrader"]["grade_id"]: float(c.metadata["nbgrader"]["points"])
-        for c in master.cells
-        if c.metadata.get("nbgrader", {}).get("grade")
-    }
+from vae_grader.submissions import PARTS, points_by_cell, test_cells
 
 
 def solution_source(master: nbformat.NotebookNode, grade_id: str) -> str:
     """The master's solution cell with the nbgrader markers removed: what a correct student types."""
-    lines = cell_by_id(master, grade_id).source.splitlines()
-    return "\n".join(line for line in lines if line.strip() not in (BEGIN, END))
+    source = require_cell(master, grade_id).source
+    return "\n".join(line for line, _ in solution_markers().regions(source))
 
 
 def replace_once(text: str, old: str, new: str) -> str:
@@ -66,24 +33,6 @@ def replace_once(text: str, old: str, new: str) -> str:
             f"expected exactly one {old!r} in the master's solution, found {count}: update the sample submission"
         )
     return text.replace(old, new)
-
-
-@dataclass(frozen=True)
-class Submission:
-    """One sample student: how to build the notebook and what it must score."""
-
-    student: str
-    description: str
-    build: Callable[[nbformat.NotebookNode, nbformat.NotebookNode], nbformat.NotebookNode | bytes]
-    expected: Mapping[str, float]
-    """Expected points per graded cell id (cells not listed: 0)."""
-    filename: str = "vae.ipynb"
-    expected_feedback: tuple[str, ...] = field(default=())
-    """Phrases the student's feedback page must contain."""
-    lost: Mapping[str, str] = field(default_factory=dict)
-    """Why each graded cell missing from ``expected`` scores nothing: grade_id -> one-line reason."""
-    partial: Mapping[str, str] = field(default_factory=dict)
-    """Why each cell of ``expected`` below its maximum keeps only part of its points: grade_id -> reason."""
 
 
 def filled(
@@ -105,7 +54,7 @@ def filled(
             source = solution_source(master, grade_id)
             if grade_id in mistakes:
                 source = replace_once(source, *mistakes[grade_id])
-            cell_by_id(nb, grade_id).source = source
+            require_cell(nb, grade_id).source = source
         unknown = set(mistakes) - set(parts)
         if unknown:
             raise ValueError(f"mistakes given for cells that are not filled: {sorted(unknown)}")

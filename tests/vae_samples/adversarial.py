@@ -1,6 +1,6 @@
 """The adversarial corpus: submissions that try to break, fool or escape the grader (issue 5).
 
-Each case is a :class:`~vae_grader.submission_kit.Submission` built from the release and the
+Each case is a :class:`~vae_grader.submissions.Submission` built from the release and the
 master like the demo set, with
 
 * ``expected``: the fair grade per graded cell, reasoned from the tests (cells not listed score 0;
@@ -35,8 +35,10 @@ from pathlib import Path
 import nbformat
 from nbformat.notebooknode import NotebookNode
 
+from vae_grader.cells import require_cell
 from vae_grader.paths import MASTER
-from vae_grader.submission_kit import PARTS, Submission, cell_by_id, filled, full_points, test_cells
+from vae_grader.submissions import PARTS, Submission, test_cells
+from vae_samples.kit import filled, full_points
 
 _MASTER = nbformat.read(MASTER, as_version=4)
 
@@ -133,14 +135,14 @@ def move_before(grade_id: str, before: str) -> Callable[[NotebookNode], None]:
 
 def set_metadata(grade_id: str, **changes: object) -> Callable[[NotebookNode], None]:
     def step(nb: NotebookNode) -> None:
-        cell_by_id(nb, grade_id).metadata["nbgrader"].update(changes)
+        require_cell(nb, grade_id).metadata["nbgrader"].update(changes)
 
     return step
 
 
 def swap_ids(first: str, second: str) -> Callable[[NotebookNode], None]:
     def step(nb: NotebookNode) -> None:
-        a, b = cell_by_id(nb, first), cell_by_id(nb, second)
+        a, b = require_cell(nb, first), require_cell(nb, second)
         a.metadata["nbgrader"]["grade_id"], b.metadata["nbgrader"]["grade_id"] = second, first
 
     return step
@@ -148,7 +150,7 @@ def swap_ids(first: str, second: str) -> Callable[[NotebookNode], None]:
 
 def set_source(grade_id: str, source: str) -> Callable[[NotebookNode], None]:
     def step(nb: NotebookNode) -> None:
-        cell_by_id(nb, grade_id).source = source
+        require_cell(nb, grade_id).source = source
 
     return step
 
@@ -156,7 +158,7 @@ def set_source(grade_id: str, source: str) -> Callable[[NotebookNode], None]:
 def every_solution_raises(master: NotebookNode, release: NotebookNode) -> NotebookNode:
     nb = copy.deepcopy(release)
     for part in PARTS:
-        cell_by_id(nb, part).source = f'raise RuntimeError("part {part} is broken on purpose")'
+        require_cell(nb, part).source = f'raise RuntimeError("part {part} is broken on purpose")'
     return nb
 
 
