@@ -10,7 +10,8 @@ and on what else runs on it, which is why the load average is printed too):
    the whole notebook with its grading-mode training and every test); median and max. Goal: median
    <= 30 s.
 2. training: the master model's throughput in images/s with the student budget's batch size and
-   steps per execution (course.budget.STUDENT; the master's build_vae compiles with them),
+   steps per execution (course.budget.STUDENT and any VAE_* override, e.g.
+   VAE_STEPS_PER_EXECUTION=1 for the settings before the speed study; build_vae compiles with them),
    measured on a slice of MNIST after a warm-up epoch, plus evaluation throughput, extrapolated
    to the students' full run (epochs x training images, plus validation).
 3. the manifold: the master's batched ``build_manifold`` against the original per-point loop
@@ -73,6 +74,13 @@ def bench_autograde(count: int) -> list[float]:
         return [run.results[s.student].autograde_seconds for s in copies]
 
 
+def student_budget():
+    """The budget the master's cells train with below: student mode, with any VAE_* override."""
+    from course.budget import training_budget
+
+    return training_budget({**os.environ, "VAE_MODE": "student"})
+
+
 def master_namespace() -> dict:
     """Run the master's setup and model cells (student budget) and add its build_manifold."""
     import ast
@@ -102,29 +110,30 @@ def master_namespace() -> dict:
 def bench_training(namespace: dict, images: int) -> tuple[float, float]:
     """(training images/s, evaluation images/s) of the master VAE at the student batch size."""
     from course import load_mnist
-    from course.budget import STUDENT
+
+    student = student_budget()
 
     (x_train, _), (x_test, _) = load_mnist()
-    x = (x_train[: images + 4 * STUDENT.batch_size].astype("float32") / 255.0)[..., None]
+    x = (x_train[: images + 4 * student.batch_size].astype("float32") / 255.0)[..., None]
     x_val = (x_test[:images].astype("float32") / 255.0)[..., None]
     vae = namespace["vae"]
-    warm = x[: 4 * STUDENT.batch_size]
+    warm = x[: 4 * student.batch_size]
     vae.fit(
-        warm, None, epochs=1, batch_size=STUDENT.batch_size, verbose=0
+        warm, None, epochs=1, batch_size=student.batch_size, verbose=0
     )  # tracing, first allocations
-    vae.evaluate(warm, verbose=0, batch_size=STUDENT.batch_size)
+    vae.evaluate(warm, verbose=0, batch_size=student.batch_size)
     start = time.perf_counter()
     vae.fit(
-        x[4 * STUDENT.batch_size :],
+        x[4 * student.batch_size :],
         None,
         epochs=1,
-        batch_size=STUDENT.batch_size,
+        batch_size=student.batch_size,
         shuffle=True,
         verbose=0,
     )
     train_rate = images / (time.perf_counter() - start)
     start = time.perf_counter()
-    vae.evaluate(x_val, verbose=0, batch_size=STUDENT.batch_size)
+    vae.evaluate(x_val, verbose=0, batch_size=student.batch_size)
     eval_rate = images / (time.perf_counter() - start)
     return train_rate, eval_rate
 
@@ -175,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.submissions < 1 or not 64 <= args.train_images <= 50000:
         parser.error("--submissions must be >= 1 and --train-images between 64 and 50000")
 
-    from course.budget import STUDENT
+    student = student_budget()
 
     print(
         f"Benchmark on {platform.node()}: {platform.machine()}, {os.cpu_count()} CPU(s), Python {platform.python_version()}"
@@ -196,22 +205,22 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     print(
-        f"2. Training the master model with the student budget (batch size {STUDENT.batch_size}, "
-        f"{STUDENT.steps_per_execution} step(s) per execution) on {args.train_images:,} images:",
+        f"2. Training the master model with the student budget (batch size {student.batch_size}, "
+        f"{student.steps_per_execution} step(s) per execution) on {args.train_images:,} images:",
         flush=True,
     )
     import keras
 
     namespace = master_namespace()
     train_rate, eval_rate = bench_training(namespace, args.train_images)
-    full = STUDENT.epochs * (STUDENT.train_images / train_rate + STUDENT.val_images / eval_rate)
+    full = student.epochs * (student.train_images / train_rate + student.val_images / eval_rate)
     print(
         f"   training {train_rate:,.0f} images/s, evaluation {eval_rate:,.0f} images/s (Keras {keras.__version__}, "
         f"{keras.backend.backend()} backend)"
     )
     print(
-        f"   extrapolated student run ({STUDENT.epochs} epochs x {STUDENT.train_images:,} images, validating on "
-        f"{STUDENT.val_images:,} each epoch): {full / 60:.1f} min\n",
+        f"   extrapolated student run ({student.epochs} epochs x {student.train_images:,} images, validating on "
+        f"{student.val_images:,} each epoch): {full / 60:.1f} min\n",
         flush=True,
     )
 
