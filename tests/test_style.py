@@ -26,3 +26,16 @@ def test_ruff_finds_no_lint_errors() -> None:
 def test_code_is_formatted() -> None:
     result = _ruff("format", "--check")
     assert result.returncode == 0, f"run `ruff format`:\n{result.stdout[-3000:]}"
+
+
+def test_master_notebook_passes_the_linter() -> None:
+    """The master's code cells get the same lint rules (not the formatter: the sample submissions
+    substitute exact lines of it, so reformatting it is a change of its own)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "--no-fix", "--output-format", "concise"]
+        + ["source/vae/vae.ipynb"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, f"ruff check on the master notebook:\n{result.stdout[-3000:]}"
