@@ -55,8 +55,9 @@ class TrainingBudget:
     def learning_rate_schedule(self) -> Any:
         """What ``build_vae`` hands to Adam: the constant rate, or a Keras warm-up + cosine schedule.
 
-        The cosine schedule reaches the constant rate's quality in half the images (README, "Speed
-        of the student's run"); Keras imports only here, so reading the budget stays cheap.
+        The cosine schedule is the short option of README, "Speed of the student's run" (5 epochs,
+        0.39 of the time, val_loss 0.0015 above the constant rate's 10 epochs); Keras imports only
+        here, so reading the budget stays cheap.
         """
         if self.schedule == "constant":
             return self.learning_rate
@@ -124,6 +125,7 @@ _OVERRIDES = {
     "VAE_STEPS_PER_EXECUTION": ("steps_per_execution", int),
 }
 _SCHEDULES = ("constant", "cosine")
+_MAY_BE_ZERO = frozenset({"seed", "warmup_epochs"})
 
 
 def default_mode(environ: Mapping[str, str]) -> str:
@@ -154,9 +156,9 @@ def training_budget(environ: Mapping[str, str] | None = None) -> TrainingBudget:
                 raise ValueError(
                     f"{var}={raw!r} is not a known schedule; use one of {list(_SCHEDULES)}."
                 )
-        elif field in ("seed", "warmup_epochs") and value < 0:
+        elif field in _MAY_BE_ZERO and value < 0:
             raise ValueError(f"{var} must not be negative, got {raw}.")
-        elif field not in ("seed", "warmup_epochs") and value <= 0:
+        elif field not in _MAY_BE_ZERO and value <= 0:
             raise ValueError(f"{var} must be positive, got {raw}.")
         changes[field] = value
     if changes.get("train_images", budget.train_images) > 60000:

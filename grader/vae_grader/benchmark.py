@@ -85,7 +85,7 @@ def master_namespace() -> dict:
     """Run the master's setup and model cells (student budget) and add its build_manifold."""
     import ast
 
-    from vae_grader.cells import require_cell as cell_by_id
+    from vae_grader.cells import require_cell
 
     master = nbformat.read(MASTER, as_version=4)
     namespace: dict = {"__name__": "vae_master"}
@@ -94,14 +94,14 @@ def master_namespace() -> dict:
         with contextlib.redirect_stdout(io.StringIO()):
             for grade_id in _MODEL_CELLS:
                 exec(
-                    compile(cell_by_id(master, grade_id).source, f"<master:{grade_id}>", "exec"),
+                    compile(require_cell(master, grade_id).source, f"<master:{grade_id}>", "exec"),
                     namespace,
                 )
     finally:
         if env_mode is not None:
             os.environ["VAE_MODE"] = env_mode
     # Only the function definition of the manifold cell (the cell also plots).
-    tree = ast.parse(cell_by_id(master, "manifold").source)
+    tree = ast.parse(require_cell(master, "manifold").source)
     tree.body = [node for node in tree.body if isinstance(node, ast.FunctionDef)]
     exec(compile(tree, "<master:manifold>", "exec"), namespace)
     return namespace

@@ -19,7 +19,7 @@ import nbformat
 from nbclient import NotebookClient
 
 from vae_grader.paths import MASTER, tool_env
-from vae_grader.cells import require_cell as cell_by_id
+from vae_grader.cells import require_cell
 from vae_grader.submissions import PARTS
 
 _SCORE = """
@@ -50,13 +50,13 @@ print("CALIBRATION " + json.dumps({"seed": budget.seed, "untrained_ratio": recon
 
 def run_seed(seed: int) -> dict[str, float]:
     master = nbformat.read(MASTER, as_version=4)
-    cells = [cell_by_id(master, "setup")] + [
-        cell_by_id(master, part) for part in PARTS if part not in ("training", "manifold")
+    cells = [require_cell(master, "setup")] + [
+        require_cell(master, part) for part in PARTS if part not in ("training", "manifold")
     ]
     untrained = [nbformat.v4.new_code_cell("import json\n" + _UNTRAINED)]
     cells = [nbformat.v4.new_code_cell(c.source) for c in cells] + untrained
     cells += [
-        nbformat.v4.new_code_cell(cell_by_id(master, "training").source),
+        nbformat.v4.new_code_cell(require_cell(master, "training").source),
         nbformat.v4.new_code_cell(_SCORE),
     ]
     nb = nbformat.v4.new_notebook(cells=cells, metadata=master.metadata)
