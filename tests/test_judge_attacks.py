@@ -109,8 +109,12 @@ _HEX = re.compile(r"(?:[0-9a-fA-F]{2}){20,}")
 
 
 def decoded_views(text: str, depth: int = 3) -> list[str]:
-    """``text`` and every base64, zlib and hex blob found in it, decoded (recursively, ``depth`` levels)."""
-    views = [text]
+    """``text`` and every base64, zlib and hex blob found in it, decoded (recursively, ``depth`` levels).
+
+    Quotes escaped by JSON or repr (``\\"``, ``\\'``) are unescaped too: the master's hidden lines hold
+    double-quoted strings, and an attacker's ``json.dumps(In)`` escapes them."""
+    unescaped = text.replace('\\"', '"').replace("\\'", "'")
+    views = [text] if unescaped == text else [text, unescaped]
     if depth == 0:
         return views
     for match in _BASE64.findall(text):
@@ -159,6 +163,8 @@ def test_decoded_views_find_what_an_attacker_encodes():
     packed = base64.b64encode(zlib.compress(json.dumps({"In": [line]}).encode())).decode()
     assert leaked_secrets(f"STATE:{packed}") == [line]
     assert leaked_secrets("x" + json.dumps([line]).encode().hex() + "y") == [line]
+    assert '"' in line, "the case below needs a hidden line with a quote in it"
+    assert leaked_secrets(json.dumps({"In": [line]})) == [line]
     assert leaked_secrets("nothing here but 0.91 and 494,243") == []
 
 

@@ -177,8 +177,11 @@ MISTAKES = [
         "test_vae_model",
         (
             "vae_model",
-            "    vae.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=None,\n"
-            "                steps_per_execution=steps_per_execution)\n",
+            "    vae.compile(\n"
+            "        optimizer=keras.optimizers.Adam(learning_rate),\n"
+            "        loss=None,\n"
+            "        steps_per_execution=steps_per_execution,\n"
+            "    )\n",
             "",
         ),
         r"^the VAE is not compiled: call vae\.compile\(optimizer=\.\.\., loss=None\) inside build_vae$",

@@ -107,8 +107,18 @@ B32_COSINE = Config(
     epochs=5,
 )
 """The short option the notebook offers (VAE_SCHEDULE=cosine ...)."""
+B16_COSINE = replace(B32_COSINE, name="b16-cos-5ep", batch_size=16, steps_per_execution=32)
+"""Twice the updates of ``B32_COSINE`` on the same images, at the same peak rate."""
 CONFIGS = {
-    c.name: c for c in [ORIGINAL, B32_COSINE, replace(B32_COSINE, name="b32-cos-6ep", epochs=6)]
+    c.name: c
+    for c in [
+        ORIGINAL,
+        B32_COSINE,
+        replace(B32_COSINE, name="b32-cos-6ep", epochs=6),
+        replace(B32_COSINE, name="b32-cos-5ep-lr4e-3", learning_rate=4e-3),
+        B16_COSINE,
+        replace(B16_COSINE, name="b16-cos-5ep-lr1e-3", learning_rate=1e-3),
+    ]
 }
 """The configurations trained to the end (README, "Speed of the student's run")."""
 

@@ -508,7 +508,7 @@ NEW_MISTAKES: list[Submission] = [
     sample(
         "fit_without_validation",
         "vae.fit without validation_data (the cell's own print of val_loss then raises KeyError)",
-        mistakes={"training": ("validation_data=(x_val, None), ", "")},
+        mistakes={"training": ("    validation_data=(x_val, None),\n", "")},
         lost={"test_training": "the history has no val_loss"},
         feedback=tuple(CATALOGUE["fit_without_validation"].values()),
     ),
