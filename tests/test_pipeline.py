@@ -374,7 +374,7 @@ def test_every_part_has_points_in_the_master():
 
 
 def test_grading_workers_come_from_the_environment_or_the_cores(monkeypatch):
-    from vae_grader.pipeline import PipelineError, _core_groups, _usable_cores, grading_workers
+    from vae_grader.nbgrader_runs import PipelineError, core_groups, grading_workers, usable_cores
 
     monkeypatch.setenv("VAE_GRADING_WORKERS", "3")
     assert grading_workers() == 3
@@ -383,16 +383,16 @@ def test_grading_workers_come_from_the_environment_or_the_cores(monkeypatch):
         with pytest.raises(PipelineError, match="VAE_GRADING_WORKERS must be a whole number"):
             grading_workers()
     monkeypatch.delenv("VAE_GRADING_WORKERS")
-    cores = _usable_cores()
+    cores = usable_cores()
     assert grading_workers() == max(1, min(4, len(cores)))
-    assert _core_groups(1) == [None]  # one worker: no pinning, it may use every core
+    assert core_groups(1) == [None]  # one worker: no pinning, it may use every core
     if len(cores) >= 2:
-        groups = _core_groups(2)
+        groups = core_groups(2)
         assert (
             sorted(c for group in groups for c in group) == cores
         )  # every core used, by one worker only
         assert all(groups) and not set(groups[0]) & set(groups[1])
-    assert _core_groups(len(cores) + 1) == [None] * (
+    assert core_groups(len(cores) + 1) == [None] * (
         len(cores) + 1
     )  # more workers than cores: no pinning
 
@@ -436,7 +436,7 @@ def test_training_cells_get_the_long_time_limit():
 
 def test_a_student_the_busy_gradebook_failed_is_graded_again_alone(tmp_path, monkeypatch):
     """Two nbgrader processes can both wait on the SQLite lock; the loser is regraded, not failed."""
-    from vae_grader import pipeline
+    from vae_grader import nbgrader_runs
 
     calls: list[str] = []
 
@@ -448,12 +448,14 @@ def test_a_student_the_busy_gradebook_failed_is_graded_again_alone(tmp_path, mon
         return (not locked, "database is locked" if locked else "")
 
     forgotten: list[list[str]] = []
-    monkeypatch.setattr(pipeline, "_nbgrader", fake_nbgrader)
+    monkeypatch.setattr(nbgrader_runs, "run_nbgrader", fake_nbgrader)
     monkeypatch.setattr(
-        pipeline, "_forget_submissions", lambda config, students: forgotten.append(list(students))
+        nbgrader_runs,
+        "forget_submissions",
+        lambda config, students: forgotten.append(list(students)),
     )
     said: list[str] = []
-    seconds, errors = pipeline._autograde_all(
+    seconds, errors = nbgrader_runs.autograde_all(
         tmp_path, None, ["a", "b", "c"], tmp_path, 2, said.append, lambda: "0 s"
     )
     assert sorted(calls) == ["a", "b", "b", "c"]

@@ -2,7 +2,7 @@
 
 Set for the kernel only, when it starts (``RobustExecute.async_start_new_kernel``), never by
 changing this process's ``os.environ``: loading ``nbgrader_config.py`` changes nothing, so a
-script that reads the configuration (``pipeline.course_config``) needs to undo nothing. A value
+script that reads the configuration (``course_folder.course_config``) needs to undo nothing. A value
 the instructor set wins over a default (``VAE_MODE=student`` grades with the long budget).
 """
 

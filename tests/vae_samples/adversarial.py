@@ -745,7 +745,7 @@ def __getattr__(name):
     return _Yes()
 '''
 
-# What the grader's probes look like, as a student can learn them from course/selfcheck.py and
+# What the grader's probes look like, as a student can learn them from course/selfcheck/ and
 # course/probing.py, and (the hidden ones) from the probe code its kernel receives, which a
 # transformer can record and a later cell can print into the feedback page (case interpreter_dump).
 FORGE_PROBES = """

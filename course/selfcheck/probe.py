@@ -1,0 +1,67 @@
+"""What every self-check shares: the ``Probe`` record, and the steps that carry a model from the kernel to the verdict.
+
+A probe runs in the student's kernel and its verdict in the grader's process; a model crosses that gap
+only as ``.keras`` bytes (``course.probing``). Saving (``_model_step``) and loading (``_load``) live
+together so that both ends of the round trip change together; the hidden probes and verdicts
+(``vae_grader.hidden_probes``, ``vae_grader.hidden``) use the same steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from course import probing
+from course.checks import Check, expect, expect_ran
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One graded test cell: the notebook names its probe reads, what to run on them, how to judge the data."""
+
+    part: int
+    names: tuple[str, ...]
+    probe: Callable[..., dict[str, Any]]
+    verdict: Callable[[dict[str, Any]], list[Check]]
+
+
+def _load(data: dict[str, Any], key: str, what: str) -> Any:
+    """The model a probe saved under ``key``, or a failure that says why there is none."""
+    expect_ran(data, what)
+    if key + ".keras" not in data:
+        expect(
+            bool(data.get(f"{key}.is_model")),
+            f"{what} should return a keras.Model, not {data.get(f'{key}.type', 'nothing')}",
+        )
+        expect_ran(data, f"saving {what}")
+        raise AssertionError(f"{what} returned a model that could not be saved")
+    try:
+        return probing.load_model(data[key + ".keras"])
+    except Exception as exc:
+        text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise AssertionError(
+            f"{what} returned a model the grader cannot load with standard Keras layers only ({text}); "
+            "build it from keras.layers (Conv2D, Dense, ...), without Lambda or custom layers"
+        ) from None
+
+
+def _model_step(rec: probing.Recorder, key: str, what: str, build: Callable[[], Any]) -> Any:
+    model = rec.attempt(what, build)
+    if model is not None:
+        import keras
+
+        rec[f"{key}.type"] = type(model).__name__
+        rec[f"{key}.is_model"] = isinstance(model, keras.Model)
+        blob = rec.attempt(f"saving {what}", lambda: probing.model_bytes(model))
+        if blob is not None:
+            rec[f"{key}.keras"] = blob
+    return model
+
+
+def _numpy(value: Any) -> np.ndarray:
+    from keras import ops
+
+    return np.asarray(ops.convert_to_numpy(value))
