@@ -51,13 +51,10 @@ missing or does not work, ``nbgrader autograde`` refuses with one line (:func:`r
 from __future__ import annotations
 
 import asyncio
-import functools
 import importlib.util
 import os
-import re
 import shutil
 import stat
-import subprocess
 import sys
 import tempfile
 import time
@@ -68,15 +65,26 @@ from pathlib import Path
 from traitlets import Integer, List, Unicode
 from traitlets.config import LoggingConfigurable
 
-SANDBOX_ENV = "VAE_SANDBOX"
+from vae_grader.bwrap import (  # noqa: F401  (bwrap_problem re-exported: the sandbox's public name)
+    SYSTEM_PATHS,
+    bwrap_problem,
+    bwrap_supports,
+    namespace_flags,
+)
+from vae_grader.environment import (  # noqa: F401  (re-exported: the sandbox's public names)
+    ENV_NAMES,
+    ENV_PREFIXES,
+    SANDBOX_ENV,
+    allowed_environment,
+    sandbox_disabled,
+    scrubbed_environment,
+)
+
 GiB = 2**30
 MiB = 2**20
 
 # --- what the kernel may see ---------------------------------------------------------------------------
 
-# The system: bound read-only where they are folders, recreated where they are symlinks (Debian 12
-# merges /bin, /sbin, /lib* into /usr, so here only /usr is a folder).
-SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 # From the host's /etc, only two files. Measured: with no /etc at all the kernel still imports
 # course, keras, numpy, matplotlib and scipy, loads MNIST, trains and saves a plot. ld.so.cache is lent
 # because ctypes.util.find_library asks `ldconfig -p`, which reads it; localtime so that times in
@@ -86,50 +94,6 @@ ETC_FILES = ("ld.so.cache", "localtime")
 # Generated instead of lent (the host's name its users and machines); getpass.getuser() and the
 # like need the kernel's own user: see _generated_etc().
 ETC_GENERATED = ("passwd", "group", "nsswitch.conf", "hosts")
-
-# Environment variables the kernel gets; everything else is dropped, whatever its name.
-ENV_NAMES = frozenset(
-    {
-        "PATH",
-        "HOME",
-        "TMPDIR",
-        "PWD",
-        "LANG",
-        "LANGUAGE",
-        "TZ",
-        # Keras / TensorFlow / numerical libraries
-        "KERAS_BACKEND",
-        "TF_CPP_MIN_LOG_LEVEL",
-        "TF_ENABLE_ONEDNN_OPTS",
-        "TF_NUM_INTRAOP_THREADS",
-        "TF_NUM_INTEROP_THREADS",
-        "TF_DETERMINISTIC_OPS",
-        "OMP_NUM_THREADS",
-        "OPENBLAS_NUM_THREADS",
-        "MKL_NUM_THREADS",
-        "NUMEXPR_NUM_THREADS",
-        # matplotlib
-        "MPLCONFIGDIR",
-        "MPLBACKEND",
-        # Python itself
-        "PYTHONHASHSEED",
-        "PYTHONDONTWRITEBYTECODE",
-        "PYTHONIOENCODING",
-        "PYTHONUNBUFFERED",
-        "PYTHONUTF8",
-        # the course package (course/data.py) and nbgrader (its FAQ: code may test NBGRADER_EXECUTION)
-        "MNIST_NPZ",
-        "NBGRADER_EXECUTION",
-        "NBGRADER_VALIDATING",
-        # ipykernel: the session name (JPY_PARENT_PID is left out on purpose: in the PID namespace the
-        # parent is always pid 1 and ipykernel would exit at once; bwrap's --die-with-parent does that job)
-        "JPY_SESSION_NAME",
-        "PYDEVD_DISABLE_FILE_VALIDATION",
-    }
-)
-ENV_PREFIXES = ("LC_", "VAE_")  # locale categories; the course's budget and mode (course/budget.py)
-# Never passed even when allowlisted by prefix (say VAE_DB_PASSWORD): names that look like credentials.
-_SECRET_NAME = re.compile(r"(TOKEN|SECRET|PASSW|CREDENTIAL|API_?KEY|PRIVATE|AUTH)", re.IGNORECASE)
 
 # Runs inside the sandbox, before the kernel: limits, no privilege gain, then (root only) drop to an
 # unprivileged user, then exec the kernel. argv: AS NPROC FSIZE CPU UID GID -- kernel command...
@@ -150,106 +114,6 @@ if os.getuid() == 0 and uid > 0:
     os.setuid(uid)
 os.execv(a[8], a[8:])
 """
-
-# The kernel's five ZMQ channels; ipykernel binds one ipc socket "<ip>-<port>" for each.
-
-
-def sandbox_disabled(environ: Mapping[str, str] | None = None) -> bool:
-    """True when the instructor opted out explicitly with ``VAE_SANDBOX=off`` (or 0/no/false)."""
-    value = (environ if environ is not None else os.environ).get(SANDBOX_ENV, "").strip().lower()
-    return value in {"off", "0", "no", "false", "none"}
-
-
-def allowed_environment(env: Mapping[str, str]) -> dict[str, str]:
-    """The part of ``env`` the kernel may see: allowlisted names only, and never one that looks like a secret."""
-    return {
-        key: value
-        for key, value in env.items()
-        if (key in ENV_NAMES or key.startswith(ENV_PREFIXES)) and not _SECRET_NAME.search(key)
-    }
-
-
-scrubbed_environment = allowed_environment  # the earlier (denylist) name, still used by tests
-
-
-def _system_arguments() -> list[str]:
-    """bwrap options for the system folders, as they are on this host (symlink or folder)."""
-    args: list[str] = []
-    for path in SYSTEM_PATHS:
-        if os.path.islink(path):
-            args += ["--symlink", os.readlink(path), path]
-        elif os.path.isdir(path):
-            args += ["--ro-bind", path, path]
-    return args
-
-
-@functools.lru_cache(maxsize=1)
-def bwrap_problem() -> str | None:
-    """Why bubblewrap cannot confine the kernel here, in one line; None when it works.
-
-    It is not enough that ``bwrap`` is installed: some systems forbid the namespaces it needs
-    (e.g. unprivileged user namespaces off), so a tiny sandbox is actually started (~10 ms).
-    """
-    path = shutil.which("bwrap")
-    if path is None:
-        return "bubblewrap (bwrap) is not installed (Debian/Ubuntu: apt-get install bubblewrap; or run scripts/setup.sh as root)"
-    true = shutil.which("true") or "/bin/true"
-    command = [
-        path,
-        *_namespace_flags(),
-        "--die-with-parent",
-        *_system_arguments(),
-        "--dev",
-        "/dev",
-        "--proc",
-        "/proc",
-        "--",
-        true,
-    ]
-    try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"bubblewrap could not be started: {exc}"
-    if result.returncode != 0:
-        reason = (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[-1]
-        return f"bubblewrap is installed but cannot create a sandbox here: {reason}"
-    return None
-
-
-@functools.lru_cache(maxsize=None)
-def _bwrap_supports(option: str) -> bool:
-    """Whether this bwrap knows ``option`` (--size and --disable-userns came with bubblewrap 0.8)."""
-    path = shutil.which("bwrap")
-    if path is None:
-        return False
-    try:
-        text = subprocess.run([path, "--help"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return f"{option} " in text
-
-
-def _namespace_flags() -> list[str]:
-    """Namespaces to unshare.
-
-    As root, no user namespace: the launcher must really drop to an unprivileged uid (in a user
-    namespace root maps back to root, and Linux exempts root from RLIMIT_NPROC). Otherwise a user
-    namespace is needed (it is how unprivileged bwrap works), and nested ones are forbidden.
-    """
-    common = [
-        "--unshare-ipc",
-        "--unshare-pid",
-        "--unshare-net",
-        "--unshare-uts",
-        "--unshare-cgroup-try",
-    ]
-    if os.geteuid() == 0:
-        return common
-    return [
-        "--unshare-user",
-        *(["--disable-userns"] if _bwrap_supports("--disable-userns") else []),
-        *common,
-    ]
 
 
 def _is_within(path: Path, parent: Path) -> bool:
@@ -340,7 +204,7 @@ class _Tree:
         self._parents(target)
         if perms:
             self.args += ["--perms", perms]
-        if size and _bwrap_supports("--size"):
+        if size and bwrap_supports("--size"):
             self.args += ["--size", str(size)]
         self.args += [option, *([source] if source is not None else []), str(target)]
         if option == "--dir":
@@ -642,7 +506,7 @@ class Sandbox(LoggingConfigurable):
     def bwrap_arguments(self) -> list[str]:
         """The bwrap options (without the command); public so tests and docs can show them."""
         tree = _Tree()
-        tree.args += [*_namespace_flags(), "--die-with-parent"]
+        tree.args += [*namespace_flags(), "--die-with-parent"]
         # Parents before children (stable otherwise), so that a tmpfs never covers a path lent inside it.
         for item in sorted(self.allowed_paths(), key=lambda a: len(Path(a.target).parts)):
             target = Path(item.target)

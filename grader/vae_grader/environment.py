@@ -1,4 +1,5 @@
-"""The environment the grading kernel starts with: the grader's own, plus the course's grading defaults.
+"""The environment the grading kernel starts with: the grader's own, plus the course's grading
+defaults; and the allowlist of what of it the sandbox passes on (:func:`allowed_environment`).
 
 Set for the kernel only, when it starts (``RobustExecute.async_start_new_kernel``), never by
 changing this process's ``os.environ``: loading ``nbgrader_config.py`` changes nothing, so a
@@ -9,7 +10,10 @@ the instructor set wins over a default (``VAE_MODE=student`` grades with the lon
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
+
+SANDBOX_ENV = "VAE_SANDBOX"
 
 GRADING_DEFAULTS: Mapping[str, str] = {
     "VAE_MODE": "grading",  # the short, calibrated training budget (course/budget.py)
@@ -28,3 +32,66 @@ def with_defaults(
 def grading_kernel_environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment a grading kernel is started with (the sandbox then keeps only its allowlist)."""
     return with_defaults(GRADING_DEFAULTS, env)
+
+
+# Environment variables the kernel gets; everything else is dropped, whatever its name.
+ENV_NAMES = frozenset(
+    {
+        "PATH",
+        "HOME",
+        "TMPDIR",
+        "PWD",
+        "LANG",
+        "LANGUAGE",
+        "TZ",
+        # Keras / TensorFlow / numerical libraries
+        "KERAS_BACKEND",
+        "TF_CPP_MIN_LOG_LEVEL",
+        "TF_ENABLE_ONEDNN_OPTS",
+        "TF_NUM_INTRAOP_THREADS",
+        "TF_NUM_INTEROP_THREADS",
+        "TF_DETERMINISTIC_OPS",
+        "OMP_NUM_THREADS",
+        "OPENBLAS_NUM_THREADS",
+        "MKL_NUM_THREADS",
+        "NUMEXPR_NUM_THREADS",
+        # matplotlib
+        "MPLCONFIGDIR",
+        "MPLBACKEND",
+        # Python itself
+        "PYTHONHASHSEED",
+        "PYTHONDONTWRITEBYTECODE",
+        "PYTHONIOENCODING",
+        "PYTHONUNBUFFERED",
+        "PYTHONUTF8",
+        # the course package (course/data.py) and nbgrader (its FAQ: code may test NBGRADER_EXECUTION)
+        "MNIST_NPZ",
+        "NBGRADER_EXECUTION",
+        "NBGRADER_VALIDATING",
+        # ipykernel: the session name (JPY_PARENT_PID is left out on purpose: in the PID namespace the
+        # parent is always pid 1 and ipykernel would exit at once; bwrap's --die-with-parent does that job)
+        "JPY_SESSION_NAME",
+        "PYDEVD_DISABLE_FILE_VALIDATION",
+    }
+)
+ENV_PREFIXES = ("LC_", "VAE_")  # locale categories; the course's budget and mode (course/budget.py)
+# Never passed even when allowlisted by prefix (say VAE_DB_PASSWORD): names that look like credentials.
+_SECRET_NAME = re.compile(r"(TOKEN|SECRET|PASSW|CREDENTIAL|API_?KEY|PRIVATE|AUTH)", re.IGNORECASE)
+
+
+def sandbox_disabled(environ: Mapping[str, str] | None = None) -> bool:
+    """True when the instructor opted out explicitly with ``VAE_SANDBOX=off`` (or 0/no/false)."""
+    value = (environ if environ is not None else os.environ).get(SANDBOX_ENV, "").strip().lower()
+    return value in {"off", "0", "no", "false", "none"}
+
+
+def allowed_environment(env: Mapping[str, str]) -> dict[str, str]:
+    """The part of ``env`` the kernel may see: allowlisted names only, and never one that looks like a secret."""
+    return {
+        key: value
+        for key, value in env.items()
+        if (key in ENV_NAMES or key.startswith(ENV_PREFIXES)) and not _SECRET_NAME.search(key)
+    }
+
+
+scrubbed_environment = allowed_environment  # the earlier (denylist) name, still used by tests
