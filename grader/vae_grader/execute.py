@@ -32,73 +32,45 @@ interrupt times out every following cell. :class:`RobustExecute` replaces it in
   grading with the reason (``vae_grader.flags.FlagForReview``), never silently zeroed.
 
 The kernel itself is the sandboxed one from ``vae_grader.sandbox`` unless ``VAE_SANDBOX=off``.
+
+This module runs the notebook and decides what each cell's outcome means; each part with a job of
+its own lives beside it, one module each: ``vae_grader.kernel_calls`` (send a cell, wait,
+interrupt), ``vae_grader.recovery`` (a new kernel, the state replayed), ``vae_grader.judged_cells``
+(test cells), ``vae_grader.time_limits``, ``vae_grader.processes`` (stray processes, why a kernel
+died), ``vae_grader.output_limits`` and ``vae_grader.cell_messages`` (what a cell is told). The
+options stay ``RobustExecute``'s traits, since ``nbgrader_config.py`` sets them by its name.
 """
 
 from __future__ import annotations
 
-import ast
-import asyncio
 import importlib
-import json
 import threading
 import time
 from dataclasses import dataclass, field
-from queue import Empty
 
-import psutil
 from jupyter_core.utils import ensure_async, run_sync
 from nbclient.client import NotebookClient
-from nbformat.notebooknode import NotebookNode, from_dict
+from nbformat.notebooknode import NotebookNode
 from nbgrader import utils
 from nbgrader.preprocessors import Execute
 from traitlets import Integer, List, Unicode
 
-from vae_grader import judge
+from vae_grader import judge, time_limits
+from vae_grader.cell_messages import add_error, drop_interrupt_errors, flag_not_run, label
 from vae_grader.cells import grade_id
 from vae_grader.environment import grading_kernel_environment
+from vae_grader.judged_cells import JudgedCells
+from vae_grader.kernel_calls import DEAD, TIMEOUT, KernelCalls
 from vae_grader.notes import add_note, render_notes
-from vae_grader.sandbox import (
-    SANDBOX_ENV,
-    SandboxedKernelManager,
-    kernel_manager_class,
-    sandbox_disabled,
-)
+from vae_grader.output_limits import OutputLimits
+from vae_grader.processes import death_reason, stray_processes
+from vae_grader.recovery import KernelRecovery
+from vae_grader.sandbox import SANDBOX_ENV, kernel_manager_class, sandbox_disabled
+from vae_grader.time_limits import calls_fit
 
-_TIMEOUT = "timeout"
-_DEAD = "dead"
+__all__ = ["RobustExecute", "calls_fit", "stray_processes"]  # the helpers' old home still works
 
-
-def stray_processes(km) -> int:
-    """Processes the student's code left running beside the kernel (a fork bomb's children, say)."""
-    process = getattr(getattr(km, "provisioner", None), "process", None)
-    if process is None or process.poll() is not None:
-        return 0
-    try:
-        found = [
-            p
-            for p in psutil.Process(process.pid).children(recursive=True)
-            if p.status() != psutil.STATUS_ZOMBIE
-        ]
-    except psutil.Error:
-        return 0
-    expected = (
-        2 if isinstance(km, SandboxedKernelManager) else 0
-    )  # bwrap's init and the kernel itself
-    return max(0, len(found) - expected)
-
-
-def calls_fit(source: str) -> bool:
-    """Whether the code really calls ``something.fit(...)`` (a comment or a string that says so does not count)."""
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return False
-    return any(
-        isinstance(node, ast.Call)
-        and isinstance(node.func, ast.Attribute)
-        and node.func.attr == "fit"
-        for node in ast.walk(tree)
-    )
+_RESTARTED = "the grader started a new kernel, re-ran the cells above and went on without this cell"
 
 
 @dataclass
@@ -116,7 +88,7 @@ class _RunState:
     """Cells sent to a kernel (whatever happened): the others were never run."""
 
 
-class RobustExecute(Execute):
+class RobustExecute(JudgedCells, KernelRecovery, OutputLimits, KernelCalls, Execute):
     """nbgrader's ``Execute`` that survives crashes, timeouts and tampering (see the module docstring)."""
 
     max_restarts = Integer(
@@ -172,34 +144,19 @@ class RobustExecute(Execute):
 
     def cell_limit(self, cell: NotebookNode | None) -> int | None:
         """Seconds ``cell`` may run: ``training_timeout`` for a training cell, ``Execute.timeout`` for any other."""
-        limit = self.timeout
-        if limit and cell is not None and self._trains(cell):
-            return max(limit, self.training_timeout)
-        return limit
-
-    def _trains(self, cell: NotebookNode) -> bool:
-        # The training answer cell, or a student cell whose parsed code calls .fit( (a comment or a
-        # string that mentions it does not count). Test cells are judged with the short limit.
-        if grade_id(cell) in self.training_cells:
-            return True
-        is_test_cell = utils.is_grade(cell) and not utils.is_solution(cell)
-        return not is_test_cell and calls_fit(cell.get("source", ""))
-
-    def _out_of_time(self) -> str | None:
-        spent = time.monotonic() - self._state.started
-        if spent > self.submission_seconds:
-            return (
-                f"the submission used up the grader's time budget of {self.submission_seconds} s "
-                "(cells, new kernels and replays together)"
-            )
-        return None
+        return time_limits.cell_limit(
+            cell, self.timeout, self.training_timeout, self.training_cells
+        )
 
     # --- the whole notebook -----------------------------------------------------------------------------
 
     def preprocess(self, nb: NotebookNode, resources=None, km=None):
+        """Run every code cell (nbconvert's ``ExecutePreprocessor.preprocess``, made robust)."""
         # The verdicts need Keras in this process (to load the probed models); importing it takes
         # seconds, so it happens while the kernel starts and runs the student's first cells.
         threading.Thread(target=importlib.import_module, args=("keras",), daemon=True).start()
+        # As ExecutePreprocessor.preprocess does (re-initialising the client per notebook, and its
+        # private _check_assign_resources): the way to reuse one preprocessor for many notebooks.
         NotebookClient.__init__(self, nb, km)
         self.reset_execution_trackers()
         self._check_assign_resources(resources)
@@ -207,6 +164,11 @@ class RobustExecute(Execute):
         started = time.monotonic()
         run_sync(self._async_preprocess)()
         render_notes(self.nb)
+        self._log_timings(time.monotonic() - started)
+        return self.nb, self.resources
+
+    def _log_timings(self, seconds: float) -> None:
+        """One log line on where the time went, so a slow submission can be told from a slow grader."""
         spent = ", ".join(f"{k} {v:.1f} s" for k, v in self._state.seconds.items())
         slowest = ", ".join(
             f"cell {i} {t:.1f} s" for t, i in sorted(self._state.slowest, reverse=True)[:3]
@@ -214,14 +176,14 @@ class RobustExecute(Execute):
         self.log.info(
             "Executed %d cells in %.1f s (%s; slowest: %s; %d new kernel(s))",
             self.code_cells_executed,
-            time.monotonic() - started,
+            seconds,
             spent,
             slowest,
             self._state.restarts,
         )
-        return self.nb, self.resources
 
     async def _async_preprocess(self) -> None:
+        """Start the kernel and run the cells; a failure of the grader's own flags what was not run."""
         self._kernel_started = time.monotonic()
         try:
             async with self.async_setup_kernel():
@@ -235,15 +197,20 @@ class RobustExecute(Execute):
                 f"the grader could not run the notebook ({type(exc).__name__}: {str(exc)[:200]})"
             )
             self.log.exception("%s", reason)
-            for index, cell in enumerate(self.nb.cells):
-                if (
-                    cell.cell_type == "code"
-                    and cell.source.strip()
-                    and index not in self._state.attempted
-                ):
-                    self._not_run(cell, reason)
+            self._flag_unattempted(reason)
+
+    def _flag_unattempted(self, reason: str) -> None:
+        """Flag every code cell no kernel was sent, so none of them is silently zeroed."""
+        for index, cell in enumerate(self.nb.cells):
+            if (
+                cell.cell_type == "code"
+                and cell.source.strip()
+                and index not in self._state.attempted
+            ):
+                flag_not_run(self.nb, cell, reason)
 
     async def _async_kernel_ready(self) -> None:
+        """A kernel just started: count its start-up time and record its language in the notebook."""
         assert self.kc is not None
         self._spent(
             "kernel start", time.monotonic() - getattr(self, "_kernel_started", time.monotonic())
@@ -254,14 +221,18 @@ class RobustExecute(Execute):
         if isinstance(info, dict) and "language_info" in info["content"]:
             self.nb.metadata["language_info"] = info["content"]["language_info"]
 
+    def _spent(self, what: str, seconds: float) -> None:
+        self._state.seconds[what] = self._state.seconds.get(what, 0.0) + seconds
+
     # --- one cell -----------------------------------------------------------------------------------------
 
     async def _async_run_cell(self, index: int, cell: NotebookNode) -> None:
+        """Run one code cell (judge it, if a test cell), then check what it did to the kernel."""
         state = self._state
         if state.given_up is None:
-            state.given_up = self._out_of_time()
+            state.given_up = time_limits.out_of_time(state.started, self.submission_seconds)
         if state.given_up:
-            self._not_run(cell, state.given_up)
+            flag_not_run(self.nb, cell, state.given_up)
             return
         state.attempted.add(index)
         is_test = utils.is_grade(cell) and not utils.is_solution(cell)
@@ -269,7 +240,9 @@ class RobustExecute(Execute):
         if (
             is_test and test is None
         ):  # fail closed: a test cell is never run in the student's kernel
-            self._not_run(cell, f"the grader has no check for the test cell {grade_id(cell)!r}")
+            flag_not_run(
+                self.nb, cell, f"the grader has no check for the test cell {grade_id(cell)!r}"
+            )
             return
         started = time.monotonic()
         if test is not None:
@@ -279,52 +252,63 @@ class RobustExecute(Execute):
         took = time.monotonic() - started
         self._spent("tests" if test is not None else "cells", took)
         state.slowest.append((took, index))
-        restarted = (
-            "the grader started a new kernel, re-ran the cells above and went on without this cell"
-        )
-        if outcome in ("ok", "timeout"):
-            strays = stray_processes(self.km)
-            if strays:
-                if outcome == "timeout":
-                    self._drop_interrupt_errors(cell)
-                await self._incident(
-                    index,
-                    cell,
-                    "StrayProcesses",
-                    f"left {strays} process(es) running (os.fork or "
-                    f"subprocess); the grader stopped them: {restarted}",
-                    restart=True,
-                )
-                return
+        if outcome in ("ok", "timeout") and await self._async_left_processes(index, cell, outcome):
+            return
         if outcome == "ok":
-            alive = await self._async_wait_reply(
-                await ensure_async(self.kc.kernel_info()), self.alive_timeout
-            )
-            if alive == _DEAD:
-                await self._incident(
-                    index,
-                    cell,
-                    "KernelStopped",
-                    "ended the kernel (exit(), quit() or os._exit() "
-                    f"stop the Python process); {restarted}",
-                    restart=True,
-                )
-                return
-            if alive == _TIMEOUT:
-                await self._incident(
-                    index,
-                    cell,
-                    "KernelUnresponsive",
-                    f"left the kernel unable to answer within {self.alive_timeout} s; {restarted}",
-                    restart=True,
-                )
-                return
-            if test is None:
+            if await self._async_kernel_answers(index, cell) and test is None:
                 state.timeline.append(index)
             return
+        await self._async_report_failure(index, cell, outcome)
+
+    async def _async_left_processes(self, index: int, cell: NotebookNode, outcome: str) -> bool:
+        """Whether the cell left processes running; if so the kernel (and its sandbox) is replaced."""
+        strays = stray_processes(self.km)
+        if not strays:
+            return False
+        if outcome == "timeout":
+            drop_interrupt_errors(cell)
+        await self._incident(
+            index,
+            cell,
+            "StrayProcesses",
+            f"left {strays} process(es) running (os.fork or "
+            f"subprocess); the grader stopped them: {_RESTARTED}",
+            restart=True,
+        )
+        return True
+
+    async def _async_kernel_answers(self, index: int, cell: NotebookNode) -> bool:
+        """Whether the kernel still answers after a cell that completed; if not, it is replaced."""
+        assert self.kc is not None
+        alive = await self._async_wait_reply(
+            await ensure_async(self.kc.kernel_info()), self.alive_timeout
+        )
+        if alive == DEAD:
+            await self._incident(
+                index,
+                cell,
+                "KernelStopped",
+                "ended the kernel (exit(), quit() or os._exit() "
+                f"stop the Python process); {_RESTARTED}",
+                restart=True,
+            )
+            return False
+        if alive == TIMEOUT:
+            await self._incident(
+                index,
+                cell,
+                "KernelUnresponsive",
+                f"left the kernel unable to answer within {self.alive_timeout} s; {_RESTARTED}",
+                restart=True,
+            )
+            return False
+        return True
+
+    async def _async_report_failure(self, index: int, cell: NotebookNode, outcome: str) -> None:
+        """A cell that timed out, got stuck or killed its kernel: say so; replace the kernel unless it stopped."""
         limit = self.cell_limit(cell)
         if outcome == "timeout":
-            self._drop_interrupt_errors(cell)
+            drop_interrupt_errors(cell)
             await self._incident(
                 index,
                 cell,
@@ -339,7 +323,7 @@ class RobustExecute(Execute):
                 cell,
                 "CellTimeoutError",
                 f"ran longer than the grader's limit of {limit} s "
-                f"and did not stop when interrupted; {restarted}",
+                f"and did not stop when interrupted; {_RESTARTED}",
                 restart=True,
             )
         else:  # "dead"
@@ -347,7 +331,7 @@ class RobustExecute(Execute):
                 index,
                 cell,
                 "KernelDied",
-                f"stopped the kernel ({self._death_reason()}); {restarted}",
+                f"stopped the kernel ({death_reason(self.km)}); {_RESTARTED}",
                 restart=True,
             )
 
@@ -355,299 +339,7 @@ class RobustExecute(Execute):
         self, index: int, cell: NotebookNode, ename: str, what: str, *, restart: bool
     ) -> None:
         """Tell the student what happened (in the cell and in the notes at the top), then go on."""
-        self._error(cell, ename, f"this cell {what}")
-        add_note(self.nb, f"{ename}: {self._label(index, cell)} {what}.", cell=grade_id(cell))
+        add_error(cell, ename, f"this cell {what}")
+        add_note(self.nb, f"{ename}: {label(index, cell)} {what}.", cell=grade_id(cell))
         if restart:
             await self._async_recover(f"{ename} in cell {index}")
-
-    async def _async_judge(self, index: int, cell: NotebookNode, test: judge.Judged) -> str:
-        """Score a test cell without running its source: probe the kernel for data, judge it here."""
-        salt = judge.new_salt()
-        probe = from_dict(
-            {
-                "cell_type": "code",
-                "source": judge.probe_code(test, salt),
-                "metadata": {},
-                "outputs": [],
-            }
-        )
-        self._probing = True
-        try:
-            outcome, _ = await self._async_execute(
-                index, probe, silent=True, limit=self.cell_limit(cell)
-            )
-        finally:
-            self._probing = False
-            # A display_id the probe's outputs registered must not let a later cell rewrite this cell's
-            # outputs (nbclient updates every output that shares a display_id): that would set the score.
-            self.clear_display_id_mapping(index)
-        cell.outputs = []
-        cell.execution_count = self.code_cells_executed
-        if outcome == "ok":
-            data, problem = judge.answer(probe.outputs)
-            verdict_started = time.monotonic()
-            try:
-                result = (
-                    judge.verdict(test, data, salt)
-                    if data is not None
-                    else judge.failed(test, problem or "no answer")
-                )
-            except judge.GraderError as exc:  # the grader's own fault: flagged, never a zero
-                self.log.error("Could not judge %s: %s", test.grade_id, exc)
-                self._not_run(cell, f"the grader could not judge it ({exc})")
-                return outcome
-            finally:
-                self._spent("verdicts", time.monotonic() - verdict_started)
-            cell.outputs = judge.verdict_outputs(test, result)
-        return outcome
-
-    async def _async_execute(
-        self, index: int, cell: NotebookNode, *, silent: bool = False, limit: int | None = None
-    ) -> tuple[str, dict | None]:
-        """Run one cell the way nbclient does, but report a dead or stuck kernel instead of raising."""
-        assert self.kc is not None
-        cell.outputs = []
-        if self.record_timing:
-            cell.setdefault("metadata", {})["execution"] = {}
-        self.clear_before_next_output = False
-        self._cell_bytes = 0
-        self._truncated = False
-        msg_id = await ensure_async(
-            self.kc.execute(
-                cell.source,
-                silent=silent,
-                store_history=not silent,
-                stop_on_error=False,
-                allow_stdin=False,
-            )
-        )
-        self.code_cells_executed += 0 if silent else 1
-        poller = asyncio.ensure_future(self._async_poll_output_msg(msg_id, cell, index))
-        timeout = limit if limit is not None else self.cell_limit(cell)
-        reply = await self._async_wait_reply(msg_id, timeout)
-        outcome = "ok"
-        if reply == _TIMEOUT:
-            try:
-                await ensure_async(self.km.interrupt_kernel())
-            except Exception as exc:  # a kernel that cannot even be interrupted is treated as stuck
-                self.log.warning("Could not interrupt the kernel: %s", exc)
-            reply = await self._async_wait_reply(msg_id, self.interrupt_grace)
-            outcome = "timeout" if isinstance(reply, dict) else "stuck"
-        elif reply == _DEAD:
-            outcome = "dead"
-        if isinstance(reply, dict):
-            try:
-                await asyncio.wait_for(poller, timeout=max(self.iopub_timeout, 10))
-            except (asyncio.TimeoutError, asyncio.CancelledError):
-                self.log.warning(
-                    "Output of cell %d still incomplete when its reply arrived; continuing", index
-                )
-            except Exception as exc:
-                self.log.warning("Reading the output of cell %d failed: %s", index, exc)
-            if not silent:
-                cell.execution_count = self.code_cells_executed
-                if outcome == "ok":
-                    self.on_cell_executed(cell=cell, cell_index=index, execute_reply=reply)
-        else:
-            poller.cancel()
-            try:
-                await poller
-            except BaseException:
-                pass
-        return outcome, reply if isinstance(reply, dict) else None
-
-    async def _async_wait_reply(self, msg_id: str, timeout: float | None):
-        """The shell reply to ``msg_id``, or _TIMEOUT, or _DEAD when the kernel process ended."""
-        assert self.kc is not None and self.km is not None
-        deadline = None if not timeout else time.monotonic() + timeout
-        while True:
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                return _TIMEOUT
-            try:
-                msg = await ensure_async(
-                    self.kc.shell_channel.get_msg(
-                        timeout=1.0 if remaining is None else min(1.0, remaining)
-                    )
-                )
-            except Empty:
-                if not await ensure_async(self.km.is_alive()):
-                    return _DEAD
-                continue
-            if msg.get("parent_header", {}).get("msg_id") == msg_id:
-                return msg
-
-    async def _async_quiet(
-        self, code: str, timeout: float | None, user_expressions: dict | None = None
-    ):
-        """Execute ``code`` without recording anything; the reply, or _TIMEOUT / _DEAD."""
-        assert self.kc is not None
-        msg_id = await ensure_async(
-            self.kc.execute(
-                code,
-                silent=True,
-                store_history=False,
-                allow_stdin=False,
-                user_expressions=user_expressions or {},
-                stop_on_error=False,
-            )
-        )
-        return await self._async_wait_reply(msg_id, timeout)
-
-    def _spent(self, what: str, seconds: float) -> None:
-        self._state.seconds[what] = self._state.seconds.get(what, 0.0) + seconds
-
-    # --- a new kernel ------------------------------------------------------------------------------------
-
-    def _death_reason(self) -> str:
-        code = None
-        provisioner = getattr(self.km, "provisioner", None)
-        process = getattr(provisioner, "process", None)
-        if process is not None:
-            code = process.poll()
-        tail = (
-            " ".join(self.km.output_tail()[-3:])
-            if isinstance(self.km, SandboxedKernelManager)
-            else ""
-        )
-        if "MemoryError" in tail or code == 128 + 9 or code == -9:
-            reason = "it was killed: it ran out of memory or killed itself"
-        elif code in (128 + 24, -24):
-            reason = "it used up the grader's CPU time limit"
-        elif code is None:
-            reason = "it stopped responding"
-        else:
-            reason = f"the Python process exited with code {code}"
-        return reason
-
-    async def _async_recover(self, why: str) -> None:
-        """Replace the kernel and replay the cells that completed, so the state is as before."""
-        state = self._state
-        if state.restarts >= self.max_restarts:
-            state.given_up = f"the kernel had to be restarted {state.restarts} times ({why})"
-            return
-        state.restarts += 1
-        self.log.warning("Starting a new kernel: %s", why)
-        try:
-            await self._async_cleanup_kernel()
-        except Exception as exc:
-            self.log.warning("Cleaning up the old kernel failed: %s", exc)
-        self.km = self.create_kernel_manager()
-        self._kernel_started = time.monotonic()
-        await self.async_start_new_kernel()
-        await self.async_start_new_kernel_client()
-        await self._async_kernel_ready()
-        replay_started = time.monotonic()
-        try:
-            await self._async_replay()
-        finally:
-            self._spent("replay", time.monotonic() - replay_started)
-
-    async def _async_replay(self) -> None:
-        state = self._state
-        for index in list(state.timeline):
-            cell = self.nb.cells[index]
-            reply = await self._async_quiet_replay(cell)
-            if not isinstance(reply, dict):
-                state.given_up = (
-                    f"after a restart the cells above could not be re-run (cell {index} "
-                    f"{'timed out' if reply == _TIMEOUT else 'stopped the kernel'} the second time)"
-                )
-                add_note(
-                    self.nb,
-                    f"The grader could not restore your notebook's state: {state.given_up}. "
-                    "The remaining graded cells were not run and are flagged for your instructor.",
-                )
-                return
-
-    async def _async_quiet_replay(self, cell: NotebookNode):
-        assert self.kc is not None
-        msg_id = await ensure_async(
-            self.kc.execute(cell.source, store_history=True, stop_on_error=False, allow_stdin=False)
-        )
-        return await self._async_wait_reply(msg_id, self.cell_limit(cell))
-
-    # --- outputs and messages ------------------------------------------------------------------------------
-
-    def output(self, outs, msg, display_id, cell_index):
-        if getattr(
-            self, "_probing", False
-        ):  # a probe's answer: judge.answer caps and reads it, nothing is kept
-            return super().output(outs, msg, display_id, cell_index)
-        content = msg.get("content", {})
-        size = len(json.dumps(content.get("data", content.get("text", "")), default=str))
-        cell_bytes = getattr(self, "_cell_bytes", 0)
-        state = getattr(self, "_state", None)
-        total = state.notebook_bytes if state is not None else 0
-        if (
-            cell_bytes + size > self.max_output_bytes
-            or total + size > self.max_notebook_output_bytes
-        ):
-            if not getattr(self, "_truncated", False):
-                self._truncated = True
-                limit = (
-                    self.max_output_bytes
-                    if cell_bytes + size > self.max_output_bytes
-                    else self.max_notebook_output_bytes
-                )
-                # First, so that nbgrader's LimitOutput (which keeps the first lines) keeps it too.
-                outs.insert(
-                    0,
-                    from_dict(
-                        {
-                            "output_type": "stream",
-                            "name": "stdout",
-                            "text": f"[output truncated by the grader: this cell printed more than "
-                            f"{limit // 2**20} MB; the rest was dropped]\n",
-                        }
-                    ),
-                )
-                add_note(
-                    self.nb,
-                    f"A cell printed more than {limit // 2**20} MB of output; the rest was dropped "
-                    "(output truncated by the grader).",
-                )
-            return None
-        self._cell_bytes = cell_bytes + size
-        if state is not None:
-            state.notebook_bytes = total + size
-        return super().output(outs, msg, display_id, cell_index)
-
-    def _error(self, cell: NotebookNode, ename: str, evalue: str) -> None:
-        cell.setdefault("outputs", []).append(
-            from_dict(
-                {
-                    "output_type": "error",
-                    "ename": ename,
-                    "evalue": evalue,
-                    "traceback": [f"{ename}: {evalue}"],
-                }
-            )
-        )
-
-    def _drop_interrupt_errors(self, cell: NotebookNode) -> None:
-        cell.outputs = [
-            o
-            for o in cell.get("outputs", [])
-            if not (o.get("output_type") == "error" and o.get("ename") == "KeyboardInterrupt")
-        ]
-
-    def _not_run(self, cell: NotebookNode, reason: str) -> None:
-        self._error(
-            cell, "NotGraded", f"this cell was not run: {reason}; your instructor will look at it"
-        )
-        name = grade_id(cell)
-        if utils.is_grade(cell) and name:
-            add_note(
-                self.nb,
-                f"The test {name} could not be run ({reason}); it is flagged for your instructor.",
-                cell=name,
-                flag=reason,
-            )
-
-    def _label(self, index: int, cell: NotebookNode) -> str:
-        name = grade_id(cell)
-        if name:
-            return f"the cell {name}"
-        first = next((line.strip() for line in cell.source.splitlines() if line.strip()), "")
-        return f"your cell that starts with `{first[:50].replace('`', '')}`"
