@@ -87,6 +87,9 @@ def test_sample_submissions_are_test_data_not_package_code():
     students = _distributed_packages(ROOT)
     grader = _distributed_packages(ROOT / "grader")
     assert "course" in students and "vae_grader" in grader, (students, grader)
+    assert "vae_grader.hidden" in grader, (
+        "the hidden verdicts (a subpackage) must ship in the grader wheel"
+    )
     assert not any(name.split(".")[0] == paths.SAMPLES for name in students | grader)
     samples = ROOT / "tests" / paths.SAMPLES
     assert {"demo.py", "adversarial.py", "kit.py", "demo_manifest.md"} <= {
@@ -94,7 +97,7 @@ def test_sample_submissions_are_test_data_not_package_code():
     }
     package = ROOT / "grader" / "vae_grader"
     assert not list(package.glob("*.md")), "the demo manifest belongs in tests/vae_samples/"
-    for module in package.glob("*.py"):
+    for module in package.rglob("*.py"):
         tree = ast.parse(module.read_text(), str(module))
         assert "SUBMISSIONS" not in {
             target.id

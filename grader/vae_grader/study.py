@@ -116,6 +116,7 @@ CONFIGS = {
         B32_COSINE,
         replace(B32_COSINE, name="b32-cos-6ep", epochs=6),
         replace(B32_COSINE, name="b32-cos-5ep-lr4e-3", learning_rate=4e-3),
+        replace(B32_COSINE, name="b32-cos-6ep-lr4e-3", learning_rate=4e-3, epochs=6),
         B16_COSINE,
         replace(B16_COSINE, name="b16-cos-5ep-lr1e-3", learning_rate=1e-3),
     ]
@@ -300,6 +301,12 @@ def quality(configs: list[Config]) -> list[dict]:
             flush=True,
         )
         print(f"      val_loss by epoch: {row['val_loss_curve']}", flush=True)
+    for config, row in list(zip(configs, rows))[1:]:  # ratios only mean something within one run
+        print(
+            f"{config.name} / {configs[0].name}: wall time {row['wall_s'] / rows[0]['wall_s']:.2f}, "
+            f"val_loss {row['val_loss']:.4f} vs {rows[0]['val_loss']:.4f}",
+            flush=True,
+        )
     return rows
 
 
@@ -312,7 +319,10 @@ def main(argv: list[str] | None = None) -> int:
     tp.add_argument("--images", type=int, default=12288, help="images per timed epoch")
     tp.add_argument("--repeat", type=int, default=1, help="rounds over the grid (interleaved)")
     tp.add_argument("names", nargs="*", help="settings of THROUGHPUT_GRID to time (default: all)")
-    qp = sub.add_parser("quality", help="train named configurations to the end")
+    qp = sub.add_parser(
+        "quality",
+        help="train named configurations to the end, one after the other (ratios to the first)",
+    )
     qp.add_argument("names", nargs="+", choices=sorted(CONFIGS))
     qp.add_argument("--train-images", type=int, default=0, help="fewer images, for a dry run")
     qp.add_argument("--epochs", type=int, default=0, help="fewer epochs, for a dry run")
