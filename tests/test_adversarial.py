@@ -596,3 +596,37 @@ def test_executor_survives_crashes_timeouts_and_forks_and_never_runs_test_cells(
         assert phrase in notes.source, phrase
     assert executor._state.restarts == 3 and list(flags_of(nb)) == ["test_unknown"]
     assert seconds < 300, f"the executor test took {seconds:.0f} s"
+
+
+def test_exit_in_a_cell_costs_only_that_cell(tmp_path):
+    """IPython's exit() and quit() stop the kernel just after it replies: each such cell gets
+    KernelStopped, is left out of the replay, and the cells after it run with the state restored.
+    (Before the ask_exit payload was read, a kernel that answered one more request before it
+    stopped looked alive, the exit() cell was replayed, and every later cell was lost.)"""
+    from nbformat.v4 import new_code_cell, new_notebook
+    from traitlets.config import Config
+
+    from vae_grader.execute import RobustExecute, asked_to_exit
+
+    check = "print('f() =', f())"
+    sources = ["def f():\n    return 42", "exit()", check, "quit()", check, "exit()", check]
+    nb = new_notebook(cells=[new_code_cell(source) for source in sources])
+    config = Config()
+    config.CourseDirectory.root = str(tmp_path)
+    config.RobustExecute.timeout = 20
+    workdir = tmp_path / "autograded" / "someone" / "vae"
+    workdir.mkdir(parents=True)
+    executor = RobustExecute(config=config)
+    nb, _ = executor.preprocess(nb, {"metadata": {"path": str(workdir)}})
+    cells = nb.cells[1:]  # the notes cell is inserted at the top
+    for index in (1, 3, 5):
+        assert [o.ename for o in cells[index].outputs if o.output_type == "error"] == [
+            "KernelStopped"
+        ], cells[index].outputs
+    for index in (2, 4, 6):
+        assert any("f() = 42" in o.get("text", "") for o in cells[index].outputs), (
+            f"cell {index}: the state was not restored: {cells[index].outputs}"
+        )
+    assert executor._state.restarts == 3 and executor._state.given_up is None
+    keep = {"content": {"payload": [{"source": "ask_exit", "keepkernel": True}]}}
+    assert not asked_to_exit(keep) and not asked_to_exit(None)

@@ -424,6 +424,14 @@ SUBMISSIONS: list[Submission] = [
         ("SystemExit",),
     ),
     case(
+        "ipython_exit",
+        "exit() right after the decoder cell: IPython stops the kernel just after it replies, so the "
+        "kernel can look alive for one more request; the cell must not be replayed",
+        then(_FAST, add_cell_after("decoder", "exit()")),
+        FAST,
+        ("KernelStopped: your cell that starts with", "ended the kernel (exit(), quit()"),
+    ),
+    case(
         "kill_parent",
         "a cell that kills the kernel's parent process, then one that kills its own process group",
         then(
