@@ -38,7 +38,7 @@ from nbformat.notebooknode import NotebookNode
 from vae_grader.cells import require_cell
 from vae_grader.paths import MASTER
 from vae_grader.submissions import PARTS, Submission, test_cells
-from vae_samples.kit import filled, full_points
+from vae_samples.kit import NOT_ATTEMPTED, filled, full_points
 
 _MASTER = nbformat.read(MASTER, as_version=4)
 
@@ -46,7 +46,6 @@ FAST = ("encoder", "sampling", "decoder", "loss_layer", "vae_model", "data")
 """The parts whose tests pass without training (vae_model and the hidden manifold test use stand-ins)."""
 ENCODER = ("encoder",)
 
-NOT_ATTEMPTED = "not attempted: the part still raises NotImplementedError"
 Builder = Callable[[NotebookNode, NotebookNode], NotebookNode | bytes]
 
 

@@ -21,11 +21,9 @@ import nbformat
 from vae_grader.cells import require_cell, solution_markers
 from vae_grader.paths import MASTER
 from vae_grader.submissions import PARTS, Submission, test_cells
-from vae_samples.kit import filled, full_points
+from vae_samples.kit import NOT_ATTEMPTED, filled, full_points
 
 _MASTER = nbformat.read(MASTER, as_version=4)
-
-NOT_ATTEMPTED = "not attempted: the part still raises NotImplementedError"
 
 
 def _part_lost(part: str, visible: str, hidden: str | None = None) -> dict[str, str]:

@@ -19,6 +19,9 @@ from vae_grader.cells import require_cell, solution_markers
 from vae_grader.paths import MASTER, RELEASE
 from vae_grader.submissions import PARTS, points_by_cell, test_cells
 
+NOT_ATTEMPTED = "not attempted: the part still raises NotImplementedError"
+"""Why a cell of a part left as the release's stub scores nothing (the manifest's words)."""
+
 
 def solution_source(master: nbformat.NotebookNode, grade_id: str) -> str:
     """The master's solution cell with the nbgrader markers removed: what a correct student types."""
