@@ -55,8 +55,8 @@ class TrainingBudget:
     def learning_rate_schedule(self) -> Any:
         """What ``build_vae`` hands to Adam: the constant rate, or a Keras warm-up + cosine schedule.
 
-        The cosine schedule is the short option of README, "Speed of the student's run" (5 epochs,
-        0.39 of the time, val_loss 0.0015 above the constant rate's 10 epochs); Keras imports only
+        The student's default uses the cosine schedule (README, "Speed of the student's run"); the
+        grading run keeps the constant rate its threshold was calibrated with. Keras imports only
         here, so reading the budget stays cheap.
         """
         if self.schedule == "constant":
@@ -84,23 +84,25 @@ class TrainingBudget:
 
 # Both budgets are chosen by measurement; the numbers behind them are in README ("Speed of the
 # student's run" for STUDENT, "Calibration" for GRADING), from `python -m vae_grader.study` and
-# `python -m vae_grader.calibrate`. Both keep the arithmetic of the 2017 settings (batch 16, Adam at
-# a constant 1e-3) and only run several steps per execution, which changes no number of the training
-# (tests/test_budget.py checks it) and saves time on a CPU. The study found no schedule that reaches
-# the same validation loss in fewer epochs; the fastest near miss is one environment away:
-# VAE_EPOCHS=5 VAE_BATCH_SIZE=32 VAE_LEARNING_RATE=2e-3 VAE_SCHEDULE=cosine VAE_WARMUP_EPOCHS=0.2.
+# `python -m vae_grader.calibrate`. STUDENT: batch 32, Adam peaking at 4e-3 after a 0.2-epoch warm-up
+# and decaying to 0 over 6 epochs reached the 2017 run's val_loss target in under half its time (the
+# study's side by side). The 2017 settings are one environment away: VAE_EPOCHS=10 VAE_BATCH_SIZE=16
+# VAE_LEARNING_RATE=1e-3 VAE_SCHEDULE=constant VAE_WARMUP_EPOCHS=0.
 STUDENT = TrainingBudget(
     mode="student",
-    epochs=10,
+    epochs=6,
     train_images=60000,
     val_images=10000,
-    batch_size=16,
-    learning_rate=1e-3,
+    batch_size=32,
+    learning_rate=4e-3,
     seed=0,
-    steps_per_execution=32,
+    schedule="cosine",
+    warmup_epochs=0.2,
+    steps_per_execution=16,
 )
-# Grading: one pass over 8,000 images at batch 16 (500 Adam steps); fewer steps left some seeds with
-# reconstructions no better than the average digit.
+# Grading: one pass over 8,000 images at batch 16, Adam at a constant 1e-3 (500 steps), 32 steps per
+# execution, which changes no number of the training (tests/test_budget.py); fewer steps left some
+# seeds with reconstructions no better than the average digit.
 GRADING = TrainingBudget(
     mode="grading",
     epochs=1,

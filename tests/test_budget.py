@@ -20,6 +20,7 @@ def test_the_original_settings_are_one_environment_away():
             "VAE_BATCH_SIZE": "16",
             "VAE_LEARNING_RATE": "1e-3",
             "VAE_SCHEDULE": "Constant",
+            "VAE_WARMUP_EPOCHS": "0",
             "VAE_STEPS_PER_EXECUTION": "1",
         }
     )
@@ -30,7 +31,12 @@ def test_the_original_settings_are_one_environment_away():
 
 def test_cosine_schedule_warms_up_then_decays_to_zero():
     budget = training_budget(
-        {"VAE_SCHEDULE": "cosine", "VAE_WARMUP_EPOCHS": "0.5", "VAE_EPOCHS": "2"}
+        {
+            "VAE_SCHEDULE": "cosine",
+            "VAE_WARMUP_EPOCHS": "0.5",
+            "VAE_EPOCHS": "2",
+            "VAE_BATCH_SIZE": "16",  # 7,500 steps: a warm-up of exactly 1,875
+        }
     )
     schedule = budget.learning_rate_schedule()
     steps = budget.steps
@@ -112,9 +118,13 @@ def test_nbgrader_sets_the_variable_it_is_keyed_on():
 
 def test_the_study_trains_what_the_notebook_trains():
     """`python -m vae_grader.study side-by-side` measures the student default through the same object."""
-    from vae_grader.study import ORIGINAL, Config
+    from dataclasses import replace
+
+    from vae_grader.study import CONFIGS, ORIGINAL, Config
 
     assert Config.of("new default", STUDENT).budget() == STUDENT
+    # the default is the configuration the study measured side by side (README), not a neighbour of it
+    assert Config.of("x", STUDENT) == replace(CONFIGS["b32-cos-6ep-lr4e-3"], name="x")
     assert ORIGINAL.budget().learning_rate_schedule() == 1e-3  # the 2017 settings: constant rate
     assert (ORIGINAL.batch_size, ORIGINAL.epochs, ORIGINAL.steps_per_execution) == (16, 10, 1)
 
@@ -145,4 +155,4 @@ def test_steps_per_execution_changes_no_number_of_the_training():
     for a, b in zip(one, several, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
     assert STUDENT.steps_per_execution > 1 and GRADING.steps_per_execution > 1
-    assert (STUDENT.batch_size, STUDENT.learning_rate, STUDENT.schedule) == (16, 1e-3, "constant")
+    assert (GRADING.batch_size, GRADING.learning_rate, GRADING.schedule) == (16, 1e-3, "constant")
