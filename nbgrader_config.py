@@ -86,6 +86,7 @@ from nbgrader.preprocessors import (  # noqa: E402
 from vae_grader.execute import RobustExecute  # noqa: E402
 from vae_grader.flags import FlagForReview  # noqa: E402
 from vae_grader.intake import TolerantNotebookExporter, intake_hook  # noqa: E402
+from vae_grader.require_verdicts import RequireVerdicts  # noqa: E402
 from vae_grader.restructure import RepairSubmission  # noqa: E402
 from vae_grader.sandbox import GiB, MiB, refuse_unsandboxed_autograde  # noqa: E402
 
@@ -112,6 +113,7 @@ c.Autograde.autograde_preprocessors = [
     IgnorePattern,
     ClearMetadataPreprocessor,
     LimitOutput,
+    RequireVerdicts,
     SaveAutoGrades,
     FlagForReview,
     AssignLatePenalties,
@@ -132,3 +134,9 @@ c.Sandbox.cpu_seconds = 1200  # RLIMIT_CPU for the kernel
 c.Sandbox.scratch_size = 512 * MiB  # each private tmpfs: /tmp, /dev/shm, the working folder
 c.Sandbox.kernel_uid = 0  # grading as root: kernel's uid (0: 100000 + pid mod 50000)
 c.Sandbox.socket_timeout = 120  # s for the kernel to open its sockets
+# The verdict process (grader/vae_grader/confined_judge.py): unpacks answers, loads models, judges.
+# Reasons for each value: README, "What the limits rest on".
+c.ConfinedJudge.memory_limit = 3 * GiB  # resident memory; past it the verdict scores 0
+c.ConfinedJudge.address_space = 8 * GiB  # RLIMIT_AS backstop
+c.ConfinedJudge.cpu_seconds = 120  # CPU s per verdict (all threads); past it the verdict scores 0
+c.ConfinedJudge.wall_seconds = 600  # past it with CPU to spare: flagged, never zeroed

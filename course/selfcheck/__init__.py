@@ -111,6 +111,10 @@ def run_probe(probe: Probe, namespace: Mapping[str, Any]) -> dict[str, Any]:
 def judge(probe: Probe, data: dict[str, Any]) -> Outcome:
     """The verdict on probe data; a name the notebook never defined fails every check of the cell."""
     missing = data.get("missing.json")
+    if missing is not None and not (
+        isinstance(missing, list) and missing and all(isinstance(n, str) for n in missing)
+    ):
+        missing = ["(a name the grader could not read)"]
     if missing:
         names = ", ".join(missing)
         verb = "is" if len(missing) == 1 else "are"

@@ -113,8 +113,20 @@ def verdict_sampling(data: dict[str, Any]) -> list[Check]:
             hint="with almost no variance z must be almost exactly z_mean",
         )
         z_again = np.asarray(data["z_again"], dtype=np.float64)
+        # A second draw is judged like the first (shape, finite, scale, centre), so only real noise
+        # can show that the two calls differ.
         expect(
-            z_again.shape != z.shape or not np.allclose(z, z_again),
+            z_again.shape == z.shape
+            and bool(np.isfinite(z_again).all())
+            and bool(np.all(np.abs(z_again.std(axis=0) - 2.0) <= SAMPLING_SD_TOLERANCE))
+            and bool(
+                np.all(np.abs(z_again.mean(axis=0) - SAMPLING_MEAN) <= SAMPLING_MEAN_TOLERANCE)
+            ),
+            "a second call of the same layer did not give draws like the first "
+            f"({n} rows, standard deviation 2, mean {SAMPLING_MEAN:g})",
+        )
+        expect(
+            not np.allclose(z, z_again),
             "two calls gave the same z: draw fresh noise with seed=self.seed_generator",
         )
         expect_ran(data, "a fresh Sampling(seed=1)")

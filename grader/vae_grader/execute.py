@@ -43,8 +43,6 @@ options stay ``RobustExecute``'s traits, since ``nbgrader_config.py`` sets them 
 
 from __future__ import annotations
 
-import importlib
-import threading
 import time
 from dataclasses import dataclass, field
 
@@ -58,6 +56,7 @@ from traitlets import Integer, List, Unicode
 from vae_grader import judge, time_limits
 from vae_grader.cell_messages import add_error, drop_interrupt_errors, flag_not_run, label
 from vae_grader.cells import grade_id
+from vae_grader.confined_judge import ConfinedJudge
 from vae_grader.environment import grading_kernel_environment
 from vae_grader.judged_cells import JudgedCells
 from vae_grader.kernel_calls import DEAD, TIMEOUT, KernelCalls
@@ -167,9 +166,9 @@ class RobustExecute(JudgedCells, KernelRecovery, OutputLimits, KernelCalls, Exec
 
     def preprocess(self, nb: NotebookNode, resources=None, km=None):
         """Run every code cell (nbconvert's ``ExecutePreprocessor.preprocess``, made robust)."""
-        # The verdicts need Keras in this process (to load the probed models); importing it takes
-        # seconds, so it happens while the kernel starts and runs the student's first cells.
-        threading.Thread(target=importlib.import_module, args=("keras",), daemon=True).start()
+        # The verdict process imports Keras (seconds) while the kernel starts and runs the first cells.
+        self.verdicts = ConfinedJudge(parent=self)
+        self.verdicts.start()
         # As ExecutePreprocessor.preprocess does (re-initialising the client per notebook, and its
         # private _check_assign_resources): the way to reuse one preprocessor for many notebooks.
         NotebookClient.__init__(self, nb, km)
@@ -177,7 +176,10 @@ class RobustExecute(JudgedCells, KernelRecovery, OutputLimits, KernelCalls, Exec
         self._check_assign_resources(resources)
         self._state = _RunState()
         started = time.monotonic()
-        run_sync(self._async_preprocess)()
+        try:
+            run_sync(self._async_preprocess)()
+        finally:
+            self.verdicts.stop()
         render_notes(self.nb)
         self._log_timings(time.monotonic() - started)
         return self.nb, self.resources
@@ -185,6 +187,13 @@ class RobustExecute(JudgedCells, KernelRecovery, OutputLimits, KernelCalls, Exec
     def _log_timings(self, seconds: float) -> None:
         """One log line on where the time went, so a slow submission can be told from a slow grader."""
         spent = ", ".join(f"{k} {v:.1f} s" for k, v in self._state.seconds.items())
+        verdicts = self.verdicts
+        self.log.info(
+            "Verdict process: %.1f CPU s (longest verdict %.1f s), peak %.0f MB resident",
+            verdicts.cpu_used,
+            verdicts.cpu_longest,
+            verdicts.peak_rss / 2**20,
+        )
         slowest = ", ".join(
             f"cell {i} {t:.1f} s" for t, i in sorted(self._state.slowest, reverse=True)[:3]
         )

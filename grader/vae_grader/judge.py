@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import inspect
+import math
 import secrets
 from dataclasses import dataclass
 
@@ -79,8 +80,11 @@ def probe_code(test: Judged, salt: int = 0) -> str:
     )
 
 
-def answer(outputs: list[NotebookNode]) -> tuple[dict | None, str | None]:
-    """The probe data among a probe's outputs, or None and why there is none."""
+def answer_bytes(outputs: list[NotebookNode]) -> tuple[bytes | None, str | None]:
+    """The probe's answer among a probe's outputs, still packed, or None and why there is none.
+
+    Only the envelope is read here (one answer, its size, base64): unpacking and judging what it
+    holds happens in the confined verdict process (``vae_grader.confined_judge``)."""
     blobs = [
         o
         for o in outputs
@@ -104,9 +108,23 @@ def answer(outputs: list[NotebookNode]) -> tuple[dict | None, str | None]:
     if not isinstance(text, str) or len(text) > MAX_PROBE_BYTES:
         return None, "your notebook's answer to the grader was not readable (too large or not text)"
     try:
-        return probing.unpack(base64.b64decode(text, validate=True)), None
+        return base64.b64decode(text, validate=True), None
+    except (ValueError, TypeError):
+        return None, "your notebook's answer to the grader was not readable (not base64)"
+
+
+def unpacked(blob: bytes) -> tuple[dict | None, str | None]:
+    """The probe data in a packed answer, or None and why it cannot be read."""
+    try:
+        return probing.unpack(blob), None
     except (Exception, MemoryError) as exc:  # whatever a forged archive makes the reader raise
         return None, f"your notebook's answer to the grader was not readable ({type(exc).__name__})"
+
+
+def answer(outputs: list[NotebookNode]) -> tuple[dict | None, str | None]:
+    """The probe data among a probe's outputs, or None and why there is none (envelope and content)."""
+    blob, problem = answer_bytes(outputs)
+    return (None, problem) if blob is None else unpacked(blob)
 
 
 NEEDS_MNIST = frozenset({"test_data_hidden", "test_training", "test_training_hidden"})
@@ -128,11 +146,95 @@ def verdict(test: Judged, data: dict, salt: int = 0) -> Outcome:
     return selfcheck.judge(selfcheck.PROBES[test.grade_id], data)
 
 
+def max_points(test: Judged) -> float:
+    """What ``test``'s checks are worth in all (the notebook's points table)."""
+    spec = hidden.probe_spec(test.grade_id) if test.hidden else selfcheck.PROBES[test.grade_id]
+    return round(sum(points for points, _, _ in spec.verdict({})), 6)
+
+
 def failed(test: Judged, reason: str) -> Outcome:
     """Every check of ``test`` failed for one reason (no data to judge)."""
-    spec = hidden.probe_spec(test.grade_id) if test.hidden else selfcheck.PROBES[test.grade_id]
-    max_points = sum(points for points, _, _ in spec.verdict({}))
-    return Outcome(0.0, max_points, (reason,))
+    return Outcome(0.0, max_points(test), (reason,))
+
+
+@dataclass(frozen=True)
+class Ruling:
+    """A verdict as the confined verdict process hands it back: the outcome, and why a person must
+    look at the cell when the grader could not judge it (``flag``; the outcome is then 0 points)."""
+
+    outcome: Outcome
+    flag: str | None = None
+
+    def to_json(self) -> dict:
+        o = self.outcome
+        return {
+            "points": o.points,
+            "max_points": o.max_points,
+            "failures": list(o.failures),
+            "passed": list(o.passed),
+            "flag": self.flag,
+        }
+
+    @classmethod
+    def from_json(cls, test: Judged, value: object) -> Ruling:
+        """The ruling in ``value``, or a flagged zero when it is not one (never a pass by default)."""
+        try:
+            assert isinstance(value, dict)
+            outcome = Outcome(
+                float(value["points"]),
+                float(value["max_points"]),
+                tuple(str(f) for f in value["failures"]),
+                tuple(str(p) for p in value["passed"]),
+            )
+            flag = value.get("flag")
+            return cls(outcome, None if flag is None else str(flag)).settled(test)
+        except Exception as exc:  # a malformed reply is the grader's fault: zero and flagged
+            reason = f"the grader's verdict process gave no readable verdict ({type(exc).__name__})"
+            return cls(failed(test, reason), reason)
+
+    def settled(self, test: Judged) -> Ruling:
+        """Fail closed: a verdict whose points are not a number between 0 and the cell's points, or
+        that claims full marks beside a failure, becomes a flagged zero. (nbgrader reads a NaN or a
+        negative partial score as full marks, and one above the maximum as a crash.)"""
+        o, most = self.outcome, max_points(test)
+        sane = (
+            math.isfinite(o.points)
+            and 0 <= o.points <= most
+            and math.isclose(o.max_points, most)
+            and (o.failures or math.isclose(o.points, most))
+        )
+        if sane:
+            return self
+        reason = (
+            f"the grader reached an impossible verdict ({o.points!r} of {o.max_points!r} points, "
+            f"{len(o.failures)} failure(s))"
+        )
+        return Ruling(failed(test, reason), reason)
+
+
+def rule(test: Judged, blob: bytes, salt: int = 0) -> Ruling:
+    """Unpack a probe's answer and judge it; never raises, never passes by default.
+
+    Unreadable data is a failure with its reason. A verdict that raises (odd data no check
+    expected, or a bug of the grader's) scores 0 and is flagged, so that a person looks at it;
+    a ``GraderError`` (MNIST unreadable here) is flagged with its reason. Runs in the confined
+    verdict process (``vae_grader.verdict_worker``)."""
+    data, problem = unpacked(blob)
+    if data is None:
+        return Ruling(failed(test, problem or "no answer"))
+    try:
+        outcome = verdict(test, data, salt)
+    except GraderError as exc:
+        return Ruling(failed(test, f"the grader could not judge it ({exc})"), str(exc))
+    except (Exception, MemoryError, RecursionError) as exc:
+        text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        reason = (
+            f"the grader could not judge your answer ({type(exc).__name__}"
+            + (f": {text}" if text else "")
+            + "); it is flagged for your instructor"
+        )
+        return Ruling(failed(test, reason), reason)
+    return Ruling(outcome).settled(test)
 
 
 def verdict_outputs(test: Judged, outcome: Outcome) -> list[NotebookNode]:
