@@ -37,7 +37,7 @@ import nbformat
 import numpy as np
 import pytest
 
-from course import probing, selfcheck
+from course import model_file, probing, selfcheck
 from vae_grader import hidden, judge
 from vae_grader.paths import MASTER
 from vae_grader.sandbox import ENV_NAMES, ENV_PREFIXES
@@ -263,9 +263,9 @@ def test_lambda_layer_model_is_refused():
 
     image = keras.Input(shape=(28, 28, 1))
     flat = keras.layers.Lambda(lambda x: keras.ops.reshape(x, (-1, 784)))(image)
-    blob = probing.model_bytes(keras.Model(image, [flat, flat]))
+    blob = model_file.model_bytes(keras.Model(image, [flat, flat]))
     with pytest.raises(Exception):
-        probing.load_model(blob)
+        model_file.load_model(blob)
     assert "standard Keras layers only" in _load_refused(blob)
 
 
@@ -279,7 +279,7 @@ def test_unregistered_custom_layer_is_refused():
             return x
 
     image = keras.Input(shape=(28, 28, 1))
-    blob = probing.model_bytes(keras.Model(image, Anything()(image)))
+    blob = model_file.model_bytes(keras.Model(image, Anything()(image)))
     keras.saving.get_custom_objects().pop("student_attack>Anything")
     assert "standard Keras layers only" in _load_refused(blob)
 
@@ -301,7 +301,7 @@ def test_keras_file_naming_a_python_builtin_is_refused(tmp_path):
         archive.writestr("config.json", json.dumps(config))
         archive.writestr("model.weights.h5", b"")
     with pytest.raises(Exception):
-        probing.load_model(buffer.getvalue())
+        model_file.load_model(buffer.getvalue())
     assert not marker.exists()
     assert "standard Keras layers only" in _load_refused(buffer.getvalue())
 
@@ -360,8 +360,8 @@ def test_identity_autoencoder_earns_nothing_for_training():
         probing.pack(
             {
                 probing.ERRORS: {},
-                "encoder.keras": probing.model_bytes(encoder),
-                "decoder.keras": probing.model_bytes(decoder),
+                "encoder.keras": model_file.model_bytes(encoder),
+                "decoder.keras": model_file.model_bytes(decoder),
             }
         )
     )

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from course import probing
+from course import model_file, probing, untrusted
 from course.checks import Check, expect, expect_ran
 
 
@@ -39,7 +39,9 @@ def _load(data: dict[str, Any], key: str, what: str) -> Any:
         expect_ran(data, f"saving {what}")
         raise AssertionError(f"{what} returned a model that could not be saved")
     try:
-        return probing.load_model(data[key + ".keras"])
+        return model_file.load_model(data[key + ".keras"])
+    except untrusted.TooLarge as exc:  # its message already says what was too large, and the cap
+        raise AssertionError(f"{what}: {exc}") from None
     except Exception as exc:
         text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise AssertionError(
@@ -55,7 +57,7 @@ def _model_step(rec: probing.Recorder, key: str, what: str, build: Callable[[], 
 
         rec[f"{key}.type"] = type(model).__name__
         rec[f"{key}.is_model"] = isinstance(model, keras.Model)
-        blob = rec.attempt(f"saving {what}", lambda: probing.model_bytes(model))
+        blob = rec.attempt(f"saving {what}", lambda: model_file.model_bytes(model))
         if blob is not None:
             rec[f"{key}.keras"] = blob
     return model

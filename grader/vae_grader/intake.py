@@ -12,8 +12,14 @@ are followed or block (below). Wired in through ``nbgrader_config.py``:
   a notebook submitted under another name (``VAE (1).ipynb``) and grades it as ``vae.ipynb``.
 * :class:`TolerantNotebookExporter` reads the submitted file, never through a link
   (:func:`read_plain_file`). A file that is not a notebook (bad JSON, wrong structure, too
-  large) becomes an empty notebook with a note, so the student gets a feedback page that says
-  why they scored 0; cells with a broken structure are salvaged.
+  large, nested deeper than any JSON reader of the toolchain can follow) becomes an empty
+  notebook with a note, so the student gets a feedback page that says why they scored 0; cells
+  with a broken structure are salvaged. A notebook in an old format (nbformat 1-3) is converted
+  with nbformat's own upgrade and graded as converted, with a note (issue 20). Bounds, each
+  named below with what real notebooks measure: the file's size, its nesting (checked on the bytes
+  before Python's recursive JSON parser sees them), parts nested deeper than any real notebook
+  (left out after parsing, so nothing recursive downstream meets them), each cell's source and
+  metadata, the number of cells.
 
 What intake finds travels as notes in the notebook's metadata (``vae_grader.notes``).
 """
@@ -25,6 +31,7 @@ import json
 import logging
 import os
 import stat
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -32,12 +39,39 @@ import nbformat
 from nbconvert.exporters import NotebookExporter
 from nbformat.notebooknode import NotebookNode, from_dict
 
+from course.untrusted import json_nesting_depth
 from vae_grader.notes import METADATA_KEY, add_note
 
 log = logging.getLogger(__name__)
 
 MAX_NOTEBOOK_BYTES = 50 * 2**20
-"""A submitted file larger than this is not read (the master notebook is ~60 kB; outputs add a few MB)."""
+"""A submitted file larger than this is not read (the master notebook is ~60 kB; outputs add a few MB).
+Parsing the largest file allowed costs the grader at most ~0.6 GB for 1 s (measured: 48 MB of 2,300,000
+empty cells, the worst case of small JSON objects)."""
+MAX_NOTEBOOK_DEPTH = 500
+"""Deepest nesting of a submitted file that is parsed at all (found by a scan of its bytes,
+``course.untrusted.json_nesting_depth``, before ``json.loads`` sees it). Measured: real notebooks nest 4 to 7
+levels (the master, the release, 97 notebooks on this machine, graded ones with their outputs included);
+Jupyter opens a cell whose metadata a plugin nested 450 levels deep. Python's ``json`` recurses once per
+level and raises ``RecursionError`` (not ``ValueError``) near 1,000 levels minus the caller's stack: a file
+nested 200,000 levels deep made ``nbgrader autograde`` exit 1 for that student, with no feedback page."""
+MAX_KEPT_DEPTH = 32
+"""Parts of a parsed notebook nested deeper than this (counted from the file's top) are left out before
+anything else reads it (a note says so): ``copy.deepcopy``, nbformat's conversion and validation and
+nbgrader recurse too. Measured: 7 at most in real notebooks (cell sources sit at depth 3 to 4, so only
+metadata and outputs, which grading clears, can reach it)."""
+MAX_CELLS = 1_000
+"""Cells graded. Measured: the master has 42. Beyond this, empty cells without nbgrader metadata are left
+out first (a notebook of 2,300,000 empty cells fits in ``MAX_NOTEBOOK_BYTES``), then every cell after the
+first ``MAX_CELLS`` (graded cells are put back from the gradebook by ``restructure``)."""
+MAX_CELL_SOURCE_CHARS = 1 * 2**20
+"""Longest cell source graded. Measured: the master's longest cell has 2,735 characters; a longer cell is
+graded as empty, with a note."""
+MAX_CELL_METADATA_BYTES = 64 * 2**10
+"""Largest metadata of one cell (as JSON) kept whole. Measured: 385 bytes at most (a graded cell's nbgrader
+metadata after autograding); beyond it only the cell's ``nbgrader`` entry is kept."""
+OLD_FORMATS = (1, 2, 3)
+"""nbformat major versions converted with nbformat's own upgrade (``nbformat.convert``)."""
 
 # --- reading the submitted file -----------------------------------------------------------------------
 #
@@ -170,6 +204,98 @@ def _first_line(exc: BaseException) -> str:
     return (text[0] if text else type(exc).__name__)[:200]
 
 
+def prune_deep(raw: object, limit: int = MAX_KEPT_DEPTH) -> int:
+    """Remove, in place, every array or object of ``raw`` nested deeper than ``limit``; how many were removed.
+
+    Iterative (no recursion, whatever the depth ``json.loads`` accepted), so what is left can be walked by
+    recursive code. ``raw`` itself counts as depth 1, as in ``json_nesting_depth``.
+    """
+    removed = 0
+    stack: list[tuple[object, int]] = [(raw, 1)]
+    while stack:
+        container, depth = stack.pop()
+        if isinstance(container, dict):
+            for key in list(container):
+                value = container[key]
+                if isinstance(value, (dict, list)):
+                    if depth + 1 > limit:
+                        del container[key]
+                        removed += 1
+                    else:
+                        stack.append((value, depth + 1))
+        elif isinstance(container, list):
+            kept = []
+            for value in container:
+                if isinstance(value, (dict, list)) and depth + 1 > limit:
+                    removed += 1
+                    continue
+                kept.append(value)
+                if isinstance(value, (dict, list)):
+                    stack.append((value, depth + 1))
+            container[:] = kept
+    return removed
+
+
+def upgrade(raw: object) -> tuple[object, int | None]:
+    """``raw`` as a v4 notebook when it is an older one (nbformat 1-3), with the version it was in.
+
+    nbformat's own reader and upgrade (what ``nbformat.reads(text, as_version=4)`` does, on the parsed
+    dict); raises ``ValueError`` when the old notebook is too broken for them to convert.
+    """
+    if not isinstance(raw, dict):
+        return raw, None
+    major = raw.get("nbformat")
+    if isinstance(major, bool) or major not in OLD_FORMATS:
+        return raw, None
+    minor = raw.get("nbformat_minor", 0)
+    minor = minor if isinstance(minor, int) and not isinstance(minor, bool) else 0
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            old = nbformat.versions[major].to_notebook_json(raw, minor=minor)
+            return nbformat.convert(old, 4), major
+    except Exception as exc:  # nbformat raises many kinds on a broken old notebook
+        raise ValueError(
+            f"it is in nbformat {major}, and nbformat could not convert it: "
+            f"{type(exc).__name__} {_first_line(exc)}"
+        ) from None
+
+
+def _json_size(value: object) -> int:
+    try:
+        return len(json.dumps(value))
+    except (TypeError, ValueError, RecursionError):
+        return MAX_CELL_METADATA_BYTES + 1
+
+
+def _kept_metadata(metadata: dict) -> tuple[dict, bool]:
+    """A cell's metadata, or only its ``nbgrader`` entry when the whole is larger than ``MAX_CELL_METADATA_BYTES``."""
+    if _json_size(metadata) <= MAX_CELL_METADATA_BYTES:
+        return metadata, False
+    grading = metadata.get("nbgrader")
+    if isinstance(grading, dict) and _json_size(grading) <= MAX_CELL_METADATA_BYTES:
+        return {"nbgrader": grading}, True
+    return {}, True
+
+
+def _is_empty(item: object) -> bool:
+    """An empty cell that nbgrader does not track: nothing to run, nothing to grade."""
+    if not isinstance(item, dict):
+        return False
+    source = item.get("source", "")
+    text = (
+        "".join(source)
+        if isinstance(source, list) and all(isinstance(s, str) for s in source)
+        else source
+    )
+    metadata = item.get("metadata")
+    return (
+        isinstance(text, str)
+        and not text.strip()
+        and not (isinstance(metadata, dict) and "nbgrader" in metadata)
+    )
+
+
 def salvage(raw: object) -> tuple[NotebookNode, list[str]]:
     """A valid v4 notebook from whatever JSON was submitted, and what had to be dropped."""
     problems: list[str] = []
@@ -180,9 +306,27 @@ def salvage(raw: object) -> tuple[NotebookNode, list[str]]:
     if not isinstance(cells, list):
         return nb, ["the file holds JSON but not a notebook (no cell list)"]
     metadata = raw.get("metadata")
-    if isinstance(metadata, dict) and isinstance(metadata.get("kernelspec"), dict):
+    if (
+        isinstance(metadata, dict)
+        and isinstance(metadata.get("kernelspec"), dict)
+        and _json_size(metadata["kernelspec"]) <= MAX_CELL_METADATA_BYTES
+    ):
         nb.metadata["kernelspec"] = from_dict(metadata["kernelspec"])
-    dropped = 0
+    if len(cells) > MAX_CELLS:
+        total = len(cells)
+        cells = [item for item in cells if not _is_empty(item)]
+        if total > len(cells):
+            problems.append(
+                f"it has {total:,} cells, more than the {MAX_CELLS:,} graded; its "
+                f"{total - len(cells):,} empty cells were left out"
+            )
+        if len(cells) > MAX_CELLS:
+            problems.append(
+                f"only its first {MAX_CELLS:,} cells were graded ({len(cells) - MAX_CELLS:,} more were "
+                "left out; graded cells among them were put back as released)"
+            )
+            cells = cells[:MAX_CELLS]
+    dropped = long_sources = big_metadata = 0
     for item in cells:
         if not isinstance(item, dict) or item.get("cell_type") not in ("code", "markdown", "raw"):
             dropped += 1
@@ -193,7 +337,12 @@ def salvage(raw: object) -> tuple[NotebookNode, list[str]]:
         if not isinstance(source, str):
             dropped += 1
             continue
+        if len(source) > MAX_CELL_SOURCE_CHARS:
+            long_sources += 1
+            source = ""
         cell_metadata = item.get("metadata") if isinstance(item.get("metadata"), dict) else {}
+        cell_metadata, cut = _kept_metadata(cell_metadata)
+        big_metadata += cut
         kind = item["cell_type"]
         maker = {
             "code": nbformat.v4.new_code_cell,
@@ -205,6 +354,15 @@ def salvage(raw: object) -> tuple[NotebookNode, list[str]]:
         nb.cells.append(cell)
     if dropped:
         problems.append(f"{dropped} cell(s) had a broken structure and were left out")
+    if long_sources:
+        problems.append(
+            f"{long_sources} cell(s) held more than {MAX_CELL_SOURCE_CHARS:,} characters and were graded as empty"
+        )
+    if big_metadata:
+        problems.append(
+            f"the metadata of {big_metadata} cell(s) was larger than {MAX_CELL_METADATA_BYTES:,} bytes; only its "
+            "nbgrader entry was kept"
+        )
     return nb, problems
 
 
@@ -224,12 +382,20 @@ def load_submission(path: str, beneath: str | None = None) -> NotebookNode:
             text = data.decode("utf-8")
             if not text.strip():
                 raise ValueError("the file is empty (0 bytes of JSON)")
+            depth = json_nesting_depth(data)
+            if depth > MAX_NOTEBOOK_DEPTH:
+                raise ValueError(
+                    f"it is nested {depth:,} levels deep; a notebook is read up to {MAX_NOTEBOOK_DEPTH} levels "
+                    "and real ones nest fewer than 10"
+                )
             raw = json.loads(text)
+            pruned = prune_deep(raw) if depth > MAX_KEPT_DEPTH else 0
+            raw, old_format = upgrade(raw)
         except NotPlainFile as exc:
             notes.append(
                 (exc.sentence(GRADED_AS_MISSING), f"the submitted notebook was {exc.what}")
             )
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
             reason = (
                 f"line {exc.lineno}, column {exc.colno}: {exc.msg}"
                 if isinstance(exc, json.JSONDecodeError)
@@ -243,6 +409,22 @@ def load_submission(path: str, beneath: str | None = None) -> NotebookNode:
                 )
             )
         else:
+            if old_format is not None:
+                notes.append(
+                    (
+                        f"Your notebook was in an old format (v{old_format}); it was converted to the current "
+                        "one (v4) with nbformat's own upgrade and graded as converted.",
+                        None,
+                    )
+                )
+            if pruned:
+                notes.append(
+                    (
+                        f"Your file {name}: {pruned:,} part(s) of it nested more than {MAX_KEPT_DEPTH} levels deep "
+                        "(metadata, not code) were left out.",
+                        None,
+                    )
+                )
             nb, problems = salvage(raw)
             for problem in problems:
                 notes.append((f"Your file {name}: {problem}.", None))
