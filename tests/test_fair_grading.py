@@ -179,6 +179,48 @@ EXTRA_CORRECT = [
         },
     ),
     demo.sample(
+        "vae_lists_and_keywords",
+        "build_vae with the encoder's outputs indexed, a named sampler, keras.Model(inputs=[image], "
+        "outputs=[output]) and Adam(learning_rate=...) (the VAE is loaded and run by the grader)",
+        mistakes={
+            "vae_model": demo.rewritten(
+                "vae_model",
+                """
+                    image = layers.Input((28, 28, 1))
+                    encoded = encoder(image)
+                    z_mean, z_log_var = encoded[0], encoded[1]
+                    sampler = Sampling(seed=seed, name="z")
+                    reconstruction = decoder(sampler([z_mean, z_log_var]))
+                    loss_output = CustomVariationalLayer(name="vae_loss")(
+                        [image, reconstruction, z_mean, z_log_var]
+                    )
+                    vae = keras.Model(inputs=[image], outputs=[loss_output])
+                    optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
+                    vae.compile(optimizer=optimizer, loss=None, steps_per_execution=steps_per_execution)
+                    return vae
+                """,
+            )
+        },
+    ),
+    demo.sample(
+        "vae_encoder_called_twice",
+        "build_vae calling the encoder once for z_mean and once for z_log_var (same weights, same values)",
+        mistakes={
+            "vae_model": demo.rewritten(
+                "vae_model",
+                """
+                    image = keras.Input(shape=(28, 28, 1))
+                    z_mean = encoder(image)[0]
+                    z_log_var = encoder(image)[1]
+                    z = Sampling(seed=seed)([z_mean, z_log_var])
+                    vae = keras.Model(image, CustomVariationalLayer()([image, decoder(z), z_mean, z_log_var]))
+                    vae.compile(keras.optimizers.Adam(learning_rate), None, steps_per_execution=steps_per_execution)
+                    return vae
+                """,
+            )
+        },
+    ),
+    demo.sample(
         "sampler_half_log_var",
         "exp(z_log_var / 2) and noise shaped like z_log_var",
         mistakes={

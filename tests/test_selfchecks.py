@@ -186,6 +186,23 @@ MISTAKES = [
         ),
         r"^the VAE is not compiled: call vae\.compile\(optimizer=\.\.\., loss=None\) inside build_vae$",
     ),
+    # Wiring slips, found on the VAE the checker rebuilt from the model file and ran on its own images.
+    (
+        "vae_decoder_on_mean",
+        "test_vae_model",
+        ("vae_model", "z_decoded = decoder(z)", "z_decoded = decoder(z_mean)"),
+        r"^the decoder should be called on the sampled z",
+    ),
+    (
+        "vae_sampler_inputs_swapped",
+        "test_vae_model",
+        (
+            "vae_model",
+            "Sampling(seed=seed)([z_mean, z_log_var])",
+            "Sampling(seed=seed)([z_log_var, z_mean])",
+        ),
+        r"^the Sampling layer should receive \[z_mean, z_log_var\], the encoder's two outputs, in that order$",
+    ),
     # Rows and columns swapped: the transposed tile layout (what the demo student manifold_swapped does).
     (
         "manifold_swapped",

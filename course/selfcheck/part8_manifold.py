@@ -1,7 +1,10 @@
 """Part 8's self-check: the manifold is one 420x420 image in [0, 1] with every code in its tile.
 
 The layout is read through a probe decoder (``course.stand_ins.ProbeDecoder``) whose tiles show their own
-code, so a decoder that trained poorly cannot hide or fake a layout mistake (``_layout_problem``).
+code, so a decoder that trained poorly cannot hide or fake a layout mistake (``_layout_problem``). Every tile
+of that picture must also be the probe decoder's own output for the code it shows, recomputed by the checker
+(``decoded_tiles_problem``): a picture that no decoder drew earns nothing. ``manifold`` itself, drawn by the
+student's trained decoder, is judged on its own pixels (shape and range), which the checker reads itself.
 """
 
 from __future__ import annotations
@@ -66,6 +69,84 @@ def _layout_problem(z0: np.ndarray, z1: np.ndarray) -> str:
     return ""
 
 
+DIGIT = 28
+TILE_TOLERANCE = 1e-5
+"""A tile against the probe decoder's output for its code, recomputed by the checker: float32 in both, measured 0."""
+
+
+def tiles_of(image: np.ndarray, n: int) -> np.ndarray:
+    """The (n, n, 28, 28) tiles of an (n * 28, n * 28) image, tile (i, j) in row i, column j."""
+    return image.reshape(n, DIGIT, n, DIGIT).transpose(0, 2, 1, 3)
+
+
+def read_probe_tiles(image: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """The code each tile of ``image`` shows (n, n, 2), each tile's orientation (n, n: 1 transposed inside itself,
+    0 as drawn, -1 either), and why the tiles are not n * n different outputs of the probe decoder ("" when
+    they are).
+
+    The probe decoder (``course.stand_ins.ProbeDecoder``) writes z[0] to pixel (0, 0) and z[1] to pixel
+    (0, 1) and nothing else; each tile is compared with its output for the code the tile shows, recomputed
+    here, as drawn or transposed inside itself (a layout slip the layout check names).
+    """
+    from course.stand_ins import ProbeDecoder
+
+    tiles = tiles_of(image, n).reshape(n * n, DIGIT, DIGIT)
+    as_drawn = np.stack([tiles[:, 0, 0], tiles[:, 0, 1]], axis=1)
+    transposed = np.stack([tiles[:, 0, 0], tiles[:, 1, 0]], axis=1)
+    decoder = ProbeDecoder()
+    outputs = [
+        np.asarray(decoder.predict(codes.astype("float32")), dtype=np.float64).reshape(
+            -1, DIGIT, DIGIT
+        )
+        for codes in (as_drawn, transposed)
+    ]
+    drawn = np.all(np.abs(tiles - outputs[0]) <= TILE_TOLERANCE, axis=(1, 2))
+    flipped = np.all(np.abs(tiles - outputs[1].transpose(0, 2, 1)) <= TILE_TOLERANCE, axis=(1, 2))
+    codes = np.where(drawn[:, None], as_drawn, transposed)
+    problem = ""
+    if not (drawn | flipped).all():
+        problem = (
+            f"{int((~(drawn | flipped)).sum())} of the {n * n} tiles are not a digit the decoder drew (each "
+            "28 x 28 tile must be one decoded image, whole): check the reshape/transpose that tiles the digits"
+        )
+    elif len(np.unique(codes.round(5), axis=0)) != n * n:
+        problem = f"the {n * n} tiles do not show {n * n} different codes: decode every code of the grid once"
+    # 1: transposed inside itself, 0: as drawn, -1: either (a tile whose z[1] is 0 reads the same both ways).
+    orientation = np.where(drawn & flipped, -1, np.where(drawn, 0, 1))
+    return codes.reshape(n, n, 2), orientation.reshape(n, n), problem
+
+
+def decoded_tiles_problem(image: np.ndarray, n: int) -> str:
+    """Why the tiles of ``image`` are not n * n different outputs of the probe decoder, or "" (``read_probe_tiles``)."""
+    return read_probe_tiles(image, n)[2]
+
+
+def arrangement(codes: np.ndarray, orientation: np.ndarray) -> tuple[str, str, bool] | None:
+    """How a picture's n x n tiles are laid out, whatever the grid's values: along which axis of the picture and
+    in which direction z[0] and z[1] grow, and whether every tile is transposed inside itself; None when the
+    tiles follow no such regular layout.
+
+    Two pictures drawn by the same ``build_manifold`` share it; the checks compare it, never the values.
+    """
+    n = codes.shape[0]
+    rows, cols = np.indices((n, n))
+    ways = {"down": rows, "up": n - 1 - rows, "right": cols, "left": n - 1 - cols}
+    found = []
+    for component in (codes[..., 0], codes[..., 1]):
+        values = np.unique(component.round(3))
+        if len(values) != n:
+            return None
+        ranks = np.searchsorted(values, component.round(3))
+        found.append(
+            next((way for way, index in ways.items() if np.array_equal(ranks, index)), None)
+        )
+    axis = {"down": "rows", "up": "rows", "right": "columns", "left": "columns"}
+    if None in found or axis[found[0]] == axis[found[1]]:
+        return None
+    sides = set(np.unique(orientation[orientation >= 0]).tolist())
+    return (found[0], found[1], sides == {1}) if len(sides) <= 1 else None
+
+
 def verdict_manifold(data: dict[str, Any]) -> list[Check]:
     def check() -> None:
         expect(
@@ -108,6 +189,12 @@ def verdict_manifold(data: dict[str, Any]) -> list[Check]:
             not problem,
             "with a probe decoder whose tiles show their code in pixels (0, 0) and (0, 1): "
             + problem,
+        )
+        # The codes in place are not enough: every tile must be the probe decoder's own output for its code.
+        problem = decoded_tiles_problem(image, 15)
+        expect(
+            not problem,
+            "build_manifold(decoder) for a probe decoder: " + problem,
         )
 
     return [(2, "the manifold image and its layout", check)]

@@ -3,6 +3,11 @@
 The probe (``hidden_probes.probe_manifold_hidden``) hands the student's function stand-in decoders
 (``course.stand_ins``): one whose tiles reveal the code they decoded and that counts its calls, one
 whose images change smoothly with the code. So the layout is checked tile by tile without a trained model.
+
+Every tile is checked against the stand-in decoder's own output, recomputed here for the code the tile
+shows (``course.selfcheck.part8_manifold.read_probe_tiles``, ``read_smooth_tiles``): an image that was not drawn by the decoder earns nothing.
+The one fact only the kernel knows, how often its decoder was called (``probe_calls.json``), counts only
+beside an image made of the 25 decoded tiles.
 """
 
 from __future__ import annotations
@@ -12,6 +17,54 @@ from typing import Any
 import numpy as np
 
 from course.checks import Check, expect, expect_close, expect_ran, expect_shape
+from course.selfcheck.part8_manifold import (
+    DIGIT,
+    arrangement,
+    decoded_tiles_problem,
+    read_probe_tiles,
+    tiles_of,
+)
+
+SMOOTH_TOLERANCE = 1e-4
+"""A tile of the smooth decoder against its output for the code fitted to it: measured below 2e-6 (float32)."""
+
+
+def read_smooth_tiles(image: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """The code behind each tile of ``image`` (n, n, 2), each tile's orientation (n, n: 1 transposed inside
+    itself, 0 as drawn, -1 either), and why the tiles are not whole outputs of the smooth stand-in decoder ("" when
+    they are).
+
+    ``course.stand_ins.smooth_decoder`` computes sigmoid(z W) with weights drawn by NumPy, so the code behind a
+    tile is the least-squares fit of its logits; the decoder is then run here on that code, and its output must
+    be the tile (as drawn or transposed inside itself). Pixels scrambled across tiles fit no code.
+    """
+    from course.stand_ins import smooth_decoder
+
+    model = smooth_decoder()
+    kernel, bias = (np.asarray(w, dtype=np.float64) for w in model.get_weights())
+    tiles = tiles_of(image, n).reshape(n * n, DIGIT, DIGIT)
+    whole, codes = [], []
+    for view in (tiles, tiles.transpose(0, 2, 1)):
+        flat = view.reshape(n * n, -1)
+        fitted = np.zeros((n * n, kernel.shape[0]))
+        for index, pixels in enumerate(flat):
+            usable = (pixels > 1e-4) & (pixels < 1 - 1e-4)
+            if usable.sum() < 10:
+                continue
+            logits = np.log(pixels[usable] / (1 - pixels[usable])) - bias[usable]
+            fitted[index] = np.linalg.lstsq(kernel[:, usable].T, logits, rcond=None)[0]
+        redrawn = np.asarray(model.predict(fitted.astype("float32"), verbose=0), dtype=np.float64)
+        whole.append(np.all(np.abs(redrawn.reshape(n * n, -1) - flat) <= SMOOTH_TOLERANCE, axis=1))
+        codes.append(fitted)
+    problem = ""
+    if not (whole[0] | whole[1]).all():
+        problem = (
+            f"{int((~(whole[0] | whole[1])).sum())} of the {n * n} tiles are not one decoded digit, whole: the "
+            "tiles are scrambled; check the reshape/transpose"
+        )
+    chosen = np.where(whole[0][:, None], codes[0], codes[1])
+    orientation = np.where(whole[0] & whole[1], -1, np.where(whole[0], 0, 1))
+    return chosen.reshape(n, n, -1), orientation.reshape(n, n), problem
 
 
 # --- part 8 -----------------------------------------------------------------------------------------
@@ -75,14 +128,23 @@ def verdict_manifold(data: dict[str, Any]) -> list[Check]:
             atol=1e-4,
             hint="tile (i, j) decodes z = (grid[j], grid[i])",
         )
+        problem = decoded_tiles_problem(np.asarray(out, dtype=np.float64), 5)
+        expect(not problem, problem)
 
     def batched() -> None:
-        image()
-        calls = data.get("probe_calls.json") or []
+        # The call list is the kernel's word: it counts only beside an image made of the 25 tiles the probe
+        # decoder drew, each recomputed here, so a call list with any other picture earns nothing.
+        problem = decoded_tiles_problem(np.asarray(image(), dtype=np.float64), 5)
         expect(
-            calls == [25],
-            f"the decoder was called {len(calls)} time(s) with batch sizes {calls[:6]}; "
-            "decode all n*n codes in one batched call",
+            not problem,
+            "one batched call is judged on the image it drew, and build_manifold(decoder, n=5)'s image is not "
+            "made of the decoder's digits: " + problem,
+        )
+        calls = data.get("probe_calls.json")
+        expect(
+            isinstance(calls, list) and calls == [25] and type(calls[0]) is int,
+            f"the decoder was called {len(calls) if isinstance(calls, list) else 0} time(s) with batch sizes "
+            f"{calls[:6] if isinstance(calls, list) else []}; decode all n*n codes in one batched call",
         )
 
     def not_scrambled() -> None:
@@ -100,6 +162,20 @@ def verdict_manifold(data: dict[str, Any]) -> list[Check]:
             near < 0.5 * far,
             f"neighbouring tiles differ as much as distant ones ({near:.2f} vs {far:.2f}): the tiles are "
             "scrambled; check the reshape/transpose",
+        )
+        codes, orientation, problem = read_smooth_tiles(smooth, 15)
+        expect(not problem, problem)
+        # Whole tiles are not yet tiles in their places: the smooth picture must be laid out the way the same
+        # build_manifold laid out the probe decoder's picture (read from it here, tile by tile).
+        probe_codes, probe_orientation, probe_problem = read_probe_tiles(
+            np.asarray(image(), dtype=np.float64), 5
+        )
+        expected = None if probe_problem else arrangement(probe_codes, probe_orientation)
+        expect(
+            expected is not None and arrangement(codes, orientation) == expected,
+            "build_manifold(decoder, n=15) does not lay out its tiles the way build_manifold(decoder, n=5) "
+            "does (each tile's code is read back from the decoder's own output): the tiles are scrambled; "
+            "check the reshape/transpose",
         )
 
     return [

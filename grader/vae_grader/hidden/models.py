@@ -3,7 +3,10 @@
 Kept together because they judge the same kind of probe data, a model saved in Keras's format and
 loaded here (``safe_mode``, standard layers only), against the architecture the notebook asks for.
 The expected layer lists and parameter counts exist only here, never in the student's kernel
-(tests/test_judge_attacks.py greps everything the kernel could see for them).
+(tests/test_judge_attacks.py greps everything the kernel could see for them). Part 5's VAE holds the
+notebook's own Sampling and CustomVariationalLayer, which no grader loads: its graph is rebuilt here with
+the checker's stand-ins for those two layers and run on the checker's images
+(``course.selfcheck.part5_vae_model``); nothing the kernel states about it can pass the check.
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from course.architecture import wiring_problem
 from course.checks import (
     Check,
     expect,
@@ -25,6 +27,8 @@ from course.checks import (
     expect_shape,
 )
 from course.selfcheck import _load, _numpy
+from course.selfcheck.part5_vae_model import compile_config, load_vae, vae_problem
+from vae_grader import hidden_probes as hp
 
 
 def _model(data: dict[str, Any], key: str, what: str) -> Callable[[], Any]:
@@ -126,37 +130,51 @@ def verdict_decoder(data: dict[str, Any]) -> list[Check]:
 
 # --- part 5 -----------------------------------------------------------------------------------------
 
+LEARNING_RATE = 3e-3
+"""The learning rate the hidden probe passes to build_vae."""
+
+
+def _learning_rate(config: dict[str, Any]) -> float | None:
+    """The optimizer's learning rate, as the model file's compile settings give it, read through Keras's own
+    (standard) optimizer classes; None when there is no optimizer with a plain learning rate."""
+    import keras
+
+    optimizer = (compile_config(config) or {}).get("optimizer")
+    if not isinstance(optimizer, dict):
+        return None
+    try:
+        rebuilt = keras.optimizers.deserialize(optimizer)
+    except Exception:  # a name, a class Keras does not have: no rate to read
+        return None
+    rate = _numpy(rebuilt.learning_rate)
+    return float(rate) if rate.shape == () else None
+
 
 def verdict_vae_model(data: dict[str, Any]) -> list[Check]:
     def check() -> None:
-        expect_ran(data, "build_vae")
-        expect_ran(data, "model.get_config()", "build_vae should return a functional keras.Model")
-        config = data.get("config.json")
-        expect(isinstance(config, dict), "build_vae should return a functional keras.Model")
-        encoder, decoder = (data.get("given.json") or ["", ""])[:2]
-        problem = wiring_problem(config, str(encoder), str(decoder))
+        # The wiring: the VAE rebuilt here from its file, holding the given weights, run on the checker's images
+        # (course.selfcheck.part5_vae_model.vae_problem); every value it compares is computed here.
+        vae, config = load_vae(data, "vae", "build_vae")
+        problem = vae_problem(vae, hp.VAE_SEED)
         expect(problem is None, problem or "")
-        expect_ran(data, "reading the optimizer (compile the model inside build_vae)")
-        rate = (data.get("optimizer.json") or {}).get("learning_rate")
+        # What the kernel states from here on can only fail the check: the compile settings written in the
+        # model file, and whether one training step raised an error there.
         expect(
-            isinstance(rate, (int, float)),
+            compile_config(config) is not None,
+            "the VAE is not compiled: compile it inside build_vae with keras.optimizers.Adam(learning_rate)",
+        )
+        rate = _learning_rate(config)
+        expect(
+            rate is not None,
             "the optimizer has no learning rate: compile with keras.optimizers.Adam(learning_rate)",
         )
         expect_close(
             "the learning rate",
-            float(rate),
-            3e-3,
+            rate,
+            LEARNING_RATE,
             atol=1e-9,
             hint="pass learning_rate to the optimizer",
         )
         expect_ran(data, "vae.fit(images, None, epochs=1, batch_size=8)")
-        expect(
-            bool(np.isfinite(data["fit_loss"])),
-            "training the VAE for one step gave a non-finite loss",
-        )
-        expect(
-            bool(data["decoder_changed"]),
-            "one training step did not change the decoder's weights: is the decoder connected to the loss?",
-        )
 
     return [(2, "the VAE's wiring and one training step", check)]

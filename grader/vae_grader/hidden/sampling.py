@@ -100,6 +100,10 @@ def verdict_sampling(data: dict[str, Any], salt: int = 0) -> list[Check]:
         )
 
     def serialisable() -> None:
+        # What a rebuilt layer is and does can only be stated by the kernel (the grader never runs the
+        # student's class), so this half point counts only beside draws the grader judged to be a
+        # sampler's: it can never be earned by statements alone.
+        statistics()
         expect_ran(data, "serialising Sampling(seed=9)")
         restored = data.get("restored.json") or {}
         expect(
