@@ -3,7 +3,8 @@
 Kept together because both compare with MNIST read by the grader itself (``mnist``): ``vae_grader.judge``
 reads it before these verdicts run, so a grader without MNIST flags the cell for manual grading
 instead of failing the student. The quality threshold and the diagnosis of an untrained model are
-calibrated constants, documented where they are defined.
+calibrated constants, documented where they are defined. What part 7 calls "trained", and what no check
+can tell apart from it, is written down in docs/part7-trained.md.
 """
 
 from __future__ import annotations
@@ -59,6 +60,11 @@ def verdict_data(data: dict[str, Any]) -> list[Check]:
 
 
 # --- part 7 -----------------------------------------------------------------------------------------
+#
+# What "trained" means here (docs/part7-trained.md): the encoder and decoder of parts 1 and 3 (``architecture_problem``),
+# whose reconstructions resemble their own inputs (``RATIO_THRESHOLD``) and whose reconstruction term of the VAE loss,
+# computed here on x_val with z drawn from the encoder's own z_mean and z_log_var, is what a short training reaches
+# (``course.selfcheck.part7_training.TRAINED_RECONSTRUCTION``). Nothing the kernel states is read.
 
 RATIO_THRESHOLD = 0.90
 """Calibrated in README ("Calibration"): master 0.59-0.81 over 10 seeds; input-ignoring models 1.00."""
@@ -71,6 +77,12 @@ decoder with fresh weights, seeds 0-4: mean pixel 0.50, mean per-pixel standard 
 below 5e-5, error ratio 1.00; after the grading budget's training, seeds 0 and 1: mean pixel 0.131 / 0.123,
 spread 0.070 / 0.076, ratio 0.684 / 0.589. A trained decoder that ignores its code also has no spread, but
 its mean pixel is the share of ink (about 0.13), not 0.5."""
+
+RECONSTRUCTION_DRAWS = 4
+"""Draws of z per validation image for the reconstruction term (2,000 decoded images for the grading budget's
+500); the spread of one draw's mean over 500 images measured 0.0001-0.0003 on the master."""
+RECONSTRUCTION_SEED = 11
+"""The grader's own noise for z (fixed, so a submission gets the same grade each time it is graded)."""
 
 
 def diagnose_training(decoded: np.ndarray) -> str:
@@ -89,9 +101,51 @@ def diagnose_training(decoded: np.ndarray) -> str:
     )
 
 
+def architecture_problem(data: dict[str, Any]) -> str | None:
+    """What keeps the trained encoder and decoder from being the models parts 1 and 3 ask for, or None.
+
+    Judged by the hidden part-1 checks (layers, parameter count, output) and the part-3 layer check, run on
+    the trained models: the same canonical reading of a model (``course.architecture``), so a Sequential block
+    or a separate activation layer reads as the layer it computes."""
+    from vae_grader.hidden.models import verdict_decoder, verdict_encoder
+
+    for model, checks in (
+        ("encoder", verdict_encoder(data)),
+        ("decoder", verdict_decoder(data)[:1]),
+    ):
+        for _, _, check in checks:
+            try:
+                check()
+            except AssertionError as exc:
+                part = 1 if model == "encoder" else 3
+                return (
+                    f"the trained {model} is not the {model} part {part} asks for ({exc}). Part 7 judges the "
+                    f"encoder and decoder of parts 1 and 3 after vae.fit, so another model earns nothing here: "
+                    f"fix part {part} first"
+                )
+    return None
+
+
+def sampled_reconstruction(encoder: Any, decoder: Any, images: np.ndarray) -> float:
+    """The reconstruction term of the VAE loss (``loss.loss_terms``) for ``images``, z drawn as Sampling draws it
+    from the encoder's own z_mean and z_log_var, averaged over ``RECONSTRUCTION_DRAWS`` draws of the grader's noise."""
+    from vae_grader.hidden.loss import loss_terms
+
+    z_mean, z_log_var = (np.asarray(_numpy(t), np.float64) for t in encoder(images)[:2])
+    rng = np.random.default_rng(RECONSTRUCTION_SEED)
+    total = 0.0
+    for _ in range(RECONSTRUCTION_DRAWS):
+        z = z_mean + np.exp(0.5 * z_log_var) * rng.standard_normal(z_mean.shape)
+        decoded = _numpy(decoder(z.astype("float32")))
+        total += loss_terms(images, decoded, z_mean, z_log_var)["reconstruction"]
+    return total / RECONSTRUCTION_DRAWS
+
+
 def verdict_training(data: dict[str, Any]) -> list[Check]:
+    from course import training_budget
     from course.architecture import shape_before_flattening
     from course.quality import reconstruction_report
+    from course.selfcheck.part7_training import TRAINED_RECONSTRUCTION
 
     def check() -> None:
         encoder = _load(data, "encoder", "the trained encoder")
@@ -129,6 +183,8 @@ def verdict_training(data: dict[str, Any]) -> list[Check]:
             (None, 28, 28, 1),
             "fix part 3 first: the decoder must end in a 28x28x1 image",
         )
+        problem = architecture_problem(data)
+        expect(problem is None, problem or "")
         _, reference_test = mnist()
         quality_x = (reference_test[:200] / 255.0).astype("float32")[..., None]
         z_mean, _ = encoder(quality_x)
@@ -141,6 +197,19 @@ def verdict_training(data: dict[str, Any]) -> list[Check]:
             f"your reconstructions resemble their own input hardly more than other digits (error ratio {report.ratio:.3f}; "
             "the reference solution reaches 0.59 to 0.81 after the same short training, and a model that ignores its "
             f"input scores 1.00): {diagnose_training(decoded)}.",
+        )
+        # The reconstruction term of the VAE loss on x_val as the notebook defines it, computed here. The KL term is
+        # part 4's business: a part-4 slip must not cost part 7 (docs/part7-trained.md has the measurements).
+        x_val = (reference_test[: training_budget().val_images] / 255.0).astype("float32")[
+            ..., None
+        ]
+        reached = sampled_reconstruction(encoder, decoder, x_val)
+        expect(
+            bool(np.isfinite(reached)) and reached <= TRAINED_RECONSTRUCTION,
+            f"the reconstruction term of the VAE loss on the validation images is {reached:.4g} per pixel (z drawn "
+            f"from your encoder's z_mean and z_log_var); the reference solution reaches 0.208 to 0.234 after the same "
+            f"short training, and always drawing the average digit gives 0.254: your encoder and decoder do not "
+            f"reconstruct like a trained VAE ({diagnose_training(decoded)}).",
         )
 
     return [(5, "reconstruction quality of the trained encoder and decoder", check)]
