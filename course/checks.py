@@ -18,6 +18,9 @@ from course.probing import ERRORS
 
 Shape = Sequence[int | None]
 
+MAX_QUOTED_ERROR = 300
+"""Characters of a student's error message quoted in a failure (the probe records at most this many)."""
+
 
 def expect(condition: bool, message: str) -> None:
     """``assert`` with a message that survives ``python -O`` and reads well in feedback."""
@@ -168,4 +171,6 @@ def expect_ran(data: dict[str, Any], what: str, hint: str = "") -> None:
         return
     if error == "NotImplementedError":
         raise AssertionError(not_filled_in(what))
-    raise AssertionError(f"{what} raised {error}" + (f". {hint}" if hint else ""))
+    # The kernel states this text: one line of it, cut to what a message needs, is quoted.
+    text = str(error).strip().splitlines()[0][:MAX_QUOTED_ERROR] if str(error).strip() else "?"
+    raise AssertionError(f"{what} raised {text}" + (f". {hint}" if hint else ""))

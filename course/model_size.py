@@ -31,10 +31,11 @@ course's models, the first convolution's 28 x 28 x 32 = 25,088 (80x margin): a m
 feature maps could otherwise exhaust the memory of whoever runs it."""
 MAX_FLOPS_PER_IMAGE = 1_000_000_000
 """Operations (a multiply-add counts 2) one image may cost through the model, estimated from the config
-(:func:`model_cost`), narrow layers weighted (``MIN_CHANNEL_PAIRS``). Measured: the master's encoder
-37,406,464, decoder 7,752,192, VAE 45,160,232; encoders with plausible mistakes: without the stride 2,
-148,270,336; 5 x 5 kernels, 102,434,560; 5 x 5 kernels and 128 filters, 364,177,664. 10^9 is 22x the master's
-VAE. This machine (2 shared cores) runs weighted operations at 38 GFLOP/s or faster, whatever the layer
+(:func:`model_cost`), narrow layers and layers without weights weighted (``MIN_CHANNEL_PAIRS``,
+``ELEMENTWISE_WEIGHT``, ``SOFTMAX_WEIGHT``, ``UPSAMPLING_WEIGHT``). Measured: the master's encoder 38,987,008,
+decoder 9,332,736 (48,319,744 together); encoders with plausible mistakes, counted before layers without
+weights were weighted (Flatten and Reshape add under 2 M): without the stride 2, 148,270,336; 5 x 5 kernels,
+102,434,560; 5 x 5 kernels and 128 filters, 364,177,664. 10^9 is 20x the master's encoder and decoder. This machine (2 shared cores) runs weighted operations at 38 GFLOP/s or faster, whatever the layer
 (the course's convolutions at 32 to 132), so a model at the cap costs at most ~26 ms an image: a verdict's
 few hundred images take seconds, not the 370 s one legal-size model of 27 x 27 convolutions took."""
 MIN_CHANNEL_PAIRS = 32
@@ -44,6 +45,18 @@ image on a 280 x 280 map, a legal 10 k-parameter decoder), 1-channel 15 x 15 and
 a 1-channel 51 x 51 average pooling at 2.3, while 8 x 8 channels run at 58 and the course's 32 to 64 channels
 at 79 to 132 GFLOP/s. Weighted, no layer measured runs below 38 GFLOP/s; the course's layers all combine 32
 pairs or more, so their count is unchanged."""
+ELEMENTWISE_WEIGHT = 64
+"""Operations counted per value a layer without weights reads or writes (activations, reshapes, padding,
+merges). Measured on this machine, one 1000 x 1000 image: ReLU 1.15, sigmoid 1.48, GELU 1.73, ELU 1.44 ns
+per value; at the 38 GFLOP/s the operations cap assumes, 1 ns is 38 operations, so 64 per value read or
+written (128 per value through) covers 3 ns. A course model's activations add under 10 M operations."""
+SOFTMAX_WEIGHT = 192
+"""Operations counted per value of a Softmax layer: 1.0 ns (last axis) to 2.0 ns (axis 1) measured on one
+1000 x 1000 image, 3.5 ns in a stack of 100 (the red team's); 192 covers 5 ns."""
+UPSAMPLING_WEIGHT = 384
+"""Operations counted per output value of UpSampling: nearest 7.1, bilinear 4.8 ns per value measured
+(upsampling 125 x 125 x 8 eightfold); 384 covers 10 ns. Other interpolations (bicubic 8.4 ns, lanczos5 about
+19 ns) are refused."""
 MAX_LAYER_CALLS = 512
 """Layers (counted once per call in the graph, nested models expanded, inputs not counted) a model may have.
 Measured: 4 (the master's decoder) to 14 (the master's VAE with its encoder and decoder inside); the correct
@@ -264,7 +277,37 @@ def _no_parameters(layer: Any, shape: Any) -> int:
 
 def _elementwise_flops(layer: Any, shape: Any, out: Shape) -> int:
     inputs = shape if isinstance(shape, list) else [shape]
-    return sum(_values(s) for s in inputs) + _values(out)
+    return ELEMENTWISE_WEIGHT * (sum(_values(s) for s in inputs) + _values(out))
+
+
+def _softmax_flops(layer: Any, shape: Any, out: Shape) -> int:
+    return SOFTMAX_WEIGHT * _values(out)
+
+
+def _upsampling_flops(layer: Any, shape: Shape, out: Shape) -> int:
+    interpolation = str(getattr(layer, "interpolation", "nearest"))
+    if interpolation not in ("nearest", "bilinear"):
+        raise _refuse(
+            f"layer {layer.name} upsamples with {interpolation!r} interpolation, which the grader cannot "
+            "run in bounded time; use 'nearest' (the default) or 'bilinear'"
+        )
+    return UPSAMPLING_WEIGHT * _values(out)
+
+
+def _refuse_groups(rule: _Rule) -> _Rule:
+    """``rule``, for convolutions with ``groups=1`` only: TensorFlow has no fast grouped convolution on
+    the CPU (measured: 0.59 GFLOP/s for a 64-group 15 x 15 one), and no course model uses groups."""
+
+    def flops(layer: Any, shape: Shape, out: Shape) -> int:
+        groups = int(getattr(layer, "groups", 1) or 1)
+        if groups != 1:
+            raise _refuse(
+                f"layer {layer.name} is a grouped convolution (groups={groups}), which the grader cannot "
+                "run in bounded time; the course's models use groups=1"
+            )
+        return rule.flops(layer, shape, out)
+
+    return _Rule(rule.parameters, flops, rule.takes_list)
 
 
 def _pooling_flops(layer: Any, shape: Shape, out: Shape) -> int:
@@ -282,7 +325,7 @@ def _rules() -> dict[type, _Rule]:
     careful student might reach for."""
     from keras import layers
 
-    conv = _Rule(_conv_parameters, _conv_flops)
+    conv = _refuse_groups(_Rule(_conv_parameters, _conv_flops))
     transpose = _Rule(_transpose_parameters, _transpose_flops)
     elementwise = _Rule(_no_parameters, _elementwise_flops)
     merge = _Rule(_no_parameters, _elementwise_flops, takes_list=True)
@@ -317,6 +360,9 @@ def _rules() -> dict[type, _Rule]:
         rules[getattr(layers, name)] = pooling
     for name in ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate"):
         rules[getattr(layers, name)] = merge
+    rules[layers.Softmax] = _Rule(_no_parameters, _softmax_flops)
+    for name in ("UpSampling1D", "UpSampling2D", "UpSampling3D"):
+        rules[getattr(layers, name)] = _Rule(_no_parameters, _upsampling_flops)
     return rules
 
 

@@ -4,7 +4,8 @@ The probe sends a sample of each array's own images, not facts about them: the f
 images spread evenly over the whole array (the last one included), exactly as the array holds them (its dtype and the
 shape of one image included), and the number of images. The verdict reads the dtype, the shape of an image and
 the pixel range from those images itself. The number of images is the one fact the kernel states: it can only
-fail the check (a wrong count), never pass it, since the images must be there and right too. The hidden test
+fail the check (a wrong count), never pass it, since the images must be there and be MNIST's own, at
+the rows sent, scaled to [0, 1] (compared with MNIST read where the verdict runs). The hidden test
 compares the images with MNIST read by the grader (``vae_grader.hidden.training.verdict_data``).
 """
 
@@ -86,6 +87,22 @@ def verdict_data(data: dict[str, Any]) -> list[Check]:
             expect(
                 high > low,
                 f"every pixel of {name}'s images is {low:g}: they should be the MNIST digits, scaled to [0, 1]",
+            )
+        # Format alone could be any array of that shape: the images must be MNIST's own, compared at
+        # the rows the probe sent (the notebook keeps both arrays in MNIST's order).
+        import course
+
+        (mnist_train, _), (mnist_test, _) = course.load_mnist()
+        for name, images, length, reference in (
+            ("x_train", train, train_length, mnist_train),
+            ("x_test", test, test_length, mnist_test),
+        ):
+            expected = (reference[sample_rows(length)] / 255.0)[..., None]
+            expect(
+                images.shape == expected.shape
+                and bool(np.allclose(images.astype(np.float64), expected, atol=1e-6)),
+                f"{name}'s images are not the MNIST {'training' if name == 'x_train' else 'test'} "
+                "images scaled by 1/255, in MNIST's order",
             )
 
     return [(1, "x_train and x_test", check)]

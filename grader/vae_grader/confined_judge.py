@@ -44,6 +44,8 @@ from vae_grader.confine import Allowed, GiB, MiB, Sandbox
 from vae_grader.environment import grading_kernel_environment, sandbox_disabled
 
 _FRAME = struct.Struct(">Q")
+MAX_REPLY_BYTES = 2**20
+"""A ruling is points and a few messages (each student text quoted in it is cut to 300 characters)."""
 POLL_SECONDS = 0.1
 """How often the verdict process's memory and CPU time are read while it judges."""
 
@@ -233,6 +235,11 @@ class ConfinedJudge(LoggingConfigurable):
         tree = _Tree(process.pid)
         cpu_start = tree.cpu()
         while True:
+            if len(buffer) >= _FRAME.size and _size(buffer) > MAX_REPLY_BYTES:
+                reason = (
+                    f"the grader's verdict process answered more than {MAX_REPLY_BYTES:,} bytes"
+                )
+                return None, (reason, reason)
             if len(buffer) >= _FRAME.size and len(buffer) >= _FRAME.size + _size(buffer):
                 body = buffer[_FRAME.size : _FRAME.size + _size(buffer)]
                 if limits:

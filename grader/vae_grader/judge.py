@@ -21,7 +21,7 @@ import base64
 import inspect
 import math
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from nbformat.notebooknode import NotebookNode, from_dict
 
@@ -29,6 +29,9 @@ from course import probing, selfcheck
 from course.checks import Outcome
 from vae_grader import hidden, hidden_probes
 
+POINTS_DIGITS = 6
+"""Points are rounded once, where a verdict is reached, to this many decimals; the cell's partial score and the
+executor's record of the verdict are then the same number (nbgrader reads the cell's text as a float)."""
 MAX_PROBE_BYTES = 64 * 2**20
 """Largest probe answer read (base64); the largest real one, the trained encoder and decoder, is ~3 MB."""
 
@@ -127,7 +130,7 @@ def answer(outputs: list[NotebookNode]) -> tuple[dict | None, str | None]:
     return (None, problem) if blob is None else unpacked(blob)
 
 
-NEEDS_MNIST = frozenset({"test_data_hidden", "test_training", "test_training_hidden"})
+NEEDS_MNIST = frozenset({"test_data", "test_data_hidden", "test_training", "test_training_hidden"})
 """Cells whose verdict compares with MNIST read by the grader itself."""
 
 
@@ -180,11 +183,15 @@ class Ruling:
         """The ruling in ``value``, or a flagged zero when it is not one (never a pass by default)."""
         try:
             assert isinstance(value, dict)
+            numbers = (value["points"], value["max_points"])
+            assert all(isinstance(n, int | float) and not isinstance(n, bool) for n in numbers)
+            texts = (value["failures"], value["passed"])
+            assert all(isinstance(t, list) and all(isinstance(x, str) for x in t) for t in texts)
             outcome = Outcome(
-                float(value["points"]),
-                float(value["max_points"]),
-                tuple(str(f) for f in value["failures"]),
-                tuple(str(p) for p in value["passed"]),
+                float(numbers[0]),  # rounded where the verdict was reached (``rule``), never here
+                float(numbers[1]),
+                tuple(texts[0]),
+                tuple(texts[1]),
             )
             flag = value.get("flag")
             return cls(outcome, None if flag is None else str(flag)).settled(test)
@@ -201,7 +208,7 @@ class Ruling:
             math.isfinite(o.points)
             and 0 <= o.points <= most
             and math.isclose(o.max_points, most)
-            and (o.failures or math.isclose(o.points, most))
+            and (not o.failures) == math.isclose(o.points, most)
         )
         if sane:
             return self
@@ -234,7 +241,7 @@ def rule(test: Judged, blob: bytes, salt: int = 0) -> Ruling:
             + "); it is flagged for your instructor"
         )
         return Ruling(failed(test, reason), reason)
-    return Ruling(outcome).settled(test)
+    return Ruling(replace(outcome, points=round(outcome.points, POINTS_DIGITS))).settled(test)
 
 
 def verdict_outputs(test: Judged, outcome: Outcome) -> list[NotebookNode]:
@@ -266,7 +273,7 @@ def verdict_outputs(test: Judged, outcome: Outcome) -> list[NotebookNode]:
                 "output_type": "execute_result",
                 "execution_count": None,
                 "metadata": {},
-                "data": {"text/plain": f"{outcome.points:g}"},
+                "data": {"text/plain": repr(float(outcome.points))},
             }
         ),
     ]

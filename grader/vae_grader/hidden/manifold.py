@@ -134,11 +134,18 @@ def verdict_manifold(data: dict[str, Any]) -> list[Check]:
     def batched() -> None:
         # The call list is the kernel's word: it counts only beside an image made of the 25 tiles the probe
         # decoder drew, each recomputed here, so a call list with any other picture earns nothing.
-        problem = decoded_tiles_problem(np.asarray(image(), dtype=np.float64), 5)
+        codes, orientation, problem = read_probe_tiles(np.asarray(image(), dtype=np.float64), 5)
         expect(
             not problem,
             "one batched call is judged on the image it drew, and build_manifold(decoder, n=5)'s image is not "
             "made of the decoder's digits: " + problem,
+        )
+        # Digits of any 25 codes are not yet a manifold: the tiles must follow a regular n x n layout
+        # (one code component along the rows, the other down the columns), whatever the grid's values.
+        expect(
+            arrangement(codes, orientation) is not None,
+            "one batched call is judged on the image it drew, and build_manifold(decoder, n=5)'s tiles "
+            "follow no n x n grid of codes (z[0] along one axis, z[1] along the other)",
         )
         calls = data.get("probe_calls.json")
         expect(
