@@ -20,6 +20,9 @@ Shape = Sequence[int | None]
 
 MAX_QUOTED_ERROR = 300
 """Characters of a student's error message quoted in a failure (the probe records at most this many)."""
+MAX_MESSAGE = 2000
+"""Characters one failure message may have: the longest the checks write is under 600; a message that
+quotes what the kernel stated (a type's name, say) could otherwise carry megabytes to the feedback page."""
 
 
 def expect(condition: bool, message: str) -> None:
@@ -140,6 +143,10 @@ Check = tuple[float, str, Callable[[], None]]
 """(points, what it checks, a function that raises AssertionError with the student's message)."""
 
 
+def _bounded(message: str) -> str:
+    return message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 3] + "..."
+
+
 def run_checks(checks: Sequence[Check]) -> Outcome:
     """Run every check (never stopping at the first failure) and add up the points of those that pass."""
     earned, failures, passed = 0.0, [], []
@@ -147,14 +154,16 @@ def run_checks(checks: Sequence[Check]) -> Outcome:
         try:
             check()
         except AssertionError as exc:
-            message = str(exc)
+            message = _bounded(str(exc))
             if message not in failures:  # one cause (a missing function, say) is told once
                 failures.append(message)
         except (
             Exception
         ) as exc:  # a check must never crash on odd data: that is a failure of the data
             failures.append(
-                f"{label}: the grader could not read your result ({type(exc).__name__}: {_first_line(exc)})"
+                _bounded(
+                    f"{label}: the grader could not read your result ({type(exc).__name__}: {_first_line(exc)})"
+                )
             )
         else:
             earned += points

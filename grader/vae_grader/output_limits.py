@@ -11,7 +11,12 @@ import json
 
 from nbformat.notebooknode import NotebookNode, from_dict
 
+from course import probing
+from vae_grader.judge import MAX_PROBE_BYTES
 from vae_grader.notes import add_note
+
+MAX_PROBE_OUTPUT_BYTES = 2 * MAX_PROBE_BYTES
+"""Output kept from one probe: room for one answer at its cap (and a second, which makes it unusable)."""
 
 
 def truncation_notice(limit: int) -> NotebookNode:
@@ -38,11 +43,26 @@ class OutputLimits:
         self._cell_bytes = 0
         self._truncated = False
 
+    def _probe_output(self, outs, msg, display_id, cell_index):
+        """A probe's outputs are read only for its answer (``judge.answer_bytes``): answers and errors are
+        kept up to the answer's own cap; whatever else the kernel prints meanwhile is dropped, so a flood
+        of output during a probe cannot fill the grader's memory."""
+        content = msg.get("content", {})
+        kind = msg.get("msg_type") or msg.get("header", {}).get("msg_type")
+        answer = kind in ("display_data", "execute_result") and probing.MIME in content.get(
+            "data", {}
+        )
+        if not (answer or kind == "error"):
+            return None
+        size = len(json.dumps(content, default=str))
+        if self._cell_bytes + size > MAX_PROBE_OUTPUT_BYTES:
+            return None
+        self._cell_bytes += size
+        return super().output(outs, msg, display_id, cell_index)
+
     def output(self, outs, msg, display_id, cell_index):
-        if getattr(
-            self, "_probing", False
-        ):  # a probe's answer: judge.answer caps and reads it, nothing is kept
-            return super().output(outs, msg, display_id, cell_index)
+        if getattr(self, "_probing", False):
+            return self._probe_output(outs, msg, display_id, cell_index)
         content = msg.get("content", {})
         size = len(json.dumps(content.get("data", content.get("text", "")), default=str))
         cell_bytes = getattr(self, "_cell_bytes", 0)

@@ -98,7 +98,7 @@ def scan_source(source: str, cell: str | None = None) -> list[Finding]:
     lines = [line for line in source.splitlines() if not line.lstrip().startswith(("%", "!"))]
     try:
         tree = ast.parse("\n".join(lines))
-    except SyntaxError:
+    except (SyntaxError, RecursionError, MemoryError):
         return []  # the kernel reports it, with the line, when the cell runs
     found: list[Finding] = []
 

@@ -22,7 +22,11 @@ def calls_fit(source: str) -> bool:
     """Whether the code really calls ``something.fit(...)`` (a comment or a string that says so does not count)."""
     try:
         tree = ast.parse(source)
-    except SyntaxError:
+    except (
+        SyntaxError,
+        RecursionError,
+        MemoryError,
+    ):  # nested too deep to read: not a training cell
         return False
     return any(
         isinstance(node, ast.Call)

@@ -1170,3 +1170,900 @@ NO_CODE_ATTACKS = (
     "forged_probe_data",
 )
 """Cases without any solution code: they must score exactly 0."""
+
+
+# --- issue 20: verdicts that raise, unbounded loads, kernel-stated facts, odd formats -----------------
+# Each case below is written as a student could write it from the release notebook, the student package
+# and the probe code its kernel receives (the hidden probes' source, SALT included, is exec'd in the
+# kernel: ``vae_grader.judge.probe_code``). ``expected`` is the FAIR grade, what the grader should give
+# once it is fixed: 0 for every cell no solution code stands behind. What the grader of 5453c3c gave
+# is recorded per case in ISSUE20_TODAY (the evidence for the issue).
+#
+# CAUTION: the cases in RESOURCE_BOMBS make a grader that loads probe answers in its own process use
+# tens of GB of memory (hdf5_chunk_bomb: ~30 GB, vocabulary_asset_bomb: ~17 GB), several GB of disk or
+# minutes of CPU. Grade them only against a grader that bounds its verdicts (or inside a memory cgroup).
+
+FORGE_LIB = '''
+import numpy as np
+import course
+import course.selfcheck as _selfcheck
+
+_real_run_probe = _selfcheck.run_probe
+_rng = np.random.default_rng(20)
+
+
+def _noise(mean, variance, rows):
+    return np.asarray(mean, "float64") + np.sqrt(np.asarray(variance, "float64")) * _rng.normal(size=(rows, 2))
+
+
+def _loss(x, decoded, z_mean, z_log_var, eps=1e-7):
+    """The VAE loss as part 4's text states it, in NumPy (no layer)."""
+    x = x.reshape(len(x), -1).astype("float64")
+    p = np.clip(decoded.reshape(len(decoded), -1).astype("float64"), eps, 1 - eps)
+    reconstruction = float(np.mean(-(x * np.log(p) + (1 - x) * np.log(1 - p))))
+    per_dim = -(1 + z_log_var - z_mean**2 - np.exp(z_log_var)).astype("float64")
+    return reconstruction + 5e-4 * float(np.mean(per_dim.mean(axis=-1)))
+
+
+def _sampling(g):  # part 2 self-check: its inputs are fixed (z_mean 3, variance 4)
+    fresh = _noise(3.0, 4.0, 5)
+    return {"errors.json": {}, "z": _noise(3.0, 4.0, 2000), "z_tiny": np.full((4, 2), 3.0),
+            "z_again": _noise(3.0, 4.0, 2000), "fresh_a": fresh, "fresh_b": fresh.copy(),
+            "symbolic_shape.json": [None, 2]}
+
+
+def _sampling_hidden(g):  # part 2 hidden: the salted inputs, read from the probe's own globals
+    given = g["sampler_inputs"](g["SALT"])
+    rows = g["N_SEEDED"]
+    seeded = _noise(given["mean"], given["variance"], rows)
+    z = _noise(given["grad_mean"], np.exp(given["grad_log_var"]), rows)
+    rebuilt = _noise(given["grad_mean"], np.exp(given["grad_log_var"]), rows).tolist()
+    return {"errors.json": {}, "draws": _noise(given["mean"], given["variance"], g["N_DRAWS"]),
+            "seeded.first": seeded, "seeded.second": seeded.copy(),
+            "grad.mean": np.ones((rows, 2)), "grad.z": z, "grad.log_var": 0.5 * (z - given["grad_mean"]),
+            "restored.json": {"same_class": True, "seed": 9, "original": rebuilt, "restored": rebuilt}}
+
+
+def _loss_layer(g):  # part 4 self-check: fixed inputs
+    half, quarter = np.full((2, 28, 28, 1), 0.5, "float32"), np.full((2, 28, 28, 1), 0.25, "float32")
+    zeros = np.zeros((2, 2))
+    mean, log_var = np.array(_selfcheck.LOSS_CODE_MEAN), np.array(_selfcheck.LOSS_CODE_LOG_VAR)
+    return {"errors.json": {}, "zero_code.output": half, "code.output": half,
+            "zero_code.losses": np.array([_loss(half, quarter, zeros, zeros)]),
+            "code.losses": np.array([_loss(half, quarter, mean, log_var)])}
+
+
+def _loss_layer_hidden(g):  # part 4 hidden: the salted batches, rebuilt from the probe's own globals
+    out = {"errors.json": {}}
+    for i, (x, decoded, z_mean, z_log_var) in enumerate(g["loss_batches"](g["SALT"])):
+        out[f"batch{i}.output"] = x
+        out[f"batch{i}.losses"] = np.array([_loss(x, decoded, z_mean, z_log_var)])
+    return out
+
+
+def _tensor(name, index):
+    return {"class_name": "__keras_tensor__", "config": {"shape": [None], "dtype": "float32",
+            "keras_history": [name, 0, index]}}
+
+
+GRAPH = {  # a functional graph written by hand: no model, no layer, no build_vae
+    "name": "vae", "trainable": True,
+    "layers": [
+        {"class_name": "InputLayer", "name": "image", "config": {"batch_shape": [None, 28, 28, 1]}, "inbound_nodes": []},
+        {"class_name": "Functional", "name": "enc", "inbound_nodes": [{"args": [_tensor("image", 0)], "kwargs": {}}]},
+        {"class_name": "Sampling", "name": "z", "inbound_nodes": [{"args": [[_tensor("enc", 0), _tensor("enc", 1)]], "kwargs": {}}]},
+        {"class_name": "Functional", "name": "dec", "inbound_nodes": [{"args": [_tensor("z", 0)], "kwargs": {}}]},
+        {"class_name": "CustomVariationalLayer", "name": "loss", "inbound_nodes": [{"args": [[
+            _tensor("image", 0), _tensor("dec", 0), _tensor("enc", 0), _tensor("enc", 1)]], "kwargs": {}}]},
+    ],
+    "input_layers": [["image", 0, 0]],
+    "output_layers": [["loss", 0, 0]],
+}
+
+
+def _vae_model(g):  # part 5 self-check: every fact stated
+    return {"errors.json": {}, "type": "Functional", "is_model": True, "config.json": GRAPH,
+            "given.json": ["enc", "dec"], "input_shape.json": [None, 28, 28, 1], "compiled": True, "loss": 0.69}
+
+
+def _vae_model_hidden(g):  # part 5 hidden: every fact stated
+    return {"errors.json": {}, "config.json": GRAPH, "given.json": ["enc", "dec"],
+            "optimizer.json": {"learning_rate": 0.003}, "fit_loss": 0.69, "decoder_changed": True}
+
+
+def _data(g):  # part 6 self-check: shapes, dtype and range stated, no array
+    return {"errors.json": {}, "x_train.shape.json": [course.training_budget().train_images, 28, 28, 1],
+            "x_test.shape.json": [10000, 28, 28, 1], "x_train.dtype": "float32", "x_train.range": np.array([0.0, 1.0])}
+
+
+def _data_hidden(g):  # part 6 hidden: the probe's fixed input scaled, and MNIST's first rows, no part-6 code
+    (train, _), (test, _) = course.load_mnist()
+    return {"errors.json": {}, "preprocessed": (g["preprocess_input"]() / 255.0).astype("float32")[..., None],
+            "x_train.head": (train[:100] / 255.0)[..., None], "x_test.head": (test[:100] / 255.0)[..., None]}
+
+
+def _layout(n):
+    """What build_manifold(ProbeDecoder(), n) returns when right: the grid is fixed, so this is a constant."""
+    from scipy.stats import norm
+    grid = norm.ppf(np.linspace(0.05, 0.95, n))
+    image = np.zeros((28 * n, 28 * n))
+    for i in range(n):
+        for j in range(n):
+            image[28 * i, 28 * j], image[28 * i, 28 * j + 1] = grid[j], grid[i]
+    return image
+
+
+def _manifold(g):  # part 8 self-check: a constant layout and noise
+    return {"errors.json": {}, "type": "ndarray", "probe_image": _layout(15).astype("float32"),
+            "manifold": np.random.default_rng(0).uniform(0, 1, (420, 420)).astype("float32")}
+
+
+def _manifold_hidden(g):  # part 8 hidden: a constant layout, a stated call list, a hand-made smooth picture
+    smooth = np.repeat(np.repeat(np.tile(np.arange(15) / 14.0, (15, 1)), 28, axis=0), 28, axis=1)
+    return {"errors.json": {}, "probe_image": _layout(5), "probe_calls.json": [25],
+            "smooth_image": smooth.astype("float32")}
+
+
+def _batched_only(g):  # part 8 hidden: any 140x140 array beside the call list the verdict trusts
+    return {"errors.json": {}, "probe_image": np.zeros((140, 140)), "probe_calls.json": [25]}
+
+
+FORGERIES = {
+    "probe_sampling": _sampling, "probe_sampling_hidden": _sampling_hidden,
+    "probe_loss_layer": _loss_layer, "probe_loss_layer_hidden": _loss_layer_hidden,
+    "probe_vae_model": _vae_model, "probe_vae_model_hidden": _vae_model_hidden,
+    "probe_data": _data, "probe_data_hidden": _data_hidden,
+    "probe_manifold": _manifold, "probe_manifold_hidden": _manifold_hidden,
+}
+
+
+def install(table):
+    """Answer the probes named in ``table`` (probe function name -> forger) with the forger's data."""
+    def run_probe(probe, namespace):
+        function = getattr(probe, "probe", None)
+        forge = table.get(getattr(function, "__name__", ""))
+        if forge is None:
+            return _real_run_probe(probe, namespace)
+        return forge(getattr(function, "__globals__", {}))
+
+    _selfcheck.run_probe = run_probe
+    print("probes answered by the notebook:", sorted(table))
+'''
+
+
+def forge_cell(*probes: str, extra: str = "", table: str = "") -> str:
+    """A student cell: FORGE_LIB, ``extra`` code, then the named forgers (or ``table``) installed."""
+    chosen = table or "{" + ", ".join(f"{p!r}: FORGERIES[{p!r}]" for p in probes) + "}"
+    return FORGE_LIB + extra + f"\ninstall({chosen})\n"
+
+
+FORGED_NOTHING = "no solution code behind it: the probe's answer was made up by the notebook"
+
+# --- model files built in the kernel and handed over as a probe's answer ---------------------------------
+
+BOMB_LIB = '''
+import io, json, os, tempfile, zipfile
+import keras
+from keras import layers
+
+
+def _model_bytes(model):
+    """A model as the bytes of a .keras file, saved by Keras itself (no helper of the course package)."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "model.keras")
+        keras.saving.save_model(model, path)
+        with open(path, "rb") as handle:
+            return handle.read()
+
+
+def _small_model_bytes():
+    x = keras.Input((2,))
+    return _model_bytes(keras.Model(x, layers.Dense(1)(x)))
+
+
+def _members(blob):
+    with zipfile.ZipFile(io.BytesIO(blob)) as archive:
+        return {info.filename: archive.read(info.filename) for info in archive.infolist()}
+
+
+def _zip(members):
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return out.getvalue()
+
+
+def _walk(node, fn):
+    if isinstance(node, dict):
+        fn(node)
+        for value in node.values():
+            _walk(value, fn)
+    elif isinstance(node, list):
+        for value in node:
+            _walk(value, fn)
+
+
+def chunk_bomb(chunks):
+    """A legal little model whose weights file declares one dataset of ``chunks`` one-value chunks, none
+    stored: 4 bytes a value, so far below Keras's 4 GiB shape-bomb floor; HDF5 spends ~3.7 kB a chunk reading it."""
+    import h5py
+    members = _members(_small_model_bytes())
+    handle = io.BytesIO(members["model.weights.h5"])
+    with h5py.File(handle, "r+") as h5:
+        found = []
+        h5.visititems(lambda name, obj: found.append(name) if isinstance(obj, h5py.Dataset) else None)
+        del h5[found[0]]
+        h5.create_dataset(found[0], shape=(chunks,), dtype="float32", chunks=(1,), fillvalue=0.5)
+    members["model.weights.h5"] = handle.getvalue()
+    return _zip(members)
+
+
+def huge_config(inputs, units):
+    """The little model's config edited to a Dense layer of inputs x units weights (built before any check)."""
+    members = _members(_small_model_bytes())
+    config = json.loads(members["config.json"])
+
+    def grow(node):
+        if node.get("units") == 1:
+            node["units"] = units
+        for key in ("batch_shape", "input_shape", "shape"):
+            if node.get(key) in ([None, 2], (None, 2)):
+                node[key] = [None, inputs]
+
+    _walk(config, grow)
+    members["config.json"] = json.dumps(config).encode()
+    return _zip(members)
+
+
+def deflated_config(gib):
+    """config.json followed by ``gib`` GiB of spaces (still valid JSON), DEFLATE'd inside the .keras zip."""
+    members = _members(_small_model_bytes())
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+        for name, data in members.items():
+            if name != "config.json":
+                archive.writestr(name, data)
+                continue
+            with archive.open(name, "w", force_zip64=True) as handle:
+                handle.write(data)
+                pad = b" " * 2**24
+                for _ in range(int(gib * 2**30) // len(pad)):
+                    handle.write(pad)
+    return out.getvalue()
+
+
+def vocabulary_asset(mib):
+    """A StringLookup model whose vocabulary is an asset of ``mib`` MiB of two-letter lines (not config)."""
+    text = keras.Input((1,), dtype="string")
+    blob = _model_bytes(keras.Model(text, layers.StringLookup(vocabulary=["ab", "cd"])(text)))
+    members = _members(blob)
+    config = json.loads(members["config.json"])
+
+    def forget(node):
+        if "vocabulary" in node:
+            node["vocabulary"] = None
+
+    _walk(config, forget)
+    members["config.json"] = json.dumps(config).encode()
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+        with archive.open("assets/layers/string_lookup/vocabulary.txt", "w") as handle:
+            lines = b"ab\\n" * (2**20 // 3)
+            for _ in range(mib):
+                handle.write(lines)
+    return out.getvalue()
+
+
+def junk_assets(members_count, mib):
+    """The little model plus ``members_count`` members of ``mib`` MiB of zeros: Keras extracts every member of
+    an archive with more than 3 to a temporary folder, each under its 256 MiB floor whatever the ratio."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+        for name, data in _members(_small_model_bytes()).items():
+            archive.writestr(name, data)
+        zeros = bytes(2**20)
+        for index in range(members_count):
+            with archive.open(f"assets/junk{index}.bin", "w") as handle:
+                for _ in range(mib):
+                    handle.write(zeros)
+    return out.getvalue()
+
+
+def slow_decoder(upsample, kernel):
+    """A legal decoder (code 2 -> 28x28x1, ~10k parameters, under every size limit) whose one convolution
+    with a kernel x kernel window on an upsampled map takes ~1.5 s an image on this machine."""
+    code = keras.Input((2,))
+    x = layers.Reshape((28, 28, 1))(layers.Dense(784)(code))
+    x = layers.UpSampling2D(upsample)(x)
+    x = layers.Conv2D(1, kernel, padding="same", use_bias=False)(x)
+    x = layers.AveragePooling2D(upsample)(x)
+    return keras.Model(code, layers.Activation("sigmoid")(x))
+
+
+def plain_encoder():
+    image = keras.Input((28, 28, 1))
+    flat = layers.Flatten()(image)
+    return keras.Model(image, [layers.Dense(2)(flat), layers.Dense(2)(flat)])
+
+
+def trained_models_answer(encoder_bytes, decoder_bytes):
+    """What probe_training_hidden hands back, with these bytes as the two models."""
+    return {"errors.json": {}, "encoder.type": "Functional", "encoder.is_model": True, "encoder.keras": encoder_bytes,
+            "decoder.type": "Functional", "decoder.is_model": True, "decoder.keras": decoder_bytes}
+'''
+
+
+def bomb_cell(encoder_expression: str, decoder_expression: str = "_small_model_bytes()") -> str:
+    """A student cell that builds the two model files once and answers part 7's hidden probe with them."""
+    return (
+        FORGE_LIB
+        + BOMB_LIB
+        + f"\nBOMB = trained_models_answer({encoder_expression}, {decoder_expression})\n"
+        + 'print("answer built:", len(BOMB["encoder.keras"]), "+", len(BOMB["decoder.keras"]), "bytes")\n'
+        + 'install({"probe_training_hidden": lambda g: BOMB})\n'
+    )
+
+
+RAISE_IN_VERDICT = """
+def _odd_missing(value):
+    return lambda g: {"errors.json": {}, "missing.json": value}
+"""
+
+PROBE_OUTPUT_FLOOD = """
+import sys, time
+
+def _flood(g):
+    # While the probe runs, its outputs are not capped (OutputLimits lets a probe's output through):
+    # print 1 MB lines for 45 s of the 60 s the probe may take, then hand back no answer. Each line is
+    # flushed, so the kernel sends at the pace the grader reads and never holds more than a line.
+    line = "x" * (2**20 - 1) + "\\n"
+    end = time.monotonic() + 45
+    while time.monotonic() < end:
+        sys.stdout.write(line)
+        sys.stdout.flush()
+    return {"errors.json": {}}
+"""
+
+HUGE_MESSAGES = """
+_BIG = np.asarray(b"x" * 10_000_000)  # 10 MB, 1 byte a character ('S' dtype): str() of it is 10M characters
+
+def _echo(key):
+    # The verdicts put this stated "type" into their failure message unshortened ("... not <type>").
+    return lambda g: {"errors.json": {}, key: _BIG}
+
+TABLE = {"probe_encoder": _echo("encoder_2.type"), "probe_encoder_hidden": _echo("encoder.type"),
+         "probe_vae_model": _echo("type"), "probe_manifold": _echo("type")}
+"""
+
+PCA_TRAINING = """x_val = x_test[: budget.val_images]
+# No training: a 2-component PCA (NumPy SVD) written into the Dense weights of standard-layer models,
+# the decoder a least-squares fit in logit space, and a History object with a hand-made dict.
+flat = x_train.reshape(len(x_train), -1).astype("float64")
+mean = flat.mean(axis=0)
+_, _, vt = np.linalg.svd(flat - mean, full_matrices=False)
+codes = (flat - mean) @ vt[:2].T
+scale = codes.std(axis=0)
+clipped = np.clip(flat, 0.02, 0.98)
+design = np.hstack([codes / scale, np.ones((len(flat), 1))])
+coef, *_ = np.linalg.lstsq(design, np.log(clipped / (1 - clipped)), rcond=None)
+image = keras.Input(shape=(28, 28, 1))
+flat_image = layers.Flatten()(image)
+to_mean, to_log_var = layers.Dense(2), layers.Dense(2)
+encoder = keras.Model(image, [to_mean(flat_image), to_log_var(flat_image)])
+to_mean.set_weights([(vt[:2].T / scale).astype("float32"), (-(mean @ vt[:2].T) / scale).astype("float32")])
+to_log_var.set_weights([np.zeros((784, 2), "float32"), np.zeros(2, "float32")])
+code = keras.Input(shape=(2,))
+to_pixels = layers.Dense(784, activation="sigmoid")
+decoder = keras.Model(code, layers.Reshape((28, 28, 1))(to_pixels(code)))
+to_pixels.set_weights([coef[:2].astype("float32"), coef[2].astype("float32")])
+history = keras.callbacks.History()
+history.history = {"loss": [0.25] * budget.epochs, "val_loss": [0.25] * budget.epochs}
+"""
+
+MEMORISED_TRAINING = """x_val = x_test[: budget.val_images]
+# No training: the grader's quality images are the first MNIST test images, a fixed set. The encoder
+# projects onto two PCA directions; the decoder is a nearest-neighbour lookup of the first 500 test
+# images (a softmax over 500 Dense logits, then a Dense layer whose weights ARE those images).
+memory = x_test[:500].reshape(500, -1).astype("float64")
+flat = x_train.reshape(len(x_train), -1).astype("float64")
+mean = flat.mean(axis=0)
+_, _, vt = np.linalg.svd(flat - mean, full_matrices=False)
+scale = ((flat - mean) @ vt[:2].T).std(axis=0)
+centres = ((memory - mean) @ vt[:2].T) / scale
+sharpness = 1e4
+image = keras.Input(shape=(28, 28, 1))
+flat_image = layers.Flatten()(image)
+to_mean, to_log_var = layers.Dense(2), layers.Dense(2)
+encoder = keras.Model(image, [to_mean(flat_image), to_log_var(flat_image)])
+to_mean.set_weights([(vt[:2].T / scale).astype("float32"), (-(mean @ vt[:2].T) / scale).astype("float32")])
+to_log_var.set_weights([np.zeros((784, 2), "float32"), np.zeros(2, "float32")])
+code = keras.Input(shape=(2,))
+nearest = layers.Dense(500, activation="softmax")
+lookup = layers.Dense(784, use_bias=False)
+decoder = keras.Model(code, layers.Reshape((28, 28, 1))(lookup(nearest(code))))
+nearest.set_weights([(2 * sharpness * centres.T).astype("float32"), (-sharpness * (centres**2).sum(axis=1)).astype("float32")])
+lookup.set_weights([memory.astype("float32")])
+history = keras.callbacks.History()
+history.history = {"loss": [0.25] * budget.epochs, "val_loss": [0.25] * budget.epochs}
+"""
+
+
+def huge_literal(elements: int = 20_000_000) -> str:
+    """40 MB of valid Python: ast.parse needs ~1 kB an element (4 MB of source: 1.9 GB and 7 s measured), in the
+    grader process, for the static scan (vae_grader.scan) and again for calls_fit (vae_grader.time_limits).
+    Built when the case is built (not at import: it is 40 MB)."""
+    return "numbers = [" + "0," * elements + "]\n"
+
+
+def add_generated_cell_after(
+    grade_id: str, make_source: Callable[[], str]
+) -> Callable[[NotebookNode], None]:
+    """:func:`add_cell_after`, with the source made only when the notebook is built."""
+
+    def step(nb: NotebookNode) -> None:
+        add_cell_after(grade_id, make_source())(nb)
+
+    return step
+
+
+DEEP_EXPRESSION = "total = " + "+".join(["1"] * 200_000) + "\n"
+"""Valid Python (a student might generate such a line): ast.parse raises RecursionError on it, which the
+static scan (vae_grader.scan) and calls_fit (vae_grader.time_limits) do not catch (only SyntaxError)."""
+
+
+def nbformat_v3(base: Builder) -> Builder:
+    """``base``'s notebook written in nbformat 3 (worksheets), the format of IPython 1-2 and of old exports."""
+
+    def build(master: NotebookNode, release: NotebookNode) -> bytes:
+        import warnings
+
+        nb = base(master, release)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return nbformat.writes(nbformat.convert(copy.deepcopy(nb), 3)).encode()
+
+    return build
+
+
+def nested_json(depth: int) -> str:
+    return '{"a": ' * depth + "0" + "}" * depth
+
+
+def with_raw_json(
+    base: Builder, edit: Callable[[dict], None], placeholder: str, text: str
+) -> Builder:
+    """``base``'s notebook as JSON text, ``edit`` applied to the parsed dict, then the string value
+    ``placeholder`` replaced by ``text`` verbatim (for JSON no writer would produce)."""
+
+    def build(master: NotebookNode, release: NotebookNode) -> bytes:
+        import json
+        import warnings
+
+        nb = base(master, release)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            data = json.loads(nbformat.writes(nb))
+        edit(data)
+        return json.dumps(data, indent=1).replace(f'"{placeholder}"', text, 1).encode()
+
+    return build
+
+
+def _deep_top_metadata(data: dict) -> None:
+    data["metadata"]["deep"] = "@@DEEP@@"
+
+
+def _many_empty_cells(data: dict) -> None:
+    data["cells"].append("@@CELLS@@")
+
+
+MANY_CELLS = 2_300_000
+"""Empty raw cells appended to the FAST notebook: 21 bytes each, so the file stays under intake's 50 MB."""
+
+FAST_LOST_7_8 = {
+    "test_training": NOT_ATTEMPTED,
+    "test_training_hidden": NOT_ATTEMPTED,
+}
+RESOURCE_BOMBS = (
+    "hdf5_chunk_bomb",
+    "huge_config_params",
+    "deflate_config_bomb",
+    "slow_verdict_model",
+    "probe_output_flood",
+    "vocabulary_asset_bomb",
+    "assets_extract_disk",
+    "many_cells_notebook",
+    "huge_literal_cell",
+    "huge_failure_messages",
+)
+"""Cases whose harm is the grader's memory, disk or time rather than (only) its points: see the caution above."""
+
+REFUSED_MODEL = "checking your answer needed more than"
+"""What the student should read where their answer was stopped (the confined verdict process's wording)."""
+
+ISSUE20_ATTACKS: list[Submission] = [
+    # 1. a verdict that raises outside run_checks: nbgrader read the judged cell's empty outputs as full marks
+    case(
+        "verdict_raises",
+        "the FAST parts; the probes of part 7's and part 8's hidden tests (parts never done) answered with "
+        "missing.json holding a number and a list of numbers instead of a list of names",
+        then(
+            _FAST,
+            add_cell_after(
+                "setup",
+                forge_cell(
+                    extra=RAISE_IN_VERDICT,
+                    table="{'probe_training_hidden': _odd_missing(1), 'probe_manifold_hidden': _odd_missing([0, 1])}",
+                ),
+            ),
+        ),
+        FAST,
+        ("NotImplementedError",),
+        lost={
+            "test_training_hidden": FORGED_NOTHING + " (missing.json = 1)",
+            "test_manifold_hidden": FORGED_NOTHING + " (missing.json = [0, 1])",
+        },
+    ),
+    # 2-5. unbounded loads and runs, each on part 7's hidden probe of a FAST notebook
+    case(
+        "hdf5_chunk_bomb",
+        "the FAST parts; part 7's hidden probe answered with a 1.5 kB .keras whose model.weights.h5 declares "
+        "8,000,000 one-value HDF5 chunks (32 MB declared, under Keras's 4 GiB floor; ~3.7 kB of grader memory a chunk)",
+        then(_FAST, add_cell_after("setup", bomb_cell("chunk_bomb(8_000_000)"))),
+        FAST,
+        (REFUSED_MODEL,),
+        lost={
+            "test_training_hidden": "a model file built to exhaust the grader's memory earns nothing"
+        },
+    ),
+    case(
+        "huge_config_params",
+        "the FAST parts; part 7's hidden probe answered with a 1.5 kB .keras whose config declares a Dense layer of "
+        "10,000 x 20,000 = 200 M parameters (Keras builds and initialises it before MAX_MODEL_PARAMETERS is checked)",
+        then(_FAST, add_cell_after("setup", bomb_cell("huge_config(10_000, 20_000)"))),
+        FAST,
+        (REFUSED_MODEL,),
+        lost={"test_training_hidden": "a 200 M-parameter model is refused, not built"},
+    ),
+    case(
+        "deflate_config_bomb",
+        "the FAST parts; part 7's hidden probe answered with a 1.6 MB .keras whose config.json is DEFLATE'd and "
+        "inflates to 1.5 GiB (MAX_UNPACKED_BYTES covers only the outer npz; Keras's own floor is 4 GiB)",
+        then(_FAST, add_cell_after("setup", bomb_cell("deflated_config(1.5)"))),
+        FAST,
+        (REFUSED_MODEL,),
+        lost={"test_training_hidden": "a model file that inflates to 1.5 GiB earns nothing"},
+    ),
+    case(
+        "slow_verdict_model",
+        "the FAST parts; part 7's hidden probe answered with a legal decoder (10 k parameters, activations under "
+        "the limit) whose 101x101 convolution on a 10x upsampled map takes ~1.5 s an image: the verdict "
+        "decodes 200 images (~5 min of the grader's CPU, no limit on a verdict's time)",
+        then(
+            _FAST,
+            add_cell_after(
+                "setup",
+                bomb_cell(
+                    "_model_bytes(plain_encoder())",
+                    "_model_bytes(slow_decoder(10, 101))",
+                ),
+            ),
+        ),
+        FAST,
+        (REFUSED_MODEL,),
+        lost={
+            "test_training_hidden": "untrained models (and a verdict that must be stopped) earn nothing"
+        },
+    ),
+    # 6-8. verdicts that trust facts the kernel states
+    case(
+        "forged_part5_graph",
+        "no solution code; part 5's probes answered with a hand-written functional graph (config.json), the "
+        "encoder/decoder names it uses (given.json), optimizer.json, fit_loss, decoder_changed, is_model, compiled",
+        then(
+            release_only,
+            add_cell_after("setup", forge_cell("probe_vae_model", "probe_vae_model_hidden")),
+        ),
+        (),
+        ("NotImplementedError",),
+        lost={"test_vae_model": FORGED_NOTHING, "test_vae_model_hidden": FORGED_NOTHING},
+    ),
+    case(
+        "stated_part6",
+        "no solution code; part 6's self-check answered with the shapes, dtype and range it checks, and no array",
+        then(release_only, add_cell_after("setup", forge_cell("probe_data"))),
+        (),
+        ("NotImplementedError",),
+        lost={"test_data": FORGED_NOTHING},
+    ),
+    case(
+        "stated_part8_batched",
+        "no solution code; part 8's hidden probe answered with a 140x140 array of zeros and the call list [25]",
+        then(
+            release_only,
+            add_cell_after("setup", forge_cell(table="{'probe_manifold_hidden': _batched_only}")),
+        ),
+        (),
+        ("NotImplementedError",),
+        lost={"test_manifold_hidden": FORGED_NOTHING},
+    ),
+    case(
+        "issue_forgeries_combined",
+        "no solution code; the forgeries the issue names, in one notebook: a verdict made to raise (part 7's and "
+        "part 8's hidden probes answer missing.json = 1 / [0, 1]), a hand-written part-5 graph with stated facts, "
+        "part 6's facts stated, part 8's call list beside noise",
+        then(
+            release_only,
+            add_cell_after(
+                "setup",
+                forge_cell(
+                    extra=RAISE_IN_VERDICT,
+                    table="{'probe_training_hidden': _odd_missing(1), 'probe_manifold': _odd_missing([0, 1]), "
+                    "'probe_vae_model': FORGERIES['probe_vae_model'], "
+                    "'probe_vae_model_hidden': FORGERIES['probe_vae_model_hidden'], "
+                    "'probe_data': FORGERIES['probe_data'], 'probe_manifold_hidden': _batched_only}",
+                ),
+            ),
+        ),
+        (),
+        ("NotImplementedError",),
+        lost={
+            cell: FORGED_NOTHING
+            for part in ("vae_model", "data", "training", "manifold")
+            for cell in test_cells(part)
+        },
+    ),
+    # 9-10. formats
+    case(
+        "nbformat_v3",
+        "the FAST parts, saved in nbformat 3 (worksheets; what IPython 2 and old exports write)",
+        nbformat_v3(_FAST),
+        FAST,
+        ("NotImplementedError",),
+    ),
+    case(
+        "deep_metadata",
+        "the FAST parts with notebook metadata nested 200,000 levels deep: valid JSON that no JSON reader of the "
+        "toolchain (nbformat, Jupyter, json) can parse",
+        with_raw_json(_FAST, _deep_top_metadata, "@@DEEP@@", nested_json(200_000)),
+        (),
+        ("could not be read as a notebook",),
+        lost={
+            cell: "the file cannot be read as a notebook (not even by Jupyter): nothing can be graded; "
+            "flagged so that the instructor can look at it"
+            for part in FAST
+            for cell in test_cells(part)
+        },
+    ),
+    # 11. part 7 without training
+    case(
+        "pca_not_trained",
+        "the FAST parts; part 7 without training: a 2-component PCA (NumPy SVD) and a least-squares decoder written "
+        "into the Dense weights of standard-layer encoder/decoder models, and a History with a hand-made dict",
+        then(_FAST, set_source("training", PCA_TRAINING)),
+        FAST,
+        ("NotImplementedError",),
+        lost={
+            "test_training": "no training ran: the history is hand-made and the weights are a PCA",
+            "test_training_hidden": "no training ran: the encoder and decoder are a PCA written into Dense weights",
+        },
+    ),
+    # --- more of the same classes -------------------------------------------------------------------------
+    case(
+        "memorised_quality_images",
+        "the FAST parts; part 7 without training: the decoder is a nearest-neighbour lookup of the first 500 MNIST "
+        "test images (the grader's fixed quality set), behind a PCA encoder; a hand-made History",
+        then(_FAST, set_source("training", MEMORISED_TRAINING)),
+        FAST,
+        ("NotImplementedError",),
+        lost={
+            "test_training": "no training ran: the decoder looks up stored test images",
+            "test_training_hidden": "no training ran: the decoder looks up the grader's own quality images",
+        },
+    ),
+    case(
+        "deep_expression_cell",
+        "the FAST parts and one extra cell `total = 1+1+...+1` (200,000 terms, valid Python): ast.parse raises "
+        "RecursionError, which the static scan and calls_fit do not catch",
+        then(_FAST, add_cell_after("data", DEEP_EXPRESSION)),
+        FAST,
+        ("NotImplementedError",),
+    ),
+    case(
+        "huge_literal_cell",
+        "the FAST parts and one extra cell `numbers = [0,0,...]` of 20 M elements (40 MB, under intake's 50 MB): "
+        "the static scan parses every student cell with ast in the grader process (~1 kB of memory an element)",
+        then(_FAST, add_generated_cell_after("data", huge_literal)),
+        FAST,
+        ("NotImplementedError",),
+    ),
+    case(
+        "many_cells_notebook",
+        f"the FAST parts followed by {MANY_CELLS:,} empty raw cells (48 MB, under intake's 50 MB): each is "
+        "salvaged, validated, copied and scanned in the grader process, where no time limit applies",
+        with_raw_json(
+            _FAST, _many_empty_cells, "@@CELLS@@", ", ".join(['{"cell_type": "raw"}'] * MANY_CELLS)
+        ),
+        FAST,
+        ("NotImplementedError",),
+    ),
+    case(
+        "probe_output_flood",
+        "the FAST parts; part 7's hidden probe prints 1 MB lines for 45 s before answering nothing: a probe's "
+        "outputs are exempt from the output limits, so the grader keeps every line",
+        then(
+            _FAST,
+            add_cell_after(
+                "setup",
+                forge_cell(extra=PROBE_OUTPUT_FLOOD, table="{'probe_training_hidden': _flood}"),
+            ),
+        ),
+        FAST,
+        ("NotImplementedError",),
+    ),
+    case(
+        "vocabulary_asset_bomb",
+        "the FAST parts; part 7's hidden probe answered with a 260 kB .keras: a StringLookup whose vocabulary is "
+        "an asset of 255 MiB of two-letter lines (under Keras's 256 MiB extraction floor), read into a list",
+        then(_FAST, add_cell_after("setup", bomb_cell("vocabulary_asset(255)"))),
+        FAST,
+        (REFUSED_MODEL,),
+        lost={
+            "test_training_hidden": "a model file built to exhaust the grader's memory earns nothing"
+        },
+    ),
+    case(
+        "assets_extract_disk",
+        "the FAST parts; part 7's hidden probe answered with a 2 MB .keras holding 8 extra members of 255 MiB of "
+        "zeros: Keras extracts every member to the grader's /tmp (2 GiB here; a 48 MB answer reaches ~47 GiB)",
+        then(_FAST, add_cell_after("setup", bomb_cell("junk_assets(8, 255)"))),
+        FAST,
+        (REFUSED_MODEL,),
+        lost={
+            "test_training_hidden": "a model file that writes gigabytes to the grader's disk earns nothing"
+        },
+    ),
+    case(
+        "huge_failure_messages",
+        "no solution code; four probes answered with a 10 MB 'type' string, which the verdicts copy unshortened into "
+        "their failure messages: the error outputs (evalue and traceback, which LimitOutput does not cut by "
+        "length) and the feedback page grow by ~80 MB",
+        then(release_only, add_cell_after("setup", forge_cell(extra=HUGE_MESSAGES, table="TABLE"))),
+        (),
+        ("NotImplementedError",),
+    ),
+]
+"""The issue-20 cases (fair grades; what today's grader gives is in ISSUE20_TODAY); appended to :data:`SUBMISSIONS`."""
+
+SUBMISSIONS += ISSUE20_ATTACKS
+
+OPEN_FORGERIES: list[Submission] = [
+    case(
+        "forgeries_combined",
+        "no solution code; every probe that needs no trained model answered by the notebook: NumPy draws and "
+        "losses on the fixed or salted inputs, a hand-written graph, stated facts, constant manifolds",
+        then(release_only, add_cell_after("setup", forge_cell(table="FORGERIES"))),
+        (),
+        ("NotImplementedError",),
+        lost={
+            cell: FORGED_NOTHING
+            for part in ("sampling", "loss_layer", "vae_model", "data", "manifold")
+            for cell in test_cells(part)
+        },
+    ),
+    case(
+        "salt_from_probe_globals",
+        "no solution code; the salted hidden tests of parts 2 and 4 answered with NumPy, their inputs rebuilt "
+        "from SALT and sampler_inputs/loss_batches, which the probe's own globals hold while it runs",
+        then(
+            release_only,
+            add_cell_after("setup", forge_cell("probe_sampling_hidden", "probe_loss_layer_hidden")),
+        ),
+        (),
+        ("NotImplementedError",),
+        lost={"test_sampling_hidden": FORGED_NOTHING, "test_loss_layer_hidden": FORGED_NOTHING},
+    ),
+    case(
+        "fixed_input_selfchecks",
+        "no solution code; the self-checks of parts 2 and 4 answered with NumPy noise and the loss formula on "
+        "their fixed, published inputs (z_mean 3, variance 4; LOSS_CODE_MEAN/LOG_VAR)",
+        then(
+            release_only, add_cell_after("setup", forge_cell("probe_sampling", "probe_loss_layer"))
+        ),
+        (),
+        ("NotImplementedError",),
+        lost={"test_sampling": FORGED_NOTHING, "test_loss_layer": FORGED_NOTHING},
+    ),
+    case(
+        "constant_manifold",
+        "no solution code; part 8's probes answered with constants: the layout a correct build_manifold gives "
+        "for the probe decoder (the grid is fixed: norm.ppf of linspace), a call list, and a hand-made smooth picture",
+        then(
+            release_only,
+            add_cell_after("setup", forge_cell("probe_manifold", "probe_manifold_hidden")),
+        ),
+        (),
+        ("NotImplementedError",),
+        lost={"test_manifold": FORGED_NOTHING, "test_manifold_hidden": FORGED_NOTHING},
+    ),
+    case(
+        "hidden_data_without_code",
+        "no solution code; part 6's hidden probe answered with its own fixed input divided by 255 and MNIST's first "
+        "100 rows, with no preprocess, x_train or x_test in the notebook",
+        then(release_only, add_cell_after("setup", forge_cell("probe_data_hidden"))),
+        (),
+        ("NotImplementedError",),
+        lost={"test_data_hidden": FORGED_NOTHING},
+    ),
+]
+"""Forgeries that still earn points, kept out of the graded corpus (their fair grade, 0, is not reached yet)
+and checked in this process instead (tests/test_issue20_attacks.py, strict xfails that say why). Each answers
+a probe with the right values computed by the notebook's own NumPy code, or with constants, instead of the
+asked-for function: on salted inputs the notebook reads from the probe's globals (parts 2 and 4, hidden), on
+the self-checks' published inputs (parts 2 and 4, visible), on part 6's fixed input and MNIST's first rows,
+and on part 8's fixed probe decoder and grid. The grader never runs student code outside the kernel, so a
+value computed right by other means cannot be told from the function's (README, "What remains possible");
+what would close the constant ones is salting every probe's inputs (the probe decoder, the data probe)."""
+FLAGGED = {*FLAGGED, "deep_metadata"}
+ISSUE20_NO_CODE = (
+    "issue_forgeries_combined",
+    "forged_part5_graph",
+    "stated_part6",
+    "stated_part8_batched",
+    "huge_failure_messages",
+)
+"""Issue-20 cases without any solution code: they must score exactly 0."""
+
+ISSUE20_TODAY: dict[str, str] = {
+    # What the grader of 5453c3c gave, graded one case at a time with plain nbgrader (the pipeline of
+    # vae_grader.pipeline, one worker) on this project's 2-core machine, 2026-12-07, inside a memory cgroup
+    # capped at 6-7 GB (grader and kernel together; the kernel ran unsandboxed so that it imported
+    # 5453c3c's course package). "grader RSS" is the autograde process's peak resident memory; a normal
+    # FAST notebook peaks at 0.8 GB there (pca_not_trained) and 1.4 GB for grader and kernel together.
+    "verdict_raises": "33/40: FAST's 28 + 5/5 for test_training_hidden (TypeError: can only join an iterable "
+    "out of selfcheck.judge; the judged cell kept no output, which nbgrader scores as full marks); "
+    "test_manifold and test_manifold_hidden never run and flagged",
+    "hdf5_chunk_bomb": "0/40, no feedback grade: the grader reached 6.8 GB RSS in 17 s and was killed by the "
+    "cgroup (in-process: 3.7 kB a chunk, so ~30 GB for the 8 M chunks; 21.7 GB measured uncapped)",
+    "huge_config_params": "28/40 (= fair) but the grader peaked at 4.8 GB RSS building and initialising 200 M "
+    "parameters (5 s) before refusing the weights",
+    "deflate_config_bomb": "28/40 (= fair) but the grader peaked at 3.9 GB RSS inflating 1.5 GiB of config.json "
+    "(11.9 s of verdicts); Keras then LOADED the model: the whitespace is valid JSON",
+    "slow_verdict_model": "28/40 (= fair) but one verdict ran 300.1 s in the grader process (Executed 13 cells "
+    "in 314.1 s, verdicts 300.1 s); nothing bounds a verdict's time",
+    "forged_part5_graph": "3/40: test_vae_model 1/1, test_vae_model_hidden 2/2, unflagged",
+    "stated_part6": "1/40: test_data 1/1, unflagged",
+    "stated_part8_batched": "0.5/40: test_manifold_hidden 0.5/3 (one batched decoder call), unflagged",
+    "issue_forgeries_combined": "not re-measured on 5453c3c: the issue's own measurement of these forgeries in "
+    "one notebook was 14/40, unflagged, nothing on the feedback page",
+    "forgeries_combined": "23/40 unflagged: sampling 2+4, loss layer 2+4, VAE model 1+2, data 1+2, "
+    "manifold 2+3",
+    "nbformat_v3": "0/40, flagged: intake's salvage found 'no cell list' (worksheets), every part 0",
+    "deep_metadata": "no grade: RecursionError out of json.loads in the intake, autograde exited 1, no "
+    "feedback page (the fair outcome: 0, flagged, a note)",
+    "pca_not_trained": "35/40: FAST's 28 + test_training 2/2 + test_training_hidden 5/5, unflagged",
+    "salt_from_probe_globals": "8/40: test_sampling_hidden 4/4, test_loss_layer_hidden 4/4",
+    "fixed_input_selfchecks": "4/40: test_sampling 2/2, test_loss_layer 2/2",
+    "constant_manifold": "5/40: test_manifold 2/2, test_manifold_hidden 3/3",
+    "hidden_data_without_code": "2/40: test_data_hidden 2/2",
+    "memorised_quality_images": "35/40: FAST's 28 + test_training 2/2 + test_training_hidden 5/5, unflagged",
+    "deep_expression_cell": "no grade: RecursionError (during ast construction) out of RepairSubmission's "
+    "static scan, autograde exited 1 after 7 s, no feedback page",
+    "huge_literal_cell": "no grade: the grader reached 6.9 GB RSS in the static scan (no kernel started yet) "
+    "and was killed by the cgroup; no feedback page (in-process: 1.9 GB for a 4 MB literal)",
+    "many_cells_notebook": "no grade: after 258 s in the sanitize step (intake's salvage of 2.3 M cells; no "
+    "kernel started yet) the grader reached 6.9 GB RSS and was killed by the cgroup; no feedback page "
+    "(in-process: 200,000 cells took 59 s and 0.4 GB to read, then 12 s to copy, 24 s to write)",
+    "probe_output_flood": "28/40 (= fair) but the grader peaked at 4.6 GB RSS holding 45 s of the probe's "
+    "output (the kernel 2.0 GB); unflushed, the kernel's own buffer grew instead until it was OOM-killed",
+    "vocabulary_asset_bomb": "0/40, no grade: the grader reached 6.5 GB RSS reading the vocabulary asset and was "
+    "killed by the cgroup (in-process: 64 MiB of vocabulary took 4.3 GB and 43 s)",
+    "assets_extract_disk": "28/40 (= fair); the grader extracted 8 x 255 MiB (2 GiB) into its /tmp (the "
+    "cgroup's page cache grew 1.8 GB over the grader's 0.8 GB RSS)",
+    "huge_failure_messages": "0/40 (= fair) but the feedback page is 40.2 MB (a normal one: 0.2 MB): four 10 MB "
+    "failure messages, each in the error's evalue and traceback",
+}
+"""Evidence: what the grader of 5453c3c gave each issue-20 case (their fair grades are in ``expected``)."""
