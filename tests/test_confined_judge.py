@@ -80,30 +80,29 @@ def test_a_process_that_never_starts_is_a_flagged_zero(answer, monkeypatch) -> N
     assert ruling.outcome.points == 0 and ruling.flag and "did not start" in ruling.flag
 
 
-def test_a_process_that_answers_garbage_is_a_flagged_zero(answer, monkeypatch) -> None:
-    script = (
-        "import sys, struct, json\n"
-        "out = sys.stdout.buffer\n"
-        "def say(b): out.write(struct.pack('>Q', len(b)) + b); out.flush()\n"
-        "say(json.dumps({'ready': True}).encode())\n"
-        "sys.stdin.buffer.read(8)\n"
-        'say(b\'{"points": 2, "max_points": 2}\')\n'
-    )
+READY_THEN = (
+    "import os, sys, struct, json\n"
+    "out = sys.stdout.buffer\n"
+    "def say(b): out.write(struct.pack('>Q', len(b)) + b); out.flush()\n"
+    "say(json.dumps({'ready': True}).encode())\n"
+    "sys.stdin.buffer.read(8)\n"
+)
+"""A stand-in verdict process: says it is ready, reads the start of a request, then does what follows."""
+
+
+def _stand_in(monkeypatch, then: str) -> None:
+    script = READY_THEN + then
     monkeypatch.setattr(ConfinedJudge, "command", lambda self: [sys.executable, "-c", script])
+
+
+def test_a_process_that_answers_garbage_is_a_flagged_zero(answer, monkeypatch) -> None:
+    _stand_in(monkeypatch, 'say(b\'{"points": 2, "max_points": 2}\')\n')
     ruling, _ = _judge(answer)
     assert ruling.outcome.points == 0 and ruling.flag
 
 
 def test_a_process_that_dies_mid_verdict_is_a_flagged_zero(answer, monkeypatch) -> None:
-    script = (
-        "import os, sys, struct, json\n"
-        "out = sys.stdout.buffer\n"
-        "ready = json.dumps({'ready': True}).encode()\n"
-        "out.write(struct.pack('>Q', len(ready)) + ready); out.flush()\n"
-        "sys.stdin.buffer.read(8)\n"
-        "os._exit(9)\n"
-    )
-    monkeypatch.setattr(ConfinedJudge, "command", lambda self: [sys.executable, "-c", script])
+    _stand_in(monkeypatch, "os._exit(9)\n")
     ruling, _ = _judge(answer)
     assert ruling.outcome.points == 0 and ruling.flag and "exit code 9" in ruling.flag
 
