@@ -314,41 +314,35 @@ def test_settled_refuses_full_marks_beside_a_failure() -> None:
 
 
 _MEASURE = """
-import time, io, json, zipfile
-import numpy as np, keras
+import io, json, zipfile
+import keras
 from keras import layers
 from course import model_file
-from course.model_size import model_cost, MAX_FLOPS_PER_IMAGE
+from course.model_size import model_cost
 model = build()
 blob = model_file.model_bytes(model)
 try:
-    loaded = model_file.load_model(blob)
+    model_file.load_model(blob)
 except ValueError as exc:
     print("RESULT", json.dumps({"refused": str(exc)[:200]}))
     raise SystemExit(0)
 config = json.loads(zipfile.ZipFile(io.BytesIO(blob)).read("config.json"))
-flops = model_cost(config).flops_per_image
-x = np.random.rand(2, *model.input_shape[1:]).astype("float32")
-loaded.predict(x[:1], verbose=0)
-cpu = time.process_time(); loaded.predict(x, verbose=0); cpu = (time.process_time() - cpu) / 2
-print("RESULT", json.dumps({"flops": flops, "cpu_per_image": cpu,
-      "at_cap_seconds_per_image": cpu * MAX_FLOPS_PER_IMAGE / max(flops, 1)}))
+print("RESULT", json.dumps({"flops": model_cost(config).flops_per_image}))
 """
+# What each layer costs in time was measured once, by hand (the weights' docstrings in
+# course/model_size.py give the figures); a test that timed layers here would depend on the machine's load.
 
 
-def _measure(build_source: str) -> dict:
+def _size(build_source: str) -> dict:
     rc, out, _ = _child(textwrap.dedent(build_source) + _MEASURE, timeout=400)
     lines = [l for l in out.splitlines() if l.startswith("RESULT ")]
     assert lines, out[-1500:]
     return json.loads(lines[-1][len("RESULT ") :])
 
 
-SIZER_PROMISE = 0.026
-"""model_size.MAX_FLOPS_PER_IMAGE's docstring: 'a model at the cap costs at most ~26 ms an image'."""
-
-
-def test_sizer_counts_resampling_upsampling() -> None:
-    result = _measure(
+def test_non_nearest_upsampling_is_refused() -> None:
+    """It ran at 387 ms an image for 20 M counted operations (lanczos5): 740x what the cap assumes."""
+    result = _size(
         """
         def build():
             x = keras.Input((28, 28, 1)); y = x
@@ -358,22 +352,24 @@ def test_sizer_counts_resampling_upsampling() -> None:
             return keras.Model(x, y)
         """
     )
-    assert "refused" in result or result["at_cap_seconds_per_image"] <= 10 * SIZER_PROMISE, result
+    assert "refused" in result, result
 
 
-def test_sizer_counts_grouped_convolution() -> None:
-    result = _measure(
+def test_grouped_convolutions_are_refused() -> None:
+    """Conv2D(64, 15, groups=64) ran at 0.59 GFLOP/s, about 100x slower than the cap assumes."""
+    result = _size(
         """
         def build():
             x = keras.Input((28, 28, 64))
             return keras.Model(x, layers.Conv2D(64, 15, groups=64, padding="same")(x))
         """
     )
-    assert "refused" in result or result["at_cap_seconds_per_image"] <= 10 * SIZER_PROMISE, result
+    assert "refused" in result, result
 
 
-def test_sizer_counts_softmax() -> None:
-    result = _measure(
+def test_a_stack_of_softmax_layers_is_counted_past_the_cap() -> None:
+    """100 Softmax(axis=1) on 1000 x 1000 ran 1.74 s an image at the cap before softmax was weighted."""
+    result = _size(
         """
         def build():
             x = keras.Input((1000, 1000)); y = x
@@ -382,26 +378,30 @@ def test_sizer_counts_softmax() -> None:
             return keras.Model(x, y)
         """
     )
-    assert "refused" in result or result["at_cap_seconds_per_image"] <= 10 * SIZER_PROMISE, result
+    assert "refused" in result, result
 
 
-def test_sizer_counts_dilated_and_1d_convolutions() -> None:
-    for source in (
-        """
-        def build():
-            x = keras.Input((28, 28, 32))
-            return keras.Model(x, layers.Conv2D(32, 9, dilation_rate=3, padding="same")(x))
-        """,
-        """
-        def build():
-            x = keras.Input((784, 32))
-            return keras.Model(x, layers.Conv1D(32, 400, padding="same")(x))
-        """,
+def test_dilated_and_1d_convolutions_are_counted_by_their_whole_kernel() -> None:
+    for source, at_least in (
+        (
+            """
+            def build():
+                x = keras.Input((28, 28, 32))
+                return keras.Model(x, layers.Conv2D(32, 9, dilation_rate=3, padding="same")(x))
+            """,
+            2 * 9 * 9 * 32 * 32 * 28 * 28,
+        ),
+        (
+            """
+            def build():
+                x = keras.Input((784, 32))
+                return keras.Model(x, layers.Conv1D(32, 400, padding="same")(x))
+            """,
+            2 * 400 * 32 * 32 * 784,
+        ),
     ):
-        result = _measure(source)
-        assert "refused" in result or result["at_cap_seconds_per_image"] <= 10 * SIZER_PROMISE, (
-            result
-        )
+        result = _size(source)
+        assert "refused" in result or result["flops"] >= at_least, result
 
 
 def test_sizer_counts_a_shared_layer_once_per_call() -> None:

@@ -111,11 +111,10 @@ SUBMISSIONS: list[Submission] = [
         mistakes={"sampling": ("ops.exp(0.5 * z_log_var)", "ops.exp(z_log_var)")},
         lost={
             "test_sampling": "the standard deviation of 4,000 draws at z_log_var = log 4 is 4, not 2",
-            # Cross-part, and measured: the squared noise leaves the short training run with
-            # reconstructions that hardly depend on their input (error ratio 0.99 at the grading
-            # seed, threshold 0.90; 0.67-0.98 over seeds 0-5 in earlier calibration).
-            "test_training_hidden": "cross-part: trained with the too-wide noise, the reconstructions hardly "
-            "depend on their input at the grading seed (error ratio 0.99)",
+            # Part 7 is not lost here any more: its training code is right, and at the random state
+            # the kernel reaches its training cell with (the part-5 probe no longer reseeds the
+            # kernel with seed 105) the short run's reconstructions pass (measured in the pipeline:
+            # 5 of 5). Seed-dependent (0.67-0.98 over seeds 0-5 above), deterministic on one machine.
         },
         partial={
             "test_sampling_hidden": (
