@@ -5,7 +5,8 @@
 #   3. the `course` package, installed editable so the notebooks and nbgrader import it;
 #   4. the students' nbgrader configuration (student_config/), linked where nbgrader and JupyterLab
 #      find it from any folder ($VENV/etc/jupyter, on `jupyter --paths`);
-#   5. chromium (Debian package), the browser the JupyterLab test drives through Playwright.
+#   5. chromium (Debian package), the browser the JupyterLab test drives through Playwright;
+#   6. PostgreSQL's server (Debian package), which the gradebook tests start in a scratch folder.
 # Make re-runs it only when requirements.txt or pyproject.toml change (stamp: .venv/.installed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,6 +40,18 @@ if [ ! -x /usr/bin/chromium ]; then
     else
         echo "note: /usr/bin/chromium is missing; the browser test is skipped until it is installed" \
              "(Debian/Ubuntu: sudo apt-get install chromium)." >&2
+    fi
+fi
+
+# tests/test_postgres_gradebook.py starts a throwaway server from this package (initdb, pg_ctl);
+# the package's own cluster service is never used by the course.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
+    if can_apt; then
+        step "installing PostgreSQL's server (the gradebook tests)"
+        apt_install postgresql
+    else
+        echo "note: PostgreSQL's server is missing; the PostgreSQL gradebook tests are skipped until" \
+             "it is installed (Debian/Ubuntu: sudo apt-get install postgresql)." >&2
     fi
 fi
 
