@@ -3,6 +3,11 @@
 Grading a submission takes tens of seconds, so the demo set and the adversarial corpus are graded
 ONCE, together, by the session fixture ``graded_course``; every test that needs grades or
 feedback pages reads that run.
+
+``pytest --only NAME[,NAME…]`` grades just those samples (demo or adversarial) and keeps only the
+tests about them: the tests parametrized by one of those students, and no test that reads the whole
+class. It is for checking a new case in a minute instead of grading all of them; ``make test``
+never passes it.
 """
 
 from __future__ import annotations
@@ -38,6 +43,43 @@ class GradedCourse:
         return self.demo + self.adversarial
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--only",
+        action="append",
+        default=[],
+        metavar="NAME[,NAME…]",
+        help="grade only these sample students and run only the tests about them",
+    )
+
+
+def chosen_students(config: pytest.Config) -> list[str]:
+    names = [name for value in config.getoption("only") for name in value.split(",") if name]
+    if names:
+        from vae_grader.demo import chosen_submissions
+
+        try:
+            chosen_submissions(names)
+        except SystemExit as error:
+            raise pytest.UsageError(str(error)) from None
+    return names
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    chosen = set(chosen_students(config))
+    if not chosen:
+        return
+    kept, dropped = [], []
+    for item in items:
+        if "graded_course" not in getattr(item, "fixturenames", ()):
+            kept.append(item)
+            continue
+        student = getattr(item, "callspec", None) and item.callspec.params.get("student")
+        (kept if student in chosen else dropped).append(item)
+    items[:] = kept
+    config.hook.pytest_deselected(items=dropped)
+
+
 @pytest.fixture(scope="session")
 def live_print(request: pytest.FixtureRequest):
     """print() that reaches the terminal even while pytest captures output (progress of long runs)."""
@@ -60,11 +102,20 @@ def course_env() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def graded_course(tmp_path_factory: pytest.TempPathFactory, live_print, course_env) -> GradedCourse:
+def graded_course(
+    tmp_path_factory: pytest.TempPathFactory,
+    live_print,
+    course_env,
+    request: pytest.FixtureRequest,
+) -> GradedCourse:
     """Every demo and adversarial submission, graded once with plain nbgrader commands (see GradedCourse)."""
     from vae_grader.demo import adversarial_submissions, demo_submissions
 
     demo, adversarial = tuple(demo_submissions()), tuple(adversarial_submissions())
+    chosen = set(chosen_students(request.config))
+    if chosen:
+        demo = tuple(s for s in demo if s.student in chosen)
+        adversarial = tuple(s for s in adversarial if s.student in chosen)
     root = copy_course(tmp_path_factory.mktemp("graded-course"))
     live_print(
         f"\ngrading {len(demo)} demo + {len(adversarial)} adversarial submissions once for this session in {root}"

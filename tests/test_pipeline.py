@@ -462,3 +462,15 @@ def test_a_student_the_busy_gradebook_failed_is_graded_again_alone(tmp_path, mon
     assert errors == {} and set(seconds) == {"a", "b", "c"}
     assert forgotten == [["a", "b", "c"], ["b"]]  # the old record is dropped before each grading
     assert any("b: the gradebook was busy; grading again on its own" in line for line in said)
+
+
+def test_demo_only_refuses_an_unknown_sample_in_one_line():
+    from vae_grader.demo import chosen_submissions, main
+
+    with pytest.raises(SystemExit) as refused:
+        main(["--only", "complet", "complete"])
+    message = str(refused.value)
+    assert message.startswith("error: no sample submission named complet (did you mean complete")
+    assert "\n" not in message
+    chosen = chosen_submissions(["loss_by_hand", "complete", "loss_by_hand"])
+    assert [s.student for s in chosen] == ["loss_by_hand", "complete"]

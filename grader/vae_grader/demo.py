@@ -2,6 +2,7 @@
 
     python -m vae_grader.demo              # release, submit, autograde, feedback, export, table
     python -m vae_grader.demo --manifest   # print what every sample student should score
+    python -m vae_grader.demo --only NAME… # grade just these samples, in a scratch copy of the course
 
 Steps: regenerate ``release/`` from the master, write the demo submissions and the adversarial
 corpus (test data: ``vae_samples`` in tests/, see :func:`vae_grader.paths.samples`) to
@@ -11,6 +12,11 @@ grade CSV and the feedback pages. Exits 1 when any student's per-cell points dif
 manifest, so the command doubles as an end-to-end check. Re-running it regrades from scratch and
 prints the same table. ``--manifest`` output is tests/vae_samples/demo_manifest.md (kept in sync by
 a test).
+
+``--only`` grades the named samples (demo or adversarial) the same way, but in a scratch copy of the
+course with its own SQLite gradebook, so checking one new case neither waits for the whole class nor
+drops the other students' grades from the course's gradebook (the pipeline forgets the samples it
+wrote earlier that are not in the run). The scratch folder is kept and printed.
 """
 
 from __future__ import annotations
@@ -31,12 +37,31 @@ def demo_submissions() -> list[Submission]:
 
 
 def adversarial_submissions() -> list[Submission]:
-    """The hardening corpus (issue 5, ``vae_samples.adversarial``)."""
+    """The hardening corpus (``vae_samples.adversarial``)."""
     return list(samples("adversarial").SUBMISSIONS)
 
 
 def all_submissions() -> list[Submission]:
     return demo_submissions() + adversarial_submissions()
+
+
+def chosen_submissions(names: list[str]) -> list[Submission]:
+    """The samples named in ``names``, in the order given; an unknown name is a one-line error."""
+    import difflib
+
+    known = {s.student: s for s in all_submissions()}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        hints = []
+        for name in unknown:
+            close = difflib.get_close_matches(name, known, n=3)
+            hints.append(f"{name} (did you mean {', '.join(close)}?)" if close else name)
+        raise SystemExit(
+            f"error: no sample submission named {'; '.join(hints)}; "
+            f"`python -m vae_grader.demo --manifest` lists the demo students, "
+            f"tests/vae_samples/adversarial.py the corpus"
+        )
+    return [known[name] for name in dict.fromkeys(names)]
 
 
 def manifest() -> str:
@@ -61,6 +86,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="print the expected points of every demo student and exit",
     )
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        metavar="NAME",
+        help="grade only these sample students (demo or adversarial) in a scratch course copy",
+    )
     args = parser.parse_args(argv)
     if args.manifest:
         print(manifest())
@@ -71,19 +102,31 @@ def main(argv: list[str] | None = None) -> int:
     from vae_grader.report import cell_differences, grade_table
 
     start = time.monotonic()
+    course_root = COURSE_ROOT
+    if args.only:
+        import os
+        import tempfile
+        from pathlib import Path
+
+        from vae_grader.course_folder import copy_course
+
+        submissions = chosen_submissions(args.only)
+        os.environ.pop("NBGRADER_DB_URL", None)  # the scratch copy keeps its own gradebook
+        course_root = copy_course(Path(tempfile.mkdtemp(prefix="vae-only-")) / "course")
+    else:
+        print(
+            "Regenerating release/ from the master (nbgrader generate_assignment in a scratch copy) ...",
+            flush=True,
+        )
+        generate_release()
+        submissions = all_submissions()
     print(
-        "Regenerating release/ from the master (nbgrader generate_assignment in a scratch copy) ...",
-        flush=True,
-    )
-    generate_release()
-    submissions = all_submissions()
-    print(
-        f"Grading {len(submissions)} sample submission(s) in {COURSE_ROOT} with plain nbgrader commands ...",
+        f"Grading {len(submissions)} sample submission(s) in {course_root} with plain nbgrader commands ...",
         flush=True,
     )
     try:
         run = run_pipeline(
-            COURSE_ROOT, submissions, progress=lambda message: print(message, flush=True)
+            course_root, submissions, progress=lambda message: print(message, flush=True)
         )
     except PipelineError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -92,17 +135,17 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(grade_table(run, submissions))
     print()
-    print(f"Grade CSV:      {run.csv_path.relative_to(COURSE_ROOT)}")
+    print(f"Grade CSV:      {run.csv_path.relative_to(course_root)}")
     from sqlalchemy.engine import make_url
 
-    db_url = make_url(course_config(COURSE_ROOT).db_url).render_as_string(hide_password=True)
+    db_url = make_url(course_config(course_root).db_url).render_as_string(hide_password=True)
     print(f"Gradebook:      {db_url} (set NBGRADER_DB_URL for another database)")
     print("Feedback pages:")
     for submission in submissions:
         page = run.results[submission.student].feedback
         print(
             f"  {submission.student:<{max(len(s.student) for s in submissions)}}  "
-            f"{page.relative_to(COURSE_ROOT) if page else '(none written)'}"
+            f"{page.relative_to(course_root) if page else '(none written)'}"
         )
     seconds = sorted(r.autograde_seconds for r in run.results.values())
     median = (
