@@ -71,6 +71,17 @@ class TrainingBudget:
             warmup_steps=warmup,
         )
 
+    def headline(self) -> str:
+        """How much this budget trains, in the few words the notebook's set-up line has room for,
+        e.g. ``full run: 6 epochs × 60,000 images``. The seed does not change the amount, so a
+        budget that differs from a mode's only in its seed keeps that mode's name."""
+        name = "custom run"
+        for known, label in ((STUDENT, "full run"), (GRADING, "short run")):
+            if replace(self, seed=known.seed) == known:
+                name = label
+        epochs = f"{self.epochs} epoch{'' if self.epochs == 1 else 's'}"
+        return f"{name}: {epochs} × {self.train_images:,} images"
+
     def describe(self) -> str:
         rate = f"Adam lr {self.learning_rate:g}"
         if self.schedule == "cosine":

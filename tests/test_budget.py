@@ -13,7 +13,7 @@ def test_default_is_the_full_student_run():
 
 
 def test_the_original_settings_are_one_environment_away():
-    """What the notebook tells a student who wants the 2017 run: 10 epochs, batch 16, constant rate."""
+    """The 2017 run (docs/instructor.md has the recipe): 10 epochs, batch 16, constant rate."""
     original = training_budget(
         {
             "VAE_EPOCHS": "10",
@@ -156,3 +156,11 @@ def test_steps_per_execution_changes_no_number_of_the_training():
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
     assert STUDENT.steps_per_execution > 1 and GRADING.steps_per_execution > 1
     assert (GRADING.batch_size, GRADING.learning_rate, GRADING.schedule) == (16, 1e-3, "constant")
+
+
+def test_the_set_up_line_names_the_run_by_its_amount():
+    """The notebook's set-up cell prints this; a different seed is still the same amount of training."""
+    assert STUDENT.headline() == "full run: 6 epochs × 60,000 images"
+    assert GRADING.headline() == "short run: 1 epoch × 8,000 images"
+    assert training_budget({"VAE_SEED": "2"}).headline() == STUDENT.headline()
+    assert training_budget({"VAE_EPOCHS": "2"}).headline() == "custom run: 2 epochs × 60,000 images"

@@ -114,6 +114,10 @@ def test_every_todo_cell_raises_not_implemented_until_filled(master, release):
             os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
     errors = [[o for o in c.outputs if o.output_type == "error"] for c in nb.cells]
     assert errors[0] == [], "the setup cell failed"
+    printed = "".join(o.text for o in nb.cells[0].outputs if o.get("name") == "stdout")
+    assert len(printed.splitlines()) == 1 and printed.startswith("Keras 3."), (
+        f"the setup cell should print one line (Keras, backend, budget), got {printed!r}"
+    )
     for index, part in enumerate(PARTS):
         stub_errors, solution_errors = errors[1 + 2 * index], errors[2 + 2 * index]
         assert [e.ename for e in stub_errors] == ["NotImplementedError"], (
