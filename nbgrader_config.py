@@ -57,9 +57,11 @@ c.Execute.interrupt_on_timeout = True
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402
 from nbgrader.preprocessors import GetGrades  # noqa: E402
 
-from vae_grader.feedback import StudentFeedback  # noqa: E402
+from vae_grader.feedback import FEEDBACK_TEMPLATE, StudentFeedback  # noqa: E402
 
 c.GenerateFeedback.preprocessors = [GetGrades, StudentFeedback, CSSHTMLHeaderPreprocessor]
+# nbgrader's page, its index naming each entry's part and check instead of "Test cell" (feedback.py).
+c.HTMLExporter.merge(FEEDBACK_TEMPLATE)
 
 # --- Sandboxed grading kernel and robust execution (grader/vae_grader/sandbox.py, issues 5, 10) ----
 # Autograding runs student code. It runs in a bubblewrap sandbox built by allowlist on an empty
@@ -140,3 +142,22 @@ c.ConfinedJudge.memory_limit = 3 * GiB  # resident memory; past it the verdict s
 c.ConfinedJudge.address_space = 8 * GiB  # RLIMIT_AS backstop
 c.ConfinedJudge.cpu_seconds = 120  # CPU s per verdict (all threads); past it the verdict scores 0
 c.ConfinedJudge.wall_seconds = 600  # past it with CPU to spare: flagged, never zeroed
+
+# --- The exchange (grader/vae_grader/exchange/, docs/exchange.md) ---------------------------------
+# nbgrader's filesystem exchange believes the name a student gives an inbound folder and follows
+# links when collecting as the instructor. SecureCollect takes a submission only from the Unix user
+# whose student id it claims (exchange_roster.csv in this folder maps users to ids; without it the
+# id is the user name), never follows a link or opens a FIFO, refuses files of another owner and
+# times in the future; each refusal is one line in the log and in reports/collect-<assignment>.txt.
+# PrivateReleaseFeedback gives each feedback page to its student alone when releasing as root.
+# Autograde copies no file of source/<assignment>/ that the release lacks (an instructor's notes
+# would otherwise land in every student's autograded/ and feedback/ folders).
+from vae_grader.exchange import (  # noqa: E402
+    PrivateReleaseFeedback,
+    SecureCollect,
+    private_source_files,
+)
+
+c.ExchangeFactory.collect = SecureCollect
+c.ExchangeFactory.release_feedback = PrivateReleaseFeedback
+c.Autograde.exclude_overwriting = private_source_files(COURSE_ROOT)

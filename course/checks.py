@@ -9,6 +9,7 @@ live in the tests that call them.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+import textwrap
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,66 @@ MAX_QUOTED_ERROR = 300
 MAX_MESSAGE = 2000
 """Characters one failure message may have: the longest the checks write is under 600; a message that
 quotes what the kernel stated (a type's name, say) could otherwise carry megabytes to the feedback page."""
+
+
+MESSAGE_WIDTH = 108
+"""Columns a self-check's verdict is wrapped to in the notebook. JupyterLab's Validate dialog does not
+wrap what it shows and cuts a longer line at its edge; it holds 117 columns of its monospace font in a
+1,024 and a 1,400 px wide window (tests/test_browser.py measures it). At 108, 19 of the 21 mistakes
+tests/test_selfchecks.py catalogues read in at most 3 lines; part 8's two layout messages (330-360
+characters) take 4."""
+
+
+class SelfCheckFailed(AssertionError):
+    """A visible self-check's verdict: the failures it found, each in plain words.
+
+    In IPython (the notebook, nbgrader's Validate) it shows as its message alone, wrapped to
+    ``MESSAGE_WIDTH``: the frames of the self-check's own machinery tell a student nothing, and they
+    pushed the message below a screenful of traceback. IPython asks an exception for its traceback
+    through ``_render_traceback_`` before formatting one (``InteractiveShell.showtraceback``, the
+    protocol ipyparallel's remote errors use), so this needs no hook to install, does not depend on
+    ``%xmode``, and leaves every other exception, the student's own errors included, with IPython's
+    usual traceback. Outside IPython (pytest, the grader) it is an ordinary ``AssertionError``.
+    """
+
+    def __init__(self, message: str, part: int | None = None):
+        super().__init__(message)
+        self.part = part
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (str(self), self.part)
+
+    def lines(self, width: int = MESSAGE_WIDTH) -> list[str]:
+        """The message as the notebook shows it: a heading, then each failure wrapped to ``width``
+        in as few lines as that width allows, the lines evened out (no last line of one word)."""
+        heading = f"Part {self.part} self-check failed:" if self.part else "Self-check failed:"
+        failures = [line for line in str(self).splitlines() if line.strip()] or ["(no message)"]
+        out: list[str] = []
+        for index, failure in enumerate(failures):
+
+            def wrap(columns: int, failure: str = failure, index: int = index) -> list[str]:
+                return textwrap.wrap(
+                    failure,
+                    columns,
+                    initial_indent=f"{heading} " if index == 0 else "",
+                    break_long_words=False,
+                    break_on_hyphens=False,
+                )
+
+            lines = wrap(width)
+            for narrower in range(width - 1, width // 2, -1):
+                if len(wrap(narrower)) > len(lines):
+                    break
+                lines = wrap(narrower)
+            out += lines
+        return out
+
+    def _render_traceback_(self) -> list[str]:
+        lines = self.lines()
+        heading = lines[0].split(":", 1)[0] + ":"
+        # Red like IPython's exception names, so the verdict reads as the cell's error.
+        lines[0] = "\x1b[0;31m" + heading + "\x1b[0m" + lines[0][len(heading) :]
+        return ["\n".join(lines)]
 
 
 def expect(condition: bool, message: str) -> None:

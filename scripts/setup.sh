@@ -4,7 +4,8 @@
 #   2. a Python 3.11 virtual environment in .venv with the exact pins of requirements.txt;
 #   3. the `course` package, installed editable so the notebooks and nbgrader import it;
 #   4. the students' nbgrader configuration (student_config/), linked where nbgrader and JupyterLab
-#      find it from any folder ($VENV/etc/jupyter, on `jupyter --paths`);
+#      find it from any folder ($VENV/etc/jupyter, on `jupyter --paths`), and the instructor's tools
+#      taken out of the students' JupyterLab;
 #   5. chromium (Debian package), the browser the JupyterLab test drives through Playwright;
 #   6. PostgreSQL's server (Debian package), which the gradebook tests start in a scratch folder.
 # Make re-runs it only when requirements.txt or pyproject.toml change (stamp: .venv/.installed).
@@ -80,6 +81,18 @@ step "installing the pinned environment into $VENV (first time: ~2 min from a wa
 # exchange), linked so that edits to student_config/ reach the environment without a re-install.
 mkdir -p "$VENV/etc/jupyter"
 ln -sfn "$(pwd)/student_config/nbgrader_config.py" "$VENV/etc/jupyter/nbgrader_config.py"
+# Students see only their own tools in JupyterLab's Nbgrader menu: the instructor's (Formgrader,
+# Create Assignment, the course list) are disabled and locked for the environment with nbgrader's
+# documented commands (.venv/etc/jupyter/labconfig/page_config.json, jupyter_server_config.d/). In a
+# virtual environment these settings outrank ~/.jupyter, so the instructor turns the tools back on per
+# session with JUPYTER_CONFIG_PATH=$PWD/student_config/instructor, which outranks both.
+for plugin in formgrader create-assignment course-list; do
+    "$VENV/bin/jupyter" labextension disable --level=sys_prefix "@jupyter/nbgrader:$plugin" >/dev/null 2>&1
+    "$VENV/bin/jupyter" labextension lock --level=sys_prefix "@jupyter/nbgrader:$plugin" >/dev/null 2>&1
+done
+for extension in formgrader course_list; do
+    "$VENV/bin/jupyter" server extension disable --sys-prefix "nbgrader.server_extensions.$extension" >/dev/null 2>&1
+done
 # matplotlib's font list, built once here: the grading sandbox lends it to every kernel read-only.
 "$VENV/bin/python" -c "import matplotlib.font_manager"
 touch "$VENV/.installed"

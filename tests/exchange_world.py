@@ -155,7 +155,8 @@ class CourseWorld:
     ) -> subprocess.CompletedProcess[str]:
         """Run one command as ``who`` in ``cwd`` (default: their working folder); output captured."""
         cwd = cwd or who.work
-        self.transcript.append(f"[{who.name}] {' '.join(argv)}")
+        shown = " ".join(argv).replace("\n", "\\n")  # a test may put a newline in a file name
+        self.transcript.append(f"[{who.name}] {shown}")
         result = subprocess.run(
             self.command(who, list(argv)),
             cwd=cwd,

@@ -11,6 +11,9 @@ notebook and then again (collect must take the later one), and his second submis
 the due date (nbgrader records it as late); the one-off cases (a notebook that is not the
 release's, a second fetch, a wrong file name) are checked on the nbgrader commands' own output; a
 notebook whose graded cells were deleted still validates (a strict xfail records that gap).
+The exchange is the course's (grader/vae_grader/exchange/, docs/exchange.md): here it must refuse
+nothing, keep each submission private to its student and give each feedback page to its student;
+tests/test_exchange_attacks.py has the attacks it refuses.
 """
 
 from __future__ import annotations
@@ -108,12 +111,18 @@ def test_round_trip(world: CourseWorld):
         # others, who may write into inbound/ but not list it.
         assert re.fullmatch(r"(alice|bob)\+vae\+[^+]+\+[A-Za-z0-9_-]{12}", name), name
         assert (inbound / name).stat().st_uid == world.students[name.split("+")[0]].uid
+        # private to its student (root, the instructor here, reads everything anyway)
+        assert stat.S_IMODE((inbound / name).stat().st_mode) == 0o700
     assert stat.S_IMODE(inbound.stat().st_mode) == 0o2733  # others: write and enter, never list
     feedback_dir = world.exchange / COURSE_ID / "feedback"
 
     # --- the instructor's side
     collected = world.nbgrader(world.instructor, "collect", ASSIGNMENT)
-    assert "cheating attempt" not in collected.stdout  # each submission is owned by its student
+    # Each submission is owned by its student: nothing refused (tests/test_exchange_attacks.py
+    # has the refusals), and the report the instructor reads says so in its last line.
+    report = (world.course / "reports" / f"collect-{ASSIGNMENT}.txt").read_text().splitlines()
+    assert report[-1].startswith(f"collect {ASSIGNMENT}: 2 collected, 0 refused"), report
+    assert report[-1] in collected.stdout, collected.stdout
     assert (world.course / "submitted" / "bob" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").is_file()
     bob_collected = nbformat.read(
         world.course / "submitted" / "bob" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", as_version=4
@@ -157,6 +166,11 @@ def test_round_trip(world: CourseWorld):
         found = sorted((student.home / ASSIGNMENT / "feedback").glob("*/*.html"))
         assert len(found) == 1, found  # bob's first submission was never graded, so it has no page
         pages[student.name] = found[0]
+    released = sorted(feedback_dir.glob("*.html"))
+    assert len(released) == 2, released
+    for page in released:  # each given to its student alone: no other student can open it
+        assert stat.S_IMODE(page.stat().st_mode) == 0o400, oct(page.stat().st_mode)
+    assert {page.stat().st_uid for page in released} == {alice.uid, bob.uid}
     page_scores = {name: _page_score(path) for name, path in pages.items()}
 
     print(

@@ -278,6 +278,16 @@ EXTRA_MISTAKES: list[tuple[Submission, dict[str, str]]] = [
     ),
     (
         demo.sample(
+            "kl_textbook_half_sum",
+            "the KL term in the textbook form, -0.5 * sum over the latent dimensions",
+            mistakes={"loss_layer": (_KL, _KL.replace("-ops.mean(", "-0.5 * ops.sum("))},
+            lost=_VISIBLE_LOSS,
+            partial={"test_loss_layer_hidden": _LOSS_SLIP},
+        ),
+        {"test_loss_layer": "textbook -0.5 * sum", "test_loss_layer_hidden": "textbook -0.5 * sum"},
+    ),
+    (
+        demo.sample(
             "kl_summed_batch",
             "the KL term summed over the batch",
             mistakes={"loss_layer": ("KL_WEIGHT * ops.mean(kl)", "KL_WEIGHT * ops.sum(kl)")},
@@ -343,12 +353,20 @@ def test_each_cell_scores_what_the_manifest_says_and_names_the_cause(
     "message,formula", hidden.LOSS_SLIPS, ids=[m.split(":")[0][:40] for m, _ in hidden.LOSS_SLIPS]
 )
 def test_each_loss_slip_is_told_apart_from_the_others(message, formula) -> None:
-    """On the hidden test's batches every slip's loss matches its own diagnosis and no other one."""
+    """On the hidden test's batches every slip's loss matches its own diagnosis and no other one
+    (on each batch where it differs from the right loss: the textbook half-sum equals the text's mean
+    for 2 latent dimensions, and one batch has another size)."""
     from vae_grader import hidden_probes
 
+    told = 0
     for inputs in hidden_probes.loss_batches():
         terms = hidden.loss_terms(*inputs)
+        right = hidden.reference_vae_loss(*inputs)[0]
+        if abs(formula(terms) - right) <= 1e-4 * max(1.0, abs(right)):
+            continue
         assert hidden.diagnose_loss(formula(terms), terms) == message
+        told += 1
+    assert told >= 1, "no batch of the hidden test tells this slip from the right loss"
     right = hidden.reference_vae_loss(*hidden_probes.loss_batches()[0])[0]
     assert hidden.diagnose_loss(right, hidden.loss_terms(*hidden_probes.loss_batches()[0])) is None
 

@@ -4,7 +4,7 @@ Fast unit tests (no grading run, no kernel): a scratch course in ``tmp_path`` wi
 and one submission folder; intake is nbgrader's own pre-convert hook (``intake_hook``) followed by
 nbgrader's own copy of the submission (``BaseConverter.init_assignment``) and our reader
 (``load_submission``). Feedback is ``StudentFeedback`` on small autograded-like notebooks, rendered
-with nbgrader's feedback template where the page itself is what matters.
+with the course's feedback template where the page itself is what matters.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from nbgrader.converters.base import BaseConverter
 from nbgrader.coursedir import CourseDirectory
 from traitlets.config import Config
 
-from vae_grader.feedback import StudentFeedback
+from vae_grader.feedback import FEEDBACK_TEMPLATE, StudentFeedback
 from vae_grader.intake import intake_hook, load_submission
 from vae_grader.notes import flags_of, notes_of
 
@@ -310,11 +310,11 @@ class _PageScan(HTMLParser):
 
 
 def _feedback_page(nb: nbformat.NotebookNode) -> str:
-    """nbgrader's feedback template, as ``nbgrader generate_feedback`` configures it."""
+    """The course's feedback template (nbgrader's, with the index naming each part), as
+    ``nbgrader generate_feedback`` configures it from nbgrader_config.py."""
     base = Path(nbgrader.__file__).parent / "server_extensions" / "formgrader"
     exporter = HTMLExporter(
-        template_name="feedback",
-        extra_template_basedirs=[str(base / "templates")],
+        **FEEDBACK_TEMPLATE,
         extra_template_paths=[str(base / "static" / "node_modules" / "bootstrap" / "dist" / "css")],
     )
     page, _ = exporter.from_notebook_node(

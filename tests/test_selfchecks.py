@@ -19,6 +19,7 @@ import matplotlib
 import nbformat
 import pytest
 
+from course.checks import SelfCheckFailed
 from vae_grader.paths import MASTER
 from vae_grader.cells import require_cell, solution_markers
 from vae_samples.kit import solution_source
@@ -151,26 +152,32 @@ MISTAKES = [
         "kl_sign_flipped",
         "test_loss_layer",
         ("loss_layer", "kl = -ops.mean(", "kl = ops.mean("),
-        r"the loss for z_mean = \[\[1\.5, -1\.0\], \[0\.5, 2\.0\]\], z_log_var = \[\[0\.5, -0\.5\], \[1\.0, -1\.0\]\] is "
-        r"0\.83588; expected 0\.83809 = reconstruction 0\.83699 \+ 5e-4 x KL 2\.2104: the KL term is subtracted",
+        r"for a code far from N\(0, I\) the loss is "
+        r"0\.83608; expected 0\.83790 = reconstruction 0\.83699 \+ 5e-4 x KL 1\.8194: the KL term is subtracted",
     ),
     (
         "kl_weight_forgotten",
         "test_loss_layer",
         ("loss_layer", "KL_WEIGHT * ops.mean(kl)", "ops.mean(kl)"),
-        r"is 3\.04734; expected 0\.83809 .*: the KL term is not multiplied by KL_WEIGHT",
+        r"is 2\.65636; expected 0\.83790 .*: the KL term is not multiplied by KL_WEIGHT",
     ),
     (
         "kl_missing",
         "test_loss_layer",
         ("loss_layer", " + KL_WEIGHT * ops.mean(kl)", ""),
-        r"is 0\.83699; expected 0\.83809 .*: the KL term is missing",
+        r"is 0\.83699; expected 0\.83790 .*: the KL term is missing",
     ),
     (
         "kl_summed_over_dims",
         "test_loss_layer",
         ("loss_layer", "kl = -ops.mean(", "kl = -ops.sum("),
-        r"is 0\.83920; expected 0\.83809 .*: KL is -mean over the latent dimensions",
+        r"is 0\.83972; expected 0\.83790 .*: KL is -mean over the latent dimensions",
+    ),
+    (
+        "kl_textbook_half_sum",
+        "test_loss_layer",
+        ("loss_layer", "kl = -ops.mean(", "kl = -0.5 * ops.sum("),
+        r"is 0\.83835; expected 0\.83790 .*: KL is the textbook -0\.5 \* sum over the latent dims",
     ),
     (
         "compile_forgotten",
@@ -231,8 +238,8 @@ MISTAKES = [
         "manifold_no_transpose",
         "test_manifold",
         ("manifold", ".transpose(0, 2, 1, 3)", ""),
-        r"the tiles are not where the text puts them: the tile in row i, column j must show z = \(grid\[j\], grid\[i\]\); "
-        r"found z\[0\] = .* along the first row",
+        r"the tiles are not where the text puts them: tile \(i, j\) must show z = \(grid\[j\], grid\[i\]\); "
+        r"found z\[0\] = -1.64, 0, 0… along row 0",
     ),
     (
         "manifold_grid_reversed",
@@ -261,6 +268,10 @@ def test_the_visible_self_check_names_the_mistake(
     assert re.search(message, text), f"the self-check said:\n{text}"
     quoted = [line for line in _solution_lines() if line in text]
     assert quoted == [], f"the message quotes the solution: {quoted}"
+    # What the notebook and the Validate dialog show: the message alone, in at most 3 lines.
+    assert isinstance(failure.value, SelfCheckFailed)
+    shown = failure.value.lines()
+    assert len(shown) <= 3, "\n".join(shown)
 
 
 @pytest.mark.parametrize("test_cell", list(NEEDS))

@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from course import probing
-from course.checks import Outcome, expect, fmt_shape, run_checks
+from course.checks import Outcome, SelfCheckFailed, expect, fmt_shape, run_checks
 
 # Re-exported (the ``name as name`` form): the grader, its hidden probes sent into the kernel, the tests
 # and the notebook reach all of these as ``course.selfcheck.<name>``.
@@ -133,11 +133,12 @@ def judge(probe: Probe, data: dict[str, Any]) -> Outcome:
 
 
 def report(part: int, outcome: Outcome, kind: str = "self-check") -> None:
-    """Print the verdict the way the notebook shows it: passed, or an AssertionError naming every failure."""
+    """Print the verdict the way the notebook shows it: passed, or a ``SelfCheckFailed`` (an
+    ``AssertionError``) naming every failure, which the notebook shows as its message alone."""
     if outcome.full:
         print(f"Part {part} {kind} passed.")
         return
-    raise AssertionError("\n".join(outcome.failures))
+    raise SelfCheckFailed("\n".join(outcome.failures), part)
 
 
 def judge_here(probe: Probe, namespace: Mapping[str, Any]) -> Outcome:
@@ -193,6 +194,7 @@ def manifold(manifold: Any, build_manifold: Callable[..., Any]) -> None:
 __all__ = [
     "PROBES",
     "Probe",
+    "SelfCheckFailed",
     "decoder",
     "data",
     "encoder",

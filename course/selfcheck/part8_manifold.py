@@ -44,10 +44,10 @@ def _layout_problem(z0: np.ndarray, z1: np.ndarray) -> str:
     def down_columns(a: np.ndarray) -> bool:  # the same in every column, changing down a column
         return along_rows(a.T)
 
-    found = (
-        f"found z[0] = {np.array2string(z0[0, :4], precision=2)}... along the first row and "
-        f"z[1] = {np.array2string(z1[:4, 0], precision=2)}... down the first column"
-    )
+    def first(values: np.ndarray) -> str:
+        return ", ".join(f"{v:.3g}" for v in values[:3]) + "…"
+
+    found = f"found z[0] = {first(z0[0])} along row 0, z[1] = {first(z1[:, 0])} down column 0"
     if float(np.ptp(z0)) <= 1e-3 and float(np.ptp(z1)) <= 1e-3:
         return f"every tile shows the same code ({z0[0, 0]:.3g}, {z1[0, 0]:.3g}): each tile must decode its own code"
     if down_columns(z0) and along_rows(z1):
@@ -57,7 +57,7 @@ def _layout_problem(z0: np.ndarray, z1: np.ndarray) -> str:
         )
     if not (along_rows(z0) and down_columns(z1)):
         return (
-            "the tiles are not where the text puts them: the tile in row i, column j must show z = (grid[j], grid[i]); "
+            "the tiles are not where the text puts them: tile (i, j) must show z = (grid[j], grid[i]); "
             + found
             + "; check the reshape/transpose that tiles the digits"
         )
@@ -187,8 +187,7 @@ def verdict_manifold(data: dict[str, Any]) -> list[Check]:
             )
         expect(
             not problem,
-            "with a probe decoder whose tiles show their code in pixels (0, 0) and (0, 1): "
-            + problem,
+            "with the probe decoder: " + problem,
         )
         # The codes in place are not enough: every tile must be the probe decoder's own output for its code.
         problem = decoded_tiles_problem(image, 15)

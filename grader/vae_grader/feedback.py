@@ -41,12 +41,19 @@ ran script in every reader's browser. So:
    a student cell that merely contains the marker text (unbalanced, in a string) is shown as it
    is, and neither fails the page nor hides anything. The markers are nbgrader's configured
    ``ClearHiddenTests.begin_test_delimeter`` / ``end_test_delimeter``.
+
+The page's index lists every graded cell. nbgrader's template calls each one "Test cell", sixteen
+identical lines; :func:`index_name` names each from its grade id and the course's part table
+(``vae_grader.submissions.PARTS``), e.g. "Part 2 · sampling · self-check", and the course's template
+(``templates/vae_feedback``, nbgrader's page with only the index changed; ``FEEDBACK_TEMPLATE``
+selects it in ``nbgrader_config.py``) shows those names.
 """
 
 from __future__ import annotations
 
 import numbers
 import re
+from pathlib import Path
 
 from nbconvert.exporters.exporter import ResourcesDict
 from nbconvert.filters.markdown_mistune import markdown2html_mistune
@@ -59,6 +66,32 @@ from nbgrader.preprocessors import ClearHiddenTests
 from pygments.token import STANDARD_TYPES
 
 from vae_grader.cells import Markers, grade_id, hidden_test_markers
+from vae_grader.submissions import PARTS, test_cells
+
+FEEDBACK_TEMPLATE = {
+    "template_name": "vae_feedback",
+    "template_file": "page.html.j2",
+    "extra_template_basedirs": [
+        str(Path(__file__).parent / "templates"),
+        # nbgrader's own template folder, which the course's template extends; nbgrader adds it
+        # itself only while no extra_template_basedirs are configured.
+        str(Path(utils.__file__).parent / "server_extensions" / "formgrader" / "templates"),
+    ],
+}
+"""The ``HTMLExporter`` settings of ``nbgrader generate_feedback``: the course's page template."""
+
+
+def index_name(cell_id: str | None) -> str | None:
+    """The feedback index's name of a graded cell, from its grade id: "Part 2 · sampling · self-check"
+    for ``test_sampling``, "... · hidden tests" for ``test_sampling_hidden``; None for any other id."""
+    for number, part in enumerate(PARTS, start=1):
+        visible, hidden = test_cells(part)
+        if cell_id in (visible, hidden):
+            title = " ".join("VAE" if word == "vae" else word for word in part.split("_"))
+            check = "self-check" if cell_id == visible else "hidden tests"
+            return f"Part {number} · {title} · {check}"
+    return None
+
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _CELL_LINE = re.compile(r"Cell In\[(\d+)\], line (\d+)")
@@ -216,7 +249,8 @@ def student_message(ename: str, evalue: str) -> str:
             if evalue
             else "stopped: the cell ran longer than the grader's time limit for one cell"
         )
-    if ename == "AssertionError":
+    # SelfCheckFailed: a visible self-check called in a student's own cell.
+    if ename in ("AssertionError", "SelfCheckFailed"):
         return f"Test failed: {evalue}" if evalue else "Test failed (the test gave no message)"
     return f"{ename}: {evalue}" if evalue else ename
 
@@ -244,6 +278,10 @@ class StudentFeedback(ClearHiddenTests):
         nb.metadata.pop(
             "widgets", None
         )  # widget state makes the template load and run widget JavaScript
+        ids = [grade_id(cell) for cell in nb.cells if utils.is_grade(cell)]
+        resources["vae_feedback"] = {
+            "index": {cell_id: name for cell_id in ids if (name := index_name(cell_id))}
+        }
         return super().preprocess(nb, resources)
 
     def preprocess_cell(

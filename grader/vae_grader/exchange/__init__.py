@@ -1,0 +1,24 @@
+"""The course's nbgrader exchange: nbgrader's filesystem exchange, with the checks it lacks.
+
+nbgrader's default exchange trusts what a student writes into ``inbound/``: the student id in a
+folder's name, its timestamps, and whatever the folder holds (``collect`` runs as the instructor
+and copies it with ``shutil.copytree``, which follows symbolic links). Each module here closes one
+of those gaps through nbgrader's pluggable exchange classes (``c.ExchangeFactory.*`` in the
+course's ``nbgrader_config.py``); ``docs/exchange.md`` explains the threat model and the choice.
+
+- :mod:`.identity`: which student a Unix user is (roster file, or the user name itself).
+- :mod:`.safe_copy`: copy one inbound entry without following links, owner-checked, bounded.
+- :mod:`.collect`: ``SecureCollect``, nbgrader's collect choosing only entries that pass.
+- :mod:`.report`: the one-line reasons, in the log and in ``reports/collect-<assignment>.txt``.
+- :mod:`.release_feedback`: feedback pages readable by their student only, where that is possible.
+- :mod:`.private_files`: the assignment's files that autograde must not copy to students.
+
+The student side (``submit`` refusing ``--student`` for someone else) is ``course/exchange.py``,
+since students install only the ``course`` package.
+"""
+
+from vae_grader.exchange.collect import SecureCollect
+from vae_grader.exchange.private_files import private_source_files
+from vae_grader.exchange.release_feedback import PrivateReleaseFeedback
+
+__all__ = ["PrivateReleaseFeedback", "SecureCollect", "private_source_files"]
