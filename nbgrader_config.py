@@ -149,15 +149,21 @@ c.ConfinedJudge.wall_seconds = 600  # past it with CPU to spare: flagged, never 
 # whose student id it claims (exchange_roster.csv in this folder maps users to ids; without it the
 # id is the user name), never follows a link or opens a FIFO, refuses files of another owner and
 # times in the future; each refusal is one line in the log and in reports/collect-<assignment>.txt.
-# PrivateReleaseFeedback gives each feedback page to its student alone when releasing as root.
+# PrivateReleaseFeedback gives each feedback page to its student alone when releasing as root, and
+# skips (with one line) a student whose feedback folder is malformed instead of stopping for all.
+# StickyReleaseAssignment leaves the exchange root sticky (1777): nbgrader's 0777 would let any
+# student rename the course's folder away and put their own in its place; collect and
+# release_feedback refuse an exchange where that is possible.
 # Autograde copies no file of source/<assignment>/ that the release lacks (an instructor's notes
 # would otherwise land in every student's autograded/ and feedback/ folders).
 from vae_grader.exchange import (  # noqa: E402
     PrivateReleaseFeedback,
     SecureCollect,
+    StickyReleaseAssignment,
     private_source_files,
 )
 
 c.ExchangeFactory.collect = SecureCollect
 c.ExchangeFactory.release_feedback = PrivateReleaseFeedback
+c.ExchangeFactory.release_assignment = StickyReleaseAssignment
 c.Autograde.exclude_overwriting = private_source_files(COURSE_ROOT)

@@ -24,6 +24,9 @@ c.CourseDirectory.course_id = "vae-mnist"
 if os.environ.get("VAE_EXCHANGE"):
     c.Exchange.root = os.environ["VAE_EXCHANGE"]
 
+# `nbgrader submit`, `fetch_assignment` and `fetch_feedback` refuse a course folder in the exchange
+# that anyone could have replaced (a root writable by all without the sticky bit, a link, a folder
+# of another owner; exchange_problem says why that is the rule a student can check).
 # `nbgrader submit` submits only in the student's own name. nbgrader's `submit --student=bob` writes
 # a submission in bob's name for whoever runs it; OwnSubmit refuses that with one line. It is a
 # courtesy, not the defence: a student controls their own client and can make any folder by hand,
@@ -32,12 +35,54 @@ if os.environ.get("VAE_EXCHANGE"):
 # nbgrader leaves a submission readable by anyone who knows its folder's name (files 0444) and its
 # top folder writable by all (0777, so that the instructor may delete it); when inbound/ belongs to
 # root, root reads everything anyway, so the submission is made private: folders 0700, files 0400.
+import stat  # noqa: E402
+
+from nbgrader.exchange.default.fetch_assignment import ExchangeFetchAssignment  # noqa: E402
+from nbgrader.exchange.default.fetch_feedback import ExchangeFetchFeedback  # noqa: E402
 from nbgrader.exchange.default.submit import ExchangeSubmit  # noqa: E402
 from nbgrader.utils import get_username  # noqa: E402
 
 
+def exchange_problem(root: str, course_id: str, *below: str) -> str | None:
+    """Why the course's folder in the exchange cannot be trusted, or None (also when it is missing:
+    nbgrader then says so itself).
+
+    A student cannot know the instructor's uid except from the exchange, so trust is anchored in
+    what no other user can change. With the root sticky (1777) or closed to others, only the owner
+    of ``<root>/<course>`` (and root) can rename or replace it, so whoever owns it made it before
+    anyone else could: the instructor's release, which fails on a folder it does not own (a student
+    making it first is caught there). Below it, ``inbound/``, ``outbound/`` and ``feedback/`` must be
+    real folders owned by the same user or root, and the course folder closed to others. A root
+    writable by everyone without the sticky bit (nbgrader's own 0777) proves nothing: any student
+    could have renamed the instructor's folder away and made their own, which would then read what
+    is submitted and decide what is fetched.
+    """
+    try:
+        top = os.stat(root)
+        course_path = os.path.join(root, course_id)
+        course = os.lstat(course_path)
+    except FileNotFoundError:
+        return None
+    if top.st_mode & stat.S_IWOTH and not top.st_mode & stat.S_ISVTX:
+        return (
+            f"the exchange {root} is writable by everyone without the sticky bit, so anyone could "
+            f"have replaced the course's folder: ask your instructor to run `chmod 1777 {root}`"
+        )
+    if not stat.S_ISDIR(course.st_mode) or course.st_mode & stat.S_IWOTH:
+        return f"{course_path} is not a folder closed to others: ask your instructor to check it"
+    for name in below:
+        path = os.path.join(course_path, name)
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return None
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid not in (0, course.st_uid):
+            return f"{path} is not the course's own folder: ask your instructor to check it"
+    return None
+
+
 class OwnSubmit(ExchangeSubmit):
-    """`nbgrader submit` that submits only as the user running it."""
+    """`nbgrader submit` that submits only as the user running it, into a trusted course folder."""
 
     def init_dest(self):
         own = get_username()
@@ -45,6 +90,9 @@ class OwnSubmit(ExchangeSubmit):
         if requested not in ("", "*", own):
             shown = requested.encode("unicode_escape").decode("ascii")
             self.fail(f"submit refused: you are {own} and can submit only as {own}, not as {shown}")
+        problem = exchange_problem(self.root, self.coursedir.course_id, "inbound", "outbound")
+        if problem:
+            self.fail(f"submit refused: {problem}")
         super().init_dest()
 
     def copy_files(self):
@@ -54,7 +102,29 @@ class OwnSubmit(ExchangeSubmit):
             self.set_perms(entry, fileperms=0o400, dirperms=0o700)
 
 
+class OwnFetch(ExchangeFetchAssignment):
+    """`nbgrader fetch_assignment` from a course folder no student could have replaced."""
+
+    def init_src(self):
+        problem = exchange_problem(self.root, self.coursedir.course_id, "outbound")
+        if problem:
+            self.fail(f"fetch_assignment refused: {problem}")
+        super().init_src()
+
+
+class OwnFetchFeedback(ExchangeFetchFeedback):
+    """`nbgrader fetch_feedback` from a course folder no student could have replaced."""
+
+    def init_src(self):
+        problem = exchange_problem(self.root, self.coursedir.course_id, "feedback")
+        if problem:
+            self.fail(f"fetch_feedback refused: {problem}")
+        super().init_src()
+
+
 c.ExchangeFactory.submit = OwnSubmit
+c.ExchangeFactory.fetch_assignment = OwnFetch
+c.ExchangeFactory.fetch_feedback = OwnFetchFeedback
 
 # Validating runs the whole notebook with the short grading budget (course/budget.py picks it from
 # NBGRADER_EXECUTION, which nbgrader sets). nbgrader's default limit of 30 s per cell stopped a

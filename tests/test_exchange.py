@@ -122,6 +122,10 @@ def test_round_trip(world: CourseWorld):
     # has the refusals), and the report the instructor reads says so in its last line.
     report = (world.course / "reports" / f"collect-{ASSIGNMENT}.txt").read_text().splitlines()
     assert report[-1].startswith(f"collect {ASSIGNMENT}: 2 collected, 0 refused"), report
+    # An honest submit changes its entry within seconds of the time it writes: no "backdated?"
+    # line at the default tolerance; the gap measured is in each COLLECTED line ("last change").
+    assert not [line for line in report if line.startswith("CHECK ")], report
+    print("\n" + "\n".join(line for line in report if line.startswith("COLLECTED ")))
     assert report[-1] in collected.stdout, collected.stdout
     assert (world.course / "submitted" / "bob" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").is_file()
     bob_collected = nbformat.read(

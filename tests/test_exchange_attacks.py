@@ -109,7 +109,7 @@ def plant_entry(
         world,
         student,
         f'mkdir "$IN"/{q(name)}; cd "$IN"/{q(name)}; cp ~/{ASSIGNMENT}/{NOTEBOOK} .; '
-        f"printf %s {q(when)} > timestamp.txt; printf secret > submission_secret.txt; "
+        f"printf %s {q(when)} > timestamp.txt; printf %s {'ab' * 64} > submission_secret.txt; "
         f"{extra or 'true'}",
     )
     return name

@@ -6,6 +6,8 @@ and copies it with ``shutil.copytree``, which follows symbolic links). Each modu
 of those gaps through nbgrader's pluggable exchange classes (``c.ExchangeFactory.*`` in the
 course's ``nbgrader_config.py``); ``docs/exchange.md`` explains the threat model and the choice.
 
+- :mod:`.layout`: the exchange's own folders, trusted only when no student can replace them.
+- :mod:`.release_assignment`: ``StickyReleaseAssignment``, which leaves the exchange root sticky.
 - :mod:`.identity`: which student a Unix user is (roster file, or the user name itself).
 - :mod:`.safe_copy`: copy one inbound entry without following links, owner-checked, bounded.
 - :mod:`.collect`: ``SecureCollect``, nbgrader's collect choosing only entries that pass.
@@ -13,12 +15,19 @@ course's ``nbgrader_config.py``); ``docs/exchange.md`` explains the threat model
 - :mod:`.release_feedback`: feedback pages readable by their student only, where that is possible.
 - :mod:`.private_files`: the assignment's files that autograde must not copy to students.
 
-The student side (``submit`` refusing ``--student`` for someone else) is ``course/exchange.py``,
-since students install only the ``course`` package.
+The student side (``submit`` refusing ``--student`` for someone else, ``submit`` and the fetches
+refusing a course folder anyone could have replaced) is ``student_config/nbgrader_config.py``, since
+students do not install this package.
 """
 
 from vae_grader.exchange.collect import SecureCollect
 from vae_grader.exchange.private_files import private_source_files
+from vae_grader.exchange.release_assignment import StickyReleaseAssignment
 from vae_grader.exchange.release_feedback import PrivateReleaseFeedback
 
-__all__ = ["PrivateReleaseFeedback", "SecureCollect", "private_source_files"]
+__all__ = [
+    "PrivateReleaseFeedback",
+    "SecureCollect",
+    "StickyReleaseAssignment",
+    "private_source_files",
+]

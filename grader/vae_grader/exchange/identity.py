@@ -46,6 +46,8 @@ class Roster:
         if not path.is_file():
             return cls(None)
         by_user: dict[str, str] = {}
+        line_of_id: dict[str, int] = {}  # casefolded student id -> the line that gave it
+        line_of_user: dict[str, int] = {}
         with path.open(newline="") as fh:
             for number, row in enumerate(csv.DictReader(fh), start=2):
                 user = (row.get("unix_user") or "").strip()
@@ -55,6 +57,20 @@ class Roster:
                         f"{path.name} line {number}: needs a unix_user and a student_id of letters, "
                         "digits, '.', '_', '@' or '-'"
                     )
+                # One id for two users would make either's entries the other's submission; one user
+                # twice would keep the last id silently; ids equal but for case are one folder on a
+                # case-insensitive disk and one person to a reader.
+                if user in line_of_user:
+                    raise RosterError(
+                        f"{path.name} line {number}: unix_user {user} is already on line "
+                        f"{line_of_user[user]}"
+                    )
+                if student.casefold() in line_of_id:
+                    raise RosterError(
+                        f"{path.name} line {number}: student_id {student} is already on line "
+                        f"{line_of_id[student.casefold()]} (ids are compared ignoring case)"
+                    )
+                line_of_user[user] = line_of_id[student.casefold()] = number
                 by_user[user] = student
         return cls(by_user)
 

@@ -9,7 +9,14 @@ open refuses links (``O_NOFOLLOW``) and never blocks (``O_NONBLOCK``), then chec
 opened with ``fstat``: a regular file or folder, owned by the entry's owner, the same object the
 listing showed, a file with a single name. So whatever the student swaps in between listing and
 opening, what is copied is what was checked, and anything else refuses the whole entry with a
-one-line reason. The copy is bounded in files, bytes and depth.
+one-line reason. The copy is bounded in files, bytes and depth, and stays on the entry's file
+system: a mount inside an entry (a FUSE file system the student runs) could answer each read
+differently, so a child on another device refuses the entry.
+
+The copy also returns the latest change (``st_ctime``, which no owner can set back) of everything it
+copied, read with ``fstat`` from what was really copied: collect compares it with the time the entry
+claims, since a file rewritten in place or added in a subfolder leaves the entry's top folder as it
+was.
 """
 
 from __future__ import annotations
@@ -46,11 +53,13 @@ class Copied:
     files: int = 0
     bytes: int = 0
     skipped: list[str] = field(default_factory=list)  # left out as nbgrader's ignore rules say
+    changed: float = 0.0  # the largest st_ctime of the folders and files copied (epoch seconds)
 
 
 @dataclass(frozen=True)
 class _Rules:
     owner: int
+    device: int  # the entry's st_dev: a child elsewhere is a mount point
     limits: Limits
     ignore: Sequence[str]
     include: Sequence[str]
@@ -107,9 +116,9 @@ def copy_entry(
     the caller removes ``dest`` then. Files matching ``ignore`` (or not ``include``) are checked but
     not copied, as nbgrader's ``CourseDirectory.ignore``/``include`` say.
     """
-    rules = _Rules(owner, limits, tuple(ignore), tuple(include))
-    copied = Copied()
     top = os.fstat(entry_fd)
+    rules = _Rules(owner, top.st_dev, limits, tuple(ignore), tuple(include))
+    copied = Copied()
     _check_owner(top, ".", owner)
     _copy_folder(entry_fd, dest, "", 0, rules, copied)
     return copied
@@ -131,6 +140,8 @@ def _copy_folder(
         names = sorted(os.listdir(fd))
     except OSError as error:
         raise Refused(f"{printable(rel or '.')} cannot be listed: {error.strerror}") from None
+    if dest is not None:  # after listing: a name added while listing changes the folder too
+        copied.changed = max(copied.changed, os.fstat(fd).st_ctime)
     for name in names:
         child = f"{rel}/{name}" if rel else name
         shown = printable(child)
@@ -141,6 +152,8 @@ def _copy_folder(
         if listed is None:
             raise Refused(f"{shown} vanished while collect read it")
         _check_owner(listed, shown, rules.owner)
+        if listed.st_dev != rules.device:
+            raise Refused(f"{shown} is on another file system (a mount point)")
         excluded = any(fnmatch.fnmatch(name, pattern) for pattern in rules.ignore)
         if stat.S_ISDIR(listed.st_mode):
             sub_fd = _open_same(fd, name, _DIR_FLAGS, listed, shown)
@@ -212,6 +225,8 @@ def _copy_file(
                 _write_all(out, chunk)
         finally:
             os.close(out)
+        copied.changed = max(copied.changed, os.fstat(fd).st_ctime)  # after reading: covers writes
+
     finally:
         os.close(fd)
 
