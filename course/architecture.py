@@ -107,6 +107,28 @@ def model_signature(model: Any) -> list[dict[str, Any]]:
     return signatures
 
 
+NON_NEGATIVE = ("relu", "relu6", "softplus", "sigmoid", "exponential", "hard_sigmoid", "softmax")
+"""Activations whose output is never negative: fed into a sigmoid, they keep every pixel at sigmoid(0) = 0.5 or above."""
+
+
+def sigmoid_fed_non_negative(model: Any) -> bool:
+    """Whether the model ends in a sigmoid whose input comes out of a never-negative activation (a ReLU, say).
+
+    Read from the canonical layer list, so a separate ``Activation("sigmoid")`` after ``Conv2D(..., "relu")`` and a
+    Sequential block that does the same read alike; a sigmoid after a linear layer merges into that layer and
+    reads as no such thing."""
+    try:
+        signature = model_signature(model)
+    except Exception:  # an unreadable model has no structure to blame
+        return False
+    return (
+        len(signature) >= 2
+        and signature[-1].get("activation") == "sigmoid"
+        and signature[-1].get("type") == "Activation"
+        and signature[-2].get("activation") in NON_NEGATIVE
+    )
+
+
 def shape_before_flattening(encoder: Any) -> tuple[int, ...]:
     """The feature-map shape the encoder's Flatten layer receives, e.g. (14, 14, 64).
 

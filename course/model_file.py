@@ -11,13 +11,14 @@ says what the course's real models measure and what margin it leaves.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import math
 import os
 import tempfile
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -331,6 +332,25 @@ def _check_dataset(dataset: Any, where: str) -> tuple[int, int]:
 # --- loading -----------------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _no_registered_objects() -> Iterator[None]:
+    """Keras's global registry of custom objects emptied for the duration (the caller's own layers travel as
+    ``custom_objects`` or a ``CustomObjectScope``, which stay)."""
+    try:
+        from keras.src.saving import object_registration as registry
+    except ImportError:  # another Keras layout: nothing known to hide
+        yield
+        return
+    saved = dict(registry.GLOBAL_CUSTOM_OBJECTS), dict(registry.GLOBAL_CUSTOM_NAMES)
+    registry.GLOBAL_CUSTOM_OBJECTS.clear()
+    registry.GLOBAL_CUSTOM_NAMES.clear()
+    try:
+        yield
+    finally:
+        registry.GLOBAL_CUSTOM_OBJECTS.update(saved[0])
+        registry.GLOBAL_CUSTOM_NAMES.update(saved[1])
+
+
 def load_model(blob: bytes, custom_objects: Mapping[str, Any] | None = None) -> Any:
     """A model from :func:`model_bytes`, loaded with ``safe_mode`` and no custom objects (standard layers only),
     refused before it is ever built or run when it is far larger than anything the course builds.
@@ -351,18 +371,25 @@ def load_model(blob: bytes, custom_objects: Mapping[str, Any] | None = None) -> 
     config = parse_json(members["config.json"], "the model's config.json", MAX_CONFIG_BYTES)
     if "metadata.json" in members:
         parse_json(members["metadata.json"], "the model's metadata.json", MAX_METADATA_BYTES)
-    cost = model_cost(config, custom_objects)
-    _check_weights_file(members["model.weights.h5"], cost.parameters)
-    with tempfile.TemporaryDirectory() as folder:
-        path = os.path.join(folder, "model.keras")
-        with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
-            archive.writestr("config.json", json.dumps(config))
-            if "metadata.json" in members:
-                archive.writestr("metadata.json", members["metadata.json"])
-            archive.writestr("model.weights.h5", members["model.weights.h5"])
-        model = keras.saving.load_model(
-            path, custom_objects=dict(custom_objects or {}) or None, compile=False, safe_mode=True
-        )
+    # The student's kernel has classes and functions registered with Keras (the notebook's own layers, perhaps a
+    # student's custom activation) that the grader's process has not: hidden while loading, a model loads in the
+    # kernel exactly when it loads in the grader, so a self-check fails at home as the grading would.
+    with _no_registered_objects():
+        cost = model_cost(config, custom_objects)
+        _check_weights_file(members["model.weights.h5"], cost.parameters)
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, "model.keras")
+            with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
+                archive.writestr("config.json", json.dumps(config))
+                if "metadata.json" in members:
+                    archive.writestr("metadata.json", members["metadata.json"])
+                archive.writestr("model.weights.h5", members["model.weights.h5"])
+            model = keras.saving.load_model(
+                path,
+                custom_objects=dict(custom_objects or {}) or None,
+                compile=False,
+                safe_mode=True,
+            )
     if model.count_params() > min(cost.parameters, MAX_MODEL_PARAMETERS):
         raise ValueError(
             f"the model has {model.count_params():,} parameters, more than its config declares "

@@ -1,4 +1,4 @@
-"""Fair grading (issue 11), in this process: every demo variant is judged cell by cell, in seconds.
+"""Fair grading, in this process: every demo variant is judged cell by cell, in seconds.
 
 Each sample student's notebook is built exactly as the pipeline builds it (release + master +
 substitution), its code cells are run here in one namespace (test cells skipped, as the grader
@@ -85,6 +85,19 @@ def complete(notebooks) -> dict[str, Any]:
     return namespace
 
 
+def _forget_unreached(source: str, namespace: dict[str, Any], complete: Mapping[str, Any]) -> None:
+    """After a cell raised: drop the names it assigns that still hold the complete student's values. In the
+    student's own kernel the cell never reached them, so they are undefined there (e.g. `decoder` when
+    build_decoder's cell fails), and a later check must not judge the complete student's object instead."""
+    import ast
+
+    for node in ast.parse(source).body:
+        targets = node.targets if isinstance(node, ast.Assign) else []
+        for name in (t.id for t in targets if isinstance(t, ast.Name)):
+            if name in complete and namespace.get(name) is complete[name]:
+                del namespace[name]
+
+
 def _changed_cells(sub: Submission, notebooks) -> list[str]:
     master, release = notebooks
     ours = {cid: src for cid, src in _code_cells(sub.build(master, release))}
@@ -110,15 +123,16 @@ def student_namespace(
         first = min(first, ids.index("encoder"))
     namespace = dict(complete)
     for cell_id, source in cells[first:]:
-        if cell_id == "data":
-            continue  # unchanged in every variant here, and the slowest cell
+        if cell_id == "data" and "data" not in changed:
+            continue  # the slowest cell: re-run only for a variant that changes it
         if cell_id == "training":
             full = namespace.get("x_train")
             namespace["x_train"] = None if full is None else full[:TRAINING_IMAGES]
             _run(source, namespace, cell_id)
             namespace["x_train"] = full
             continue
-        _run(source, namespace, cell_id)
+        if _run(source, namespace, cell_id) is not None:
+            _forget_unreached(source, namespace, complete)
     if "manifold" in changed and "build_manifold" in namespace:
         # The visible check judges the picture: draw it with a decoder whose images vary (the untrained one is flat).
         from course.stand_ins import smooth_decoder
@@ -304,6 +318,52 @@ EXTRA_MISTAKES: list[tuple[Submission, dict[str, str]]] = [
             lost={"test_training": "x"},
         ),
         {"test_training": "epoch"},
+    ),
+    (
+        demo.sample(
+            "encoder_no_flatten",
+            "Dense applied to the 14x14x64 feature map (Flatten left out)",
+            mistakes={"encoder": ("    x = layers.Flatten()(x)\n", "")},
+            lost={"test_encoder": "x", "test_encoder_hidden": "x"},
+        ),
+        {"test_encoder": "the feature map was not flattened before the Dense layers"},
+    ),
+    (
+        demo.sample(
+            "decoder_relu_before_sigmoid",
+            "a ReLU between the last Conv2D and the sigmoid",
+            mistakes={
+                "decoder": (
+                    'image = layers.Conv2D(1, 3, padding="same", activation="sigmoid")(x)',
+                    'image = layers.Activation("sigmoid")(layers.Conv2D(1, 3, padding="same", activation="relu")(x))',
+                )
+            },
+            lost={"test_decoder": "x", "test_training": "x"},
+            partial={"test_decoder_hidden": (1, "latent_dim and shape_before_flattening used")},
+        ),
+        {
+            "test_decoder": "what enters the sigmoid is never negative",
+            "test_training": "stuck at sigmoid(0)",
+        },
+    ),
+    (
+        demo.sample(
+            "loss_no_add_loss",
+            "the loss layer computes the loss but never calls self.add_loss",
+            mistakes={
+                "loss_layer": (
+                    "        self.add_loss(reconstruction + KL_WEIGHT * ops.mean(kl))\n",
+                    "",
+                )
+            },
+            lost={
+                "test_loss_layer": "x",
+                "test_training": "x",
+                "test_training_hidden": "x",
+            },
+            partial={"test_loss_layer_hidden": (1, "x passes through")},
+        ),
+        {"test_training": "CustomVariationalLayer must add the VAE loss with self.add_loss"},
     ),
 ]
 """Mistakes judged here only, with the phrase each failing cell's message must contain."""

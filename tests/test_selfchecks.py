@@ -28,12 +28,13 @@ matplotlib.use("agg")
 
 _MASTER = nbformat.read(MASTER, as_version=4)
 
-# The cells each self-check needs before it, in notebook order (data and training are not needed).
+# The cells each self-check needs before it, in notebook order (training is not needed).
 NEEDS = {
     "test_encoder": ("encoder",),
     "test_sampling": ("sampling",),
     "test_decoder": ("encoder", "decoder"),
     "test_loss_layer": ("loss_layer",),
+    "test_data": ("data",),
     "test_vae_model": ("encoder", "sampling", "decoder", "loss_layer", "vae_model"),
     "test_manifold": ("encoder", "decoder", "manifold"),
 }
@@ -251,6 +252,102 @@ MISTAKES = [
         ),
         r"the grid runs backwards: z\[0\] must increase along a row",
     ),
+    # Dense applied to the 14x14x64 feature map: each pixel gets its own code.
+    (
+        "encoder_no_flatten",
+        "test_encoder",
+        ("encoder", "    x = layers.Flatten()(x)\n", ""),
+        r"^z_mean has shape \(None, 14, 14, 2\); expected \(None, 2\): the feature map was not flattened before the "
+        r"Dense layers",
+    ),
+    # Registered in the kernel, unknown to the grader: it fails at home with the grader's own message.
+    (
+        "encoder_custom_activation",
+        "test_encoder",
+        (
+            "encoder",
+            'x = layers.Dense(32, activation="relu")(x)',
+            "def my_relu(t):\n        return ops.relu(t)\n\n"
+            '    x = layers.Dense(32, activation=keras.saving.register_keras_serializable("mine")(my_relu))(x)',
+        ),
+        r"^build_encoder\(2\) returned a model the grader cannot load \(layer dense(_\d+)? \(a Dense\) cannot be made from its "
+        r"config\): use Keras's built-in layers and activations only \(keras\.layers: Conv2D, Dense, \.\.\.\), no Lambda "
+        r"or custom layers$",
+    ),
+    (
+        "encoder_lambda_layer",
+        "test_encoder",
+        (
+            "encoder",
+            "    x = layers.Flatten()(x)\n",
+            "    x = layers.Lambda(lambda t: ops.reshape(t, (-1, 12544)))(x)\n",
+        ),
+        r"^build_encoder\(2\) returned a model the grader cannot load \(layer lambda(_\d+)? is a Lambda, which the grader "
+        r"cannot size before loading it\): use Keras's built-in layers .*no Lambda or custom layers$",
+    ),
+    (
+        "decoder_relu_before_sigmoid",
+        "test_decoder",
+        (
+            "decoder",
+            'image = layers.Conv2D(1, 3, padding="same", activation="sigmoid")(x)',
+            'image = layers.Activation("sigmoid")(layers.Conv2D(1, 3, padding="same", activation="relu")(x))',
+        ),
+        r"no decoded pixel is below 0\.500: what enters the sigmoid is never negative, so the decoder can never draw "
+        r"the dark background",
+    ),
+    # The decoder's sigmoid output read as logits: Keras then computes softplus(p) - x p per pixel.
+    (
+        "loss_from_logits",
+        "test_loss_layer",
+        (
+            "loss_layer",
+            "keras.losses.binary_crossentropy(x_flat, decoded_flat)",
+            "keras.losses.binary_crossentropy(x_flat, decoded_flat, from_logits=True)",
+        ),
+        r"the loss when z_mean = 0 and z_log_var = 0 is 0\.70094; expected 0\.83699 .*: the cross-entropy reads "
+        r"z_decoded as logits \(from_logits=True\)",
+    ),
+    # 255 becomes 0.996: the order is right, only the scale is off, and the message says which.
+    (
+        "data_div256",
+        "test_data",
+        ("data", '(images.astype("float32") / 255.0)', '(images.astype("float32") / 256.0)'),
+        r"^x_train holds the MNIST training images in MNIST's order, but its pixels are divided by 256 instead of "
+        r"255, so a white pixel \(255\) becomes 0\.9961, not 1\.0: divide by 255$",
+    ),
+    # norm.ppf(0) and norm.ppf(1) are infinite: NaN is refused first, with its cause, not read as a pixel range.
+    (
+        "manifold_nan_grid",
+        "test_manifold",
+        (
+            "manifold",
+            "grid = norm.ppf(np.linspace(0.05, 0.95, n))",
+            "grid = norm.ppf(np.linspace(0, 1, n))",
+        ),
+        r"^build_manifold\(decoder\) for a probe decoder holds [\d,]+ NaN or infinite pixels, in 56 of its 225 tiles, "
+        r"all in its first or last row or column: the grid's ends are infinite \(norm\.ppf\(0\) = -inf",
+    ),
+    # The grid's values, judged at home as the hidden test judges them.
+    (
+        "manifold_linspace",
+        "test_manifold",
+        ("manifold", "grid = norm.ppf(np.linspace(0.05, 0.95, n))", "grid = np.linspace(-3, 3, n)"),
+        r"^with the probe decoder: the grid is not norm\.ppf\(np\.linspace\(0\.05, 0\.95, n\)\): the tiles show "
+        r"z = -3, -2\.57, -2\.14… to 3, evenly spaced in z \(np\.linspace\); expected -1\.64, -1\.2, -0\.921… "
+        r"to 1\.64, evenly spaced in probability$",
+    ),
+    (
+        "manifold_cdf_grid",
+        "test_manifold",
+        (
+            "manifold",
+            "grid = norm.ppf(np.linspace(0.05, 0.95, n))",
+            "grid = norm.cdf(np.linspace(0.05, 0.95, n))",
+        ),
+        r"^with the probe decoder: the grid is not norm\.ppf\(np\.linspace\(0\.05, 0\.95, n\)\): the tiles show "
+        r"z = 0\.52, 0\.5\d+, 0\.5\d+… to 0\.8\d+; expected",
+    ),
 ]
 
 
@@ -284,8 +381,8 @@ def test_the_master_passes_its_self_check(
 
 
 def test_every_visible_self_check_has_a_case() -> None:
-    """Data and training need MNIST and a trained model; every other visible check is run above."""
+    """Training needs a trained model; every other visible check is run above."""
     from course.selfcheck import PROBES
 
-    assert set(PROBES) - set(NEEDS) == {"test_data", "test_training"}
+    assert set(PROBES) - set(NEEDS) == {"test_training"}
     assert {case[1] for case in MISTAKES} == set(NEEDS)

@@ -73,8 +73,10 @@ from course.selfcheck.part6_data import (
 )
 from course.selfcheck.part7_training import (
     LEARNED as LEARNED,
+    TRAINING_CAUSES as TRAINING_CAUSES,
     VALIDATION_SAMPLE as VALIDATION_SAMPLE,
     probe_training as probe_training,
+    probe_training_diagnosis as probe_training_diagnosis,
     reconstruction_loss as reconstruction_loss,
     verdict_training as verdict_training,
 )
@@ -94,7 +96,14 @@ PROBES: dict[str, Probe] = {
     "test_loss_layer": Probe(4, ("CustomVariationalLayer",), probe_loss_layer, verdict_loss_layer),
     "test_vae_model": Probe(5, ("build_vae",), probe_vae_model, verdict_vae_model),
     "test_data": Probe(6, ("x_train", "x_test"), probe_data, verdict_data),
-    "test_training": Probe(7, ("history", "encoder", "decoder"), probe_training, verdict_training),
+    "test_training": Probe(
+        7,
+        ("history", "encoder", "decoder"),
+        probe_training,
+        verdict_training,
+        probe_training_diagnosis,
+        TRAINING_CAUSES,
+    ),
     "test_manifold": Probe(8, ("manifold", "build_manifold"), probe_manifold, verdict_manifold),
 }
 """Visible self-check cells by grade_id (the grader judges the same cells with the same verdicts)."""
@@ -104,7 +113,15 @@ def run_probe(probe: Probe, namespace: Mapping[str, Any]) -> dict[str, Any]:
     """The probe's data for the names it reads from ``namespace`` (a missing name is recorded, not raised)."""
     missing = [name for name in probe.names if name not in namespace]
     if missing:
-        return {probing.ERRORS: {}, "missing.json": missing}
+        data: dict[str, Any] = {probing.ERRORS: {}, "missing.json": missing}
+        if probe.diagnosis is not None:
+            try:
+                data.update(probe.diagnosis(namespace))
+            except (
+                Exception
+            ):  # the diagnosis only chooses a message: without it the usual one stands
+                pass
+        return data
     return probe.probe(*(namespace[name] for name in probe.names))
 
 
@@ -123,6 +140,9 @@ def judge(probe: Probe, data: dict[str, Any]) -> Outcome:
             f"{probe.part}, run the cells above in order, and fix the first one that stops with an error "
             "(an earlier part's self-check says what is wrong there)"
         )
+        cause = data.get("cause.json")
+        if isinstance(cause, str) and cause in probe.causes:
+            message = f"{names} {verb} not defined: {probe.causes[cause]}"
         return run_checks(
             [
                 (points, label, lambda: expect(False, message))

@@ -28,6 +28,16 @@ ENCODER_FEATURE_MAP = (14, 14, 64)
 Measured on the usual slips: stride 1 gives (28, 28, 64), padding="valid" everywhere gives (10, 10, 64)."""
 
 
+def latent_hint(shape: Any) -> str:
+    """What to fix when a latent output has the wrong shape: an image-shaped one means Dense met a feature map."""
+    if len(tuple(shape)) > 2:
+        return (
+            "the feature map was not flattened before the Dense layers (Dense acts on the last axis only, so "
+            "each pixel got its own code): put Flatten() after the last convolution"
+        )
+    return "check latent_dim"
+
+
 def verdict_encoder(data: dict[str, Any]) -> list[Check]:
     from course.architecture import shape_before_flattening
 
@@ -43,8 +53,10 @@ def verdict_encoder(data: dict[str, Any]) -> list[Check]:
             (None, 28, 28, 1),
             "use keras.Input(shape=(28, 28, 1))",
         )
-        expect_shape("z_mean", enc.outputs[0].shape, (None, 2), "check latent_dim")
-        expect_shape("z_log_var", enc.outputs[1].shape, (None, 2), "check latent_dim")
+        expect_shape("z_mean", enc.outputs[0].shape, (None, 2), latent_hint(enc.outputs[0].shape))
+        expect_shape(
+            "z_log_var", enc.outputs[1].shape, (None, 2), latent_hint(enc.outputs[1].shape)
+        )
         try:
             feature_map = shape_before_flattening(enc)
         except ValueError:

@@ -31,6 +31,12 @@ course's decoder with a ReLU last layer, seeds 0-19): the largest pixel at codes
 half the seeds stayed inside [0, 1]; at +-1000 it is 20 times that, 10.9 or more. A sigmoid stays in [0, 1]."""
 
 
+DARKEST_PIXEL = 0.25
+"""Some pixel of the decoded codes (extreme ones included) must be darker than this. Measured (the course's decoder,
+untrained, seeds 0-19, 2026-12-07): the darkest pixel was at most 0.0043; with a ReLU feeding the final sigmoid it
+is exactly 0.5 = sigmoid(0) on every seed, since the sigmoid only ever sees values >= 0."""
+
+
 def verdict_decoder(data: dict[str, Any]) -> list[Check]:
     def check() -> None:
         dec = _load(data, "decoder", "build_decoder(2, (14, 14, 64))")
@@ -65,6 +71,13 @@ def verdict_decoder(data: dict[str, Any]) -> list[Check]:
             float(pixels.std()) > 1e-6,
             f"every decoded pixel is {float(pixels.flat[0]):.3f} whatever the code, so nothing can be learned "
             "(a softmax over one channel is always 1): end with a sigmoid",
+        )
+        expect(
+            float(pixels.min()) < DARKEST_PIXEL,
+            f"for codes between -{EXTREME_CODE:g} and {EXTREME_CODE:g} no decoded pixel is below "
+            f"{float(pixels.min()):.3f}: what enters the sigmoid is never negative, so the decoder can never draw "
+            "the dark background (a ReLU before the sigmoid; trained, it gets stuck at 0.5): end with "
+            'Conv2D(1, 3, activation="sigmoid"), no ReLU after it',
         )
 
     return [(2, "the decoder's input, output and pixel range", check)]

@@ -2,7 +2,7 @@
 
 ``loss_layer_result`` is also the hidden probes' way to call the layer (``vae_grader.hidden_probes``), so
 visible and hidden checks read a loss the same way. The verdict names the usual slip in the KL term
-(``_kl_slip``) when the loss matches one.
+(``_kl_slip``) when the loss matches one, and the usual slips in the cross-entropy (``_reconstruction_slip``).
 """
 
 from __future__ import annotations
@@ -63,6 +63,27 @@ def probe_loss_layer(CustomVariationalLayer: type) -> dict[str, Any]:
     return rec.data
 
 
+def _reconstruction_slip(got: float, reconstruction: float, x: float, decoded: float) -> str:
+    """Which usual slip in the cross-entropy explains the zero-code loss ``got`` (every pixel ``x`` against
+    ``decoded``), in words ("" if none does)."""
+    slips = (
+        (
+            # from_logits=True: Keras then computes softplus(p) - x p per pixel.
+            float(np.logaddexp(0.0, decoded) - x * decoded),
+            "the cross-entropy reads z_decoded as logits (from_logits=True), but the decoder's sigmoid "
+            "already gives probabilities in [0, 1]: leave from_logits at its default, False",
+        ),
+        (
+            28 * 28 * reconstruction,
+            "the cross-entropy is summed over the 784 pixels of each image; take the mean over all pixels",
+        ),
+    )
+    return next(
+        (why for value, why in slips if abs(got - value) <= LOSS_TOLERANCE * max(1.0, abs(value))),
+        "",
+    )
+
+
 def _kl_slip(got: float, reconstruction: float, kl: float, weight: float, dims: int) -> str:
     """Which usual slip in the KL term explains the loss ``got``, in words ("" if none does)."""
     slips = (
@@ -106,12 +127,14 @@ def verdict_loss_layer(data: dict[str, Any]) -> list[Check]:
         reconstruction = -(
             0.5 * np.log(0.25) + 0.5 * np.log(0.75)
         )  # cross-entropy of 0.5 against 0.25: 0.83698
+        zero_code = float(losses[0])
         expect_close(
             "the loss when z_mean = 0 and z_log_var = 0",
-            float(losses[0]),
+            zero_code,
             reconstruction,
             atol=LOSS_TOLERANCE,
-            hint="mean binary cross-entropy over all pixels (the KL term is zero for a standard normal)",
+            hint=_reconstruction_slip(zero_code, reconstruction, 0.5, 0.25)
+            or "mean binary cross-entropy over all pixels (the KL term is zero for a standard normal)",
         )
         z_mean, z_log_var = np.array(LOSS_CODE_MEAN), np.array(LOSS_CODE_LOG_VAR)
         # The KL term as the text of part 4 states it, and its weight there (5e-4).
@@ -124,6 +147,11 @@ def verdict_loss_layer(data: dict[str, Any]) -> list[Check]:
             f"the layer should add exactly one loss with self.add_loss; it added {len(code_losses)}",
         )
         got = float(code_losses[0])
+        expect(
+            bool(np.isfinite(got)),
+            f"for a code far from N(0, I) the loss is {got}: exp(z_log_var) and z_mean^2 are finite here, so "
+            "the NaN or infinity comes from the formula itself",
+        )
         slip = _kl_slip(got, reconstruction, kl, weight, z_mean.shape[-1])
         expect(
             bool(np.isfinite(got)) and abs(got - expected) <= LOSS_TOLERANCE,

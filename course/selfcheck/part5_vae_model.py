@@ -80,8 +80,12 @@ def probe_vae_model(build_vae: Callable[..., Any]) -> dict[str, Any]:
     if model is None:
         return rec.data
     images = np.random.default_rng(1).uniform(0, 1, (4, 28, 28, 1)).astype("float32")
-    # Only whether it raised is used (a model that cannot be evaluated fails); its value is never read.
-    rec.attempt("vae.evaluate(images)", lambda: model.evaluate(images, verbose=0))
+    # Only whether it raised is used (a model that cannot be evaluated fails); its value is never read. It runs
+    # on the checker's layers, so a loss layer that adds no loss costs part 4, not this part.
+    rec.attempt(
+        "vae.evaluate(images)",
+        lambda: with_checker_layers(rec.data.get("vae.keras")).evaluate(images, verbose=0),
+    )
     return rec.data
 
 
@@ -112,7 +116,11 @@ def _stand_in_layers() -> dict[str, type]:
 
     class CheckerLossLayer(_Replacement):
         def call(self, *inputs: Any, **kwargs: Any) -> Any:
-            return keras.tree.flatten(inputs)[0]
+            tensors = keras.tree.flatten(inputs)
+            # Some loss of every input, valid whatever their shapes, so that the compiled VAE can be evaluated and
+            # trained with the student's compile settings; not the course's loss (part 4 judges that).
+            self.add_loss(sum(keras.ops.mean(keras.ops.square(t)) for t in tensors))
+            return tensors[0]
 
     return {"sampler": CheckerSampling, "loss": CheckerLossLayer}
 
@@ -165,8 +173,6 @@ def _rebuild_archive(blob: Any) -> tuple[bytes, dict[str, Any]]:
 
 def load_vae(data: dict[str, Any], key: str, what: str) -> tuple[Any, dict[str, Any]]:
     """The VAE the probe saved under ``key``, rebuilt by the checker, and the model file's config."""
-    import keras
-
     expect_ran(data, what)
     if key + ".keras" not in data:
         expect(
@@ -187,11 +193,8 @@ def load_vae(data: dict[str, Any], key: str, what: str) -> tuple[Any, dict[str, 
         raise AssertionError(
             f"build_vae's model file could not be read ({type(exc).__name__})"
         ) from None
-    layers = _stand_in_layers()
-    scope = {_registered(role): layers[role] for role in layers}
     try:
-        with keras.saving.CustomObjectScope(scope):
-            vae = model_file.load_model(blob)
+        vae = _load_rebuilt(blob)
     except Exception as exc:
         text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise AssertionError(
@@ -200,6 +203,27 @@ def load_vae(data: dict[str, Any], key: str, what: str) -> tuple[Any, dict[str, 
             "standard Keras layers only"
         ) from None
     return vae, config
+
+
+def with_checker_layers(blob: Any) -> Any:
+    """The VAE of ``blob`` rebuilt with the checker's sampler and loss layer, compiled with its own compile
+    settings: what the probe evaluates or trains in the kernel, so that only build_vae's wiring and compile
+    settings decide whether that step runs (the notebook's two layers are judged in parts 2 and 4)."""
+    archive, config = _rebuild_archive(blob)
+    vae = _load_rebuilt(archive)
+    settings = compile_config(config)
+    if settings is not None:
+        vae.compile_from_config(settings)
+    return vae
+
+
+def _load_rebuilt(archive: bytes) -> Any:
+    """A file from ``_rebuild_archive`` loaded with the checker's layers in place of the notebook's."""
+    import keras
+
+    layers = _stand_in_layers()
+    with keras.saving.CustomObjectScope({_registered(role): layers[role] for role in layers}):
+        return model_file.load_model(archive)
 
 
 def _close(a: Any, b: Any) -> bool:
@@ -327,4 +351,5 @@ __all__ = [
     "probe_vae_model",
     "vae_problem",
     "verdict_vae_model",
+    "with_checker_layers",
 ]

@@ -61,6 +61,36 @@ def _sample(data: dict[str, Any], name: str) -> tuple[np.ndarray, int]:
     return sample, length
 
 
+def divisor_found(images: np.ndarray, raw: np.ndarray) -> float | None:
+    """The number ``d`` such that ``images`` are the uint8 images ``raw`` divided by ``d``, pixel for pixel and in
+    the same order, or None when no single divisor explains them (other images, another order, another shape).
+
+    It tells a scale slip from an order slip: both make the images differ from MNIST / 255, but only an order
+    slip changes which digit is where."""
+    expected = np.asarray(raw, dtype=np.float64).reshape(len(raw), -1)
+    got = np.asarray(images, dtype=np.float64)
+    if got.size != expected.size or not np.isfinite(got).all():
+        return None
+    got = got.reshape(expected.shape)
+    # Least-squares scale of got against raw, then the same 1e-6-per-255 tolerance as the checks themselves.
+    norm = float(np.sum(expected * expected))
+    scale = float(np.sum(got * expected)) / norm if norm else 0.0
+    if scale <= 0 or not np.allclose(got, scale * expected, atol=1e-6 * 255 * scale, rtol=1e-5):
+        return None
+    return 1.0 / scale
+
+
+def scale_hint(divisor: float) -> str:
+    """How pixels divided by ``divisor`` instead of 255 read to a student (255 -> 1.0 is what [0, 1] asks for),
+    after "the pixels are"."""
+    if abs(divisor - 1.0) <= 1e-5:
+        return "left in 0..255 (not divided), so a white pixel stays 255, not 1.0: divide by 255"
+    return (
+        f"divided by {divisor:.6g} instead of 255, so a white pixel (255) becomes {255 / divisor:.4g}, not 1.0: "
+        "divide by 255"
+    )
+
+
 def verdict_data(data: dict[str, Any]) -> list[Check]:
     from course import training_budget
 
@@ -68,14 +98,25 @@ def verdict_data(data: dict[str, Any]) -> list[Check]:
 
     def check() -> None:
         train, train_length = _sample(data, "x_train")
+        # The hint names what differs: the shape of one image (the channel axis) or the number of images.
+        channel_hint = "images need a channel axis: (N, 28, 28, 1)"
         expect_shape(
             "x_train",
             (train_length, *train.shape[1:]),
             (budget.train_images, 28, 28, 1),
-            "images need a channel axis: (N, 28, 28, 1)",
+            channel_hint
+            if train.shape[1:] != (28, 28, 1)
+            else f"the budget trains on {budget.train_images} images: preprocess(x_train_raw)[: budget.train_images]",
         )
         test, test_length = _sample(data, "x_test")
-        expect_shape("x_test", (test_length, *test.shape[1:]), (10000, 28, 28, 1))
+        expect_shape(
+            "x_test",
+            (test_length, *test.shape[1:]),
+            (10000, 28, 28, 1),
+            channel_hint
+            if test.shape[1:] != (28, 28, 1)
+            else "x_test is all 10,000 MNIST test images",
+        )
         for name, images in (("x_train", train), ("x_test", test)):
             expect(images.dtype == np.float32, f"{name} has dtype {images.dtype}; expected float32")
             pixels = images.astype(np.float64)
@@ -97,10 +138,20 @@ def verdict_data(data: dict[str, Any]) -> list[Check]:
             ("x_train", train, train_length, mnist_train),
             ("x_test", test, test_length, mnist_test),
         ):
-            expected = (reference[sample_rows(length)] / 255.0)[..., None]
+            raw = reference[sample_rows(length)]
+            expected = (raw / 255.0)[..., None]
+            if images.shape == expected.shape and bool(
+                np.allclose(images.astype(np.float64), expected, atol=1e-6)
+            ):
+                continue
+            divisor = divisor_found(images, raw)
             expect(
-                images.shape == expected.shape
-                and bool(np.allclose(images.astype(np.float64), expected, atol=1e-6)),
+                divisor is None,
+                f"{name} holds the MNIST {'training' if name == 'x_train' else 'test'} images in MNIST's order, "
+                f"but its pixels are {scale_hint(divisor or 255.0)}",
+            )
+            expect(
+                False,
                 f"{name}'s images are not the MNIST {'training' if name == 'x_train' else 'test'} "
                 "images scaled by 1/255, in MNIST's order",
             )

@@ -5,7 +5,10 @@ images it reads itself: that training improved the reconstructions against the s
 weights (``LEARNED``), and that the reconstruction term of the VAE loss on ``x_val`` reached what a short
 training reaches (``TRAINED_RECONSTRUCTION``). The history is stated by the kernel, so it can only fail the
 check: it must have the budget's epochs and a final ``val_loss`` that the returned models really reach on
-``x_val`` (``history_problem``). What "trained" means here, and what no check can tell apart from it, is
+``x_val`` (``history_problem``) and that the VAE vae.fit trained (``history.model``), evaluated on ``x_val`` in the
+kernel, also reaches (``validation_data_problem``: validating on ``x_train`` states another loss). Which models
+vae.fit trained and the history's own loss only choose the message when training did not help
+(``untrained_cause``). What "trained" means here, and what no check can tell apart from it, is
 written down in docs/part7-trained.md.
 """
 
@@ -20,7 +23,7 @@ import numpy as np
 
 from course import probing
 from course.checks import Check, expect, expect_shape
-from course.selfcheck.part1_encoder import ENCODER_FEATURE_MAP
+from course.selfcheck.part1_encoder import ENCODER_FEATURE_MAP, latent_hint
 from course.selfcheck.probe import _load, _model_step, _numpy
 
 
@@ -34,7 +37,57 @@ def probe_training(history: Any, encoder: Any, decoder: Any) -> dict[str, Any]:
         }
     _model_step(rec, "encoder", "the trained encoder", lambda: encoder)
     _model_step(rec, "decoder", "the trained decoder", lambda: decoder)
+    trained = getattr(history, "model", None)  # the model vae.fit trained: Keras's History keeps it
+    if _is_model(trained):
+        ids = {id(w) for w in trained.weights}
+        rec["fitted.json"] = {
+            name: _is_model(model) and all(id(w) in ids for w in model.weights)
+            for name, model in (("encoder", encoder), ("decoder", decoder))
+        }
+        loss = rec.attempt("evaluating history.model on x_val", lambda: _x_val_loss(trained))
+        if loss is not None:
+            rec["x_val_loss.json"] = loss
     return rec.data
+
+
+def _is_model(value: Any) -> bool:
+    import keras
+
+    return isinstance(value, keras.Model)
+
+
+def _x_val_loss(model: Any) -> float:
+    """The trained VAE's own loss on x_val as the notebook makes it (``x_test[:budget.val_images]``)."""
+    from course import load_mnist, training_budget
+
+    budget = training_budget()
+    (_, _), (x_test, _) = load_mnist()
+    x_val = (x_test[: budget.val_images] / 255.0).astype("float32")[..., None]
+    return float(np.ravel(model.evaluate(x_val, None, batch_size=budget.batch_size, verbose=0))[0])
+
+
+TRAINING_CAUSES = {
+    "no_loss": (
+        "vae.fit stopped because the VAE has no loss. Keras's advice to pass a loss to compile() does not apply "
+        "here: CustomVariationalLayer must add the VAE loss with self.add_loss(...) in its call() (part 4's "
+        "self-check says more); then run parts 4, 5 and 7 again"
+    ),
+}
+"""Messages for a missing ``history``, by the cause ``probe_training_diagnosis`` names."""
+
+
+def probe_training_diagnosis(namespace: Mapping[str, Any]) -> dict[str, Any]:
+    """Why there is no history, when the notebook's vae says it: a VAE whose loss layer adds no loss cannot be fit."""
+    vae = namespace.get("vae")
+    if "history" in namespace or not _is_model(vae):
+        return {}
+    images = np.zeros((2, 28, 28, 1), "float32")
+    try:
+        vae.evaluate(images, None, verbose=0)
+    except Exception as exc:  # the student's model may raise anything; only this one cause is named
+        if "no loss to compute" in str(exc).lower():
+            return {"cause.json": "no_loss"}
+    return {}
 
 
 VALIDATION_SAMPLE = 500
@@ -152,6 +205,105 @@ def history_problem(stated: float, terms: ValidationTerms) -> str | None:
     )
 
 
+VALIDATION_DATA_TOLERANCE = 0.01
+"""Relative difference allowed between the history's last val_loss and the loss the VAE that vae.fit trained
+(``history.model``) has on x_val, evaluated in the kernel. Measured with the grading budget (master, seeds 0-2,
+2026-12-07): the history within 0.05-0.16 % of that evaluation (both draw their own z); validating on the 8,000
+training images instead gives a last val_loss 2.5-3.3 % above it (0.2250 against 0.2185, 0.2175 against 0.2120,
+0.2254 against 0.2183): MNIST's test digits are easier to reconstruct than its training digits."""
+
+
+def validation_data_problem(stated: float, x_val_loss: Any) -> str | None:
+    """Why the history's last val_loss was not measured on x_val, or None. ``x_val_loss`` is stated by the kernel
+    (the trained VAE evaluated there on x_val), so it can only fail the check: a missing one judges nothing."""
+    if isinstance(x_val_loss, bool) or not isinstance(x_val_loss, (int, float)):
+        return None
+    value = float(x_val_loss)
+    if math.isfinite(value) and abs(stated - value) <= VALIDATION_DATA_TOLERANCE * abs(value):
+        return None
+    return (
+        f"the history's last val_loss is {stated:.4g}, but the VAE that vae.fit trained has loss {value:.4g} on "
+        "x_val: the validation data were not x_val. Validate on the held-out images, "
+        "validation_data=(x_val, None), not on x_train, which only tells how well the model fits what it was "
+        "trained on"
+    )
+
+
+STUCK_OUTPUT = 0.5
+"""sigmoid(0): a decoder whose last layer feeds the sigmoid through a ReLU never draws a pixel below it."""
+
+
+def stuck_output(decoded: np.ndarray, decoder: Any) -> str | None:
+    """Why a trained decoder cannot draw digits, when its pixels never fall below sigmoid(0), or None.
+
+    Two causes leave every pixel at 0.5 or above, told apart by the decoder's layers: a never-negative activation
+    (a ReLU) feeding the final sigmoid (part 3), or a well-built decoder trained towards targets above 1, which
+    pull every pixel up (images not scaled to [0, 1], part 6)."""
+    from course.architecture import sigmoid_fed_non_negative
+
+    decoded = np.asarray(decoded, dtype=np.float64)
+    if not (bool(np.isfinite(decoded).all()) and float(decoded.min()) >= STUCK_OUTPUT - 1e-6):
+        return None
+    if float(np.ptp(decoded)) < 1e-6 and abs(float(decoded.min()) - STUCK_OUTPUT) > 1e-6:
+        return None  # one constant other than 0.5 (a softmax over one channel is 1 everywhere): another cause
+    seen = f"no decoded pixel is below {STUCK_OUTPUT} (their mean is {float(decoded.mean()):.3f})"
+    if not sigmoid_fed_non_negative(decoder):
+        return (
+            f"{seen}, although the decoder's sigmoid can go below it: training pulled every pixel up, as targets "
+            "above 1 do: check that it was trained on images scaled to [0, 1] (part 6: divide by 255)"
+        )
+    return (
+        f"{seen}: the decoder's output is stuck at sigmoid(0) = 0.5 or above, so it cannot draw the dark "
+        "background. A ReLU before the final sigmoid (its units die in training) does this: end the decoder with "
+        'one Conv2D(1, 3, activation="sigmoid", padding="same") and no ReLU before the sigmoid (part 3)'
+    )
+
+
+def untrained_cause(
+    data: dict[str, Any], encoder: Any, decoder: Any, images: np.ndarray, worse: bool
+) -> str:
+    """The likeliest reason why training did not improve the reconstructions, for the message.
+
+    Read from what the checker computes (the decoder's pixels) and, to pick between causes only, from what the
+    kernel states (which models vae.fit trained, the history's training loss)."""
+    fitted = data.get("fitted.json")
+    if isinstance(fitted, dict) and False in (fitted.get("encoder"), fitted.get("decoder")):
+        stale = [name for name in ("encoder", "decoder") if fitted.get(name) is False]
+        return (
+            f"the {' and '.join(stale)} you pass here {'is' if len(stale) == 1 else 'are'} not the one inside the "
+            "VAE that vae.fit trained (was part 1 or 3 run again after part 5 built vae?): after changing part 1 "
+            "or 3, run parts 5 and 7 again"
+        )
+    logs = data.get("history.json")
+    last = (
+        [
+            float(values[-1])
+            for values in (logs.get(key) for key in ("loss", "val_loss"))
+            if isinstance(values, list) and values and isinstance(values[-1], (int, float))
+        ]
+        if isinstance(logs, dict)
+        else []
+    )
+    # A cross-entropy of images in [0, 1] is never negative; with pixels left in 0..255 it is (measured: the
+    # data_unscaled student's val_loss about -480, and its models reconstruct [0, 1] test digits worse than
+    # fresh weights, 1.01 against 0.69). Checked first: such training also leaves every pixel above 0.5.
+    if last and min(last) < 0:
+        return (
+            f"the history's loss reached {min(last):.4g}, which a cross-entropy of images in [0, 1] never does: "
+            "was it trained on images scaled to [0, 1] (part 6: divide by 255)?"
+        )
+    stuck = stuck_output(_numpy(decoder(encoder(images)[0])), decoder)
+    if stuck is not None:
+        return stuck
+    if worse:
+        return (
+            "worse than fresh weights although the training loss stayed a cross-entropy's: the loss rewards "
+            "something else than good reconstructions. Check the loss layer (part 4): binary cross-entropy of "
+            "the decoder's probabilities (from_logits=False, the default), not of logits"
+        )
+    return "if an earlier self-check fails (the decoder's output, part 3), fix that part first"
+
+
 def reconstruction_loss(encoder: Any, decoder: Any, images: np.ndarray, eps: float = 1e-7) -> float:
     """Mean per-pixel binary cross-entropy of decoder(z_mean) against the images (computed by the checker)."""
     z_mean = encoder(images)[0]
@@ -199,7 +351,12 @@ def verdict_training(data: dict[str, Any]) -> list[Check]:
         )
         encoder = _load(data, "encoder", "the trained encoder")
         decoder = _load(data, "decoder", "the trained decoder")
-        expect_shape("the trained encoder's z_mean", encoder.outputs[0].shape, (None, 2))
+        expect_shape(
+            "the trained encoder's z_mean",
+            encoder.outputs[0].shape,
+            (None, 2),
+            latent_hint(encoder.outputs[0].shape) + " (part 1)",
+        )
         expect_shape(
             "the trained decoder's output",
             decoder.outputs[0].shape,
@@ -225,18 +382,12 @@ def verdict_training(data: dict[str, Any]) -> list[Check]:
             keras.models.clone_model(encoder), keras.models.clone_model(decoder), images
         )
         trained = reconstruction_loss(encoder, decoder, images)
-        # Measured: trained on pixels left in 0..255 (part 6), the model reconstructs [0, 1] test digits
-        # worse than fresh weights do (1.01 against 0.69); a model that cannot learn stays level.
-        cause = (
-            "worse than fresh weights: was it trained on images scaled to [0, 1] (part 6)?"
-            if np.isfinite(trained) and trained > fresh
-            else "if an earlier self-check fails (the decoder's output, part 3), fix that part first"
-        )
-        expect(
-            bool(np.isfinite(trained)) and trained < LEARNED * fresh,
-            f"training did not improve the reconstructions: cross-entropy {trained:.4g} per pixel on test images, against "
-            f"{fresh:.4g} for the same model with fresh weights; {cause}",
-        )
+        if not (bool(np.isfinite(trained)) and trained < LEARNED * fresh):
+            raise AssertionError(
+                f"training did not improve the reconstructions: cross-entropy {trained:.4g} per pixel on test "
+                f"images, against {fresh:.4g} for the same model with fresh weights; "
+                + untrained_cause(data, encoder, decoder, images, trained > fresh)
+            )
         # The loss the returned models reach on x_val, computed here: it must be a trained model's, and the
         # history (stated by the notebook) must be the history of these models.
         x_val = (x_test[: budget.val_images] / 255.0).astype("float32")[..., None]
@@ -251,6 +402,8 @@ def verdict_training(data: dict[str, Any]) -> list[Check]:
             "the KL term outweighs the reconstruction (check its weight in part 4); otherwise train the encoder and "
             "decoder of parts 1 and 3 with vae.fit as this part asks",
         )
+        problem = validation_data_problem(final_val, data.get("x_val_loss.json"))
+        expect(problem is None, problem or "")
         problem = history_problem(final_val, terms)
         expect(problem is None, problem or "")
 

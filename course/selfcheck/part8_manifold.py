@@ -1,10 +1,13 @@
-"""Part 8's self-check: the manifold is one 420x420 image in [0, 1] with every code in its tile.
+"""Part 8's self-check: the manifold is one 420x420 image, and build_manifold puts every code of the grid in its tile.
 
 The layout is read through a probe decoder (``course.stand_ins.ProbeDecoder``) whose tiles show their own
-code, so a decoder that trained poorly cannot hide or fake a layout mistake (``_layout_problem``). Every tile
+code, so a decoder that trained poorly cannot hide or fake a layout mistake (``_layout_problem``) or a grid other
+than the text's (``grid_problem``, the hidden test's own message). NaN or infinity is refused first, with its
+likely cause (``nonfinite_problem``). Every tile
 of that picture must also be the probe decoder's own output for the code it shows, recomputed by the checker
 (``decoded_tiles_problem``): a picture that no decoder drew earns nothing. ``manifold`` itself, drawn by the
-student's trained decoder, is judged on its own pixels (shape and range), which the checker reads itself.
+student's trained decoder, is judged on its shape and, last, on its pixels (finite, in [0, 1]): by then build_manifold
+is known to be right, so the message blames the decoder that drew them (parts 3 and 7).
 """
 
 from __future__ import annotations
@@ -91,6 +94,10 @@ def read_probe_tiles(image: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray,
     from course.stand_ins import ProbeDecoder
 
     tiles = tiles_of(image, n).reshape(n * n, DIGIT, DIGIT)
+    # A tile holding NaN or infinity shows no code that can be read back (a grid through norm.ppf(0) = -inf draws
+    # such tiles at its ends): it is left out here, and the checks that judge values refuse it with their own message.
+    readable = np.isfinite(tiles).all(axis=(1, 2))
+    tiles = np.where(readable[:, None, None], tiles, 0.0)
     as_drawn = np.stack([tiles[:, 0, 0], tiles[:, 0, 1]], axis=1)
     transposed = np.stack([tiles[:, 0, 0], tiles[:, 1, 0]], axis=1)
     decoder = ProbeDecoder()
@@ -100,25 +107,125 @@ def read_probe_tiles(image: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray,
         )
         for codes in (as_drawn, transposed)
     ]
-    drawn = np.all(np.abs(tiles - outputs[0]) <= TILE_TOLERANCE, axis=(1, 2))
-    flipped = np.all(np.abs(tiles - outputs[1].transpose(0, 2, 1)) <= TILE_TOLERANCE, axis=(1, 2))
+    drawn = readable & np.all(np.abs(tiles - outputs[0]) <= TILE_TOLERANCE, axis=(1, 2))
+    flipped = readable & np.all(
+        np.abs(tiles - outputs[1].transpose(0, 2, 1)) <= TILE_TOLERANCE, axis=(1, 2)
+    )
     codes = np.where(drawn[:, None], as_drawn, transposed)
     problem = ""
-    if not (drawn | flipped).all():
+    if not (drawn | flipped | ~readable).all():
         problem = (
-            f"{int((~(drawn | flipped)).sum())} of the {n * n} tiles are not a digit the decoder drew (each "
-            "28 x 28 tile must be one decoded image, whole): check the reshape/transpose that tiles the digits"
+            f"{int((~(drawn | flipped | ~readable)).sum())} of the {n * n} tiles are not a digit the decoder drew "
+            "(each 28 x 28 tile must be one decoded image, whole): check the reshape/transpose that tiles the digits"
         )
-    elif len(np.unique(codes.round(5), axis=0)) != n * n:
+    elif len(np.unique(codes[readable].round(5), axis=0)) != int(readable.sum()):
         problem = f"the {n * n} tiles do not show {n * n} different codes: decode every code of the grid once"
-    # 1: transposed inside itself, 0: as drawn, -1: either (a tile whose z[1] is 0 reads the same both ways).
+    # 1: transposed inside itself, 0: as drawn, -1: either (a tile whose z[1] is 0 reads the same both ways);
+    # an unreadable tile has no code (NaN) and orientation -1.
     orientation = np.where(drawn & flipped, -1, np.where(drawn, 0, 1))
+    orientation = np.where(readable, orientation, -1)
+    codes = np.where(readable[:, None], codes, np.nan)
     return codes.reshape(n, n, 2), orientation.reshape(n, n), problem
 
 
 def decoded_tiles_problem(image: np.ndarray, n: int) -> str:
     """Why the tiles of ``image`` are not n * n different outputs of the probe decoder, or "" (``read_probe_tiles``)."""
-    return read_probe_tiles(image, n)[2]
+    return nonfinite_problem(image, n, "the picture") or read_probe_tiles(image, n)[2]
+
+
+def nonfinite_problem(image: np.ndarray, n: int, what: str) -> str:
+    """Why ``image`` (n x n tiles) holds NaN or infinity, with the likely cause, or "" when every pixel is finite.
+
+    Refused before any check that compares values, with its own message: NaN compares unequal to everything, so
+    it would otherwise read as a wrong layout, scrambled tiles or a pixel range of the finite pixels alone. The
+    probe decoder turns a code with an infinite component into a tile of NaN and infinity, so a grid through
+    norm.ppf(0) or norm.ppf(1) shows as whole rows and columns of such tiles at the picture's edges."""
+    pixels = np.asarray(image, dtype=np.float64)
+    bad_pixels = int((~np.isfinite(pixels)).sum())
+    if not bad_pixels:
+        return ""
+    counted = f"{what} holds {bad_pixels:,} NaN or infinite pixel{'s' if bad_pixels != 1 else ''}"
+    if pixels.shape != (n * DIGIT, n * DIGIT):
+        return counted
+    bad = ~np.isfinite(tiles_of(pixels, n)).all(axis=(2, 3))
+    rows, cols = bad.all(axis=1), bad.all(axis=0)
+    ends = {0, n - 1}
+    at_ends = (
+        bool(np.array_equal(bad, rows[:, None] | cols[None, :]))
+        and set(np.flatnonzero(rows)) <= ends
+        and set(np.flatnonzero(cols)) <= ends
+    )
+    where = f", in {int(bad.sum())} of its {n * n} tiles"
+    if at_ends:
+        return counted + where + ", all in its first or last row or column: " + ENDS_CAUSE
+    return (
+        counted
+        + where
+        + ": a code of the grid is NaN or infinite, or the decoder's output is; the grid is "
+        f"norm.ppf(np.linspace({GRID_ENDS[0]}, {GRID_ENDS[1]}, n)), finite at both ends"
+    )
+
+
+GRID_ENDS = (0.05, 0.95)
+"""The probabilities at the grid's ends, as the notebook's text gives them."""
+ENDS_CAUSE = (
+    "the grid's ends are infinite (norm.ppf(0) = -inf, norm.ppf(1) = inf): use "
+    f"norm.ppf(np.linspace({GRID_ENDS[0]}, {GRID_ENDS[1]}, n))"
+)
+GRID_TOLERANCE = 1e-4
+"""A code read from a tile against the grid computed here: the master's tiles are float32 copies of float64 codes
+(measured differences below 1e-7)."""
+
+
+def course_grid(n: int) -> np.ndarray:
+    """norm.ppf(np.linspace(0.05, 0.95, n)), the grid the text asks for (the standard library's inverse normal CDF,
+    equal to SciPy's to 1e-15)."""
+    from statistics import NormalDist
+
+    inverse = NormalDist().inv_cdf
+    return np.array([inverse(p) for p in np.linspace(*GRID_ENDS, n)])
+
+
+def grid_problem(along_row: np.ndarray, down_column: np.ndarray) -> str:
+    """Why the codes along the first row (z[0]) and down the first column (z[1]) of tiles are not the course's grid,
+    in words, or "" when they are. The layout is judged before this (``_layout_problem``): here only the values."""
+    n = len(along_row)
+    grid = course_grid(n)
+    if np.allclose(along_row, grid, atol=GRID_TOLERANCE) and np.allclose(
+        down_column, grid, atol=GRID_TOLERANCE
+    ):
+        return ""
+    values = along_row if not np.allclose(along_row, grid, atol=GRID_TOLERANCE) else down_column
+    steps = np.diff(values)
+    shown = ", ".join(f"{v:.3g}" for v in np.round(values[:3], 6) + 0.0) + "…"
+    if n > 2 and np.allclose(steps, steps[0], atol=GRID_TOLERANCE):
+        kind = f" to {values[-1]:.3g}, evenly spaced in z (np.linspace)"
+    else:
+        kind = f" to {values[-1]:.3g}"
+    expected = ", ".join(f"{v:.3g}" for v in np.round(grid[:3], 6) + 0.0)
+    return (
+        f"the grid is not norm.ppf(np.linspace({GRID_ENDS[0]}, {GRID_ENDS[1]}, n)): the tiles show z = {shown}{kind}; "
+        f"expected {expected}… to {grid[-1]:.3g}, evenly spaced in probability"
+    )
+
+
+MIN_BLOCK = 3
+"""Tiles a side the readable part of a picture needs before its layout is judged: with fewer, which way a code
+grows cannot be told from a reordering. A grid through norm.ppf(0) and norm.ppf(1) leaves n - 2 (3 of 5)."""
+
+
+def readable_block(codes: np.ndarray) -> tuple[slice, slice] | None:
+    """The rows and columns of tiles whose codes could be read (no NaN), when they form one square block of at
+    least ``MIN_BLOCK`` tiles a side and every tile outside it is unreadable; None otherwise. The whole picture
+    when every tile is readable."""
+    readable = np.isfinite(codes).all(axis=-1)
+    rows, cols = np.flatnonzero(readable.any(axis=1)), np.flatnonzero(readable.any(axis=0))
+    if len(rows) < MIN_BLOCK or len(rows) != len(cols):
+        return None
+    block = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    if rows[-1] - rows[0] + 1 != len(rows) or cols[-1] - cols[0] + 1 != len(cols):
+        return None
+    return block if readable[block].all() and readable.sum() == len(rows) ** 2 else None
 
 
 def arrangement(codes: np.ndarray, orientation: np.ndarray) -> tuple[str, str, bool] | None:
@@ -128,6 +235,10 @@ def arrangement(codes: np.ndarray, orientation: np.ndarray) -> tuple[str, str, b
 
     Two pictures drawn by the same ``build_manifold`` share it; the checks compare it, never the values.
     """
+    block = readable_block(codes)
+    if block is None:
+        return None
+    codes, orientation = codes[block], orientation[block]
     n = codes.shape[0]
     rows, cols = np.indices((n, n))
     ways = {"down": rows, "up": n - 1 - rows, "right": cols, "left": n - 1 - cols}
@@ -161,10 +272,6 @@ def verdict_manifold(data: dict[str, Any]) -> list[Check]:
             (420, 420),
             "15 x 15 tiles of 28 x 28 pixels in one 2-D array",
         )
-        expect(
-            bool(np.isfinite(manifold).all()) and manifold.min() >= 0 and manifold.max() <= 1,
-            f"the manifold's pixels range from {np.nanmin(manifold):.3f} to {np.nanmax(manifold):.3f}; expected values in [0, 1]",
-        )
         # The layout is judged on the probe decoder's picture, not on `manifold`: an undertrained decoder may
         # draw (almost) the same blur everywhere, and that is no fault of build_manifold.
         expect_ran(data, "build_manifold(probe_decoder)")
@@ -175,10 +282,8 @@ def verdict_manifold(data: dict[str, Any]) -> list[Check]:
             (420, 420),
             "15 x 15 tiles of 28 x 28 pixels in one 2-D array",
         )
-        expect(
-            bool(np.isfinite(image).all()),
-            "build_manifold(decoder) for a probe decoder contains NaN or infinity",
-        )
+        problem = nonfinite_problem(image, 15, "build_manifold(decoder) for a probe decoder")
+        expect(not problem, problem)
         problem = _layout_problem(image[0::28, 0::28], image[0::28, 1::28])
         if problem and not _layout_problem(image.T[0::28, 0::28], image.T[0::28, 1::28]):
             problem = (
@@ -189,11 +294,28 @@ def verdict_manifold(data: dict[str, Any]) -> list[Check]:
             not problem,
             "with the probe decoder: " + problem,
         )
+        # The grid's values, as the hidden test judges them (the same message): the layout above is right here.
+        problem = grid_problem(image[0, 0::28], image[0::28, 1])
+        expect(not problem, "with the probe decoder: " + problem)
         # The codes in place are not enough: every tile must be the probe decoder's own output for its code.
         problem = decoded_tiles_problem(image, 15)
         expect(
             not problem,
             "build_manifold(decoder) for a probe decoder: " + problem,
+        )
+        # Judged last: build_manifold is right by now, so NaN or values outside [0, 1] in `manifold` come from the
+        # trained decoder that drew it (parts 3 and 7), and the message says so. A NaN grid failed above, with its
+        # cause, on the probe decoder's picture.
+        bad = int((~np.isfinite(manifold)).sum())
+        expect(
+            not bad,
+            f"the manifold image holds {bad:,} NaN or infinite pixels, yet build_manifold draws the probe decoder's "
+            "codes right: they come from the trained decoder (did training diverge? part 7's self-check says)",
+        )
+        expect(
+            manifold.min() >= 0 and manifold.max() <= 1,
+            f"the manifold's pixels range from {manifold.min():.3f} to {manifold.max():.3f}; expected values in "
+            "[0, 1]: build_manifold is right, so the trained decoder draws them (part 3: end with a sigmoid)",
         )
 
     return [(2, "the manifold image and its layout", check)]

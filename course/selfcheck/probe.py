@@ -8,8 +8,8 @@ together so that both ends of the round trip change together; the hidden probes 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -26,6 +26,10 @@ class Probe:
     names: tuple[str, ...]
     probe: Callable[..., dict[str, Any]]
     verdict: Callable[[dict[str, Any]], list[Check]]
+    diagnosis: Callable[[Mapping[str, Any]], dict[str, str]] | None = None
+    """When a name is missing: a cause code read from the notebook's other names (``cause.json``)."""
+    causes: Mapping[str, str] = field(default_factory=dict)
+    """The message for each cause code, kept here: the kernel only names a code, never the text shown."""
 
 
 def _load(data: dict[str, Any], key: str, what: str) -> Any:
@@ -43,11 +47,19 @@ def _load(data: dict[str, Any], key: str, what: str) -> Any:
     except untrusted.TooLarge as exc:  # its message already says what was too large, and the cap
         raise AssertionError(f"{what}: {exc}") from None
     except Exception as exc:
-        text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise AssertionError(
-            f"{what} returned a model the grader cannot load with standard Keras layers only ({text}); "
-            "build it from keras.layers (Conv2D, Dense, ...), without Lambda or custom layers"
+            f"{what} {'is' if what.startswith('the ') else 'returned'} a model the grader cannot load "
+            f"({_cause(exc)}): use Keras's built-in layers and "
+            "activations only (keras.layers: Conv2D, Dense, ...), no Lambda or custom layers"
         ) from None
+
+
+def _cause(exc: Exception) -> str:
+    """The first clause of a loading error, short enough for the 3 lines a self-check's message has."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = text.split(";")[0]
+    cut = text.find(" (", 20)
+    return (text[:cut] if len(text) > 100 and cut > 0 else text)[:120]
 
 
 def _model_step(rec: probing.Recorder, key: str, what: str, build: Callable[[], Any]) -> Any:

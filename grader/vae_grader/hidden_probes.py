@@ -147,7 +147,7 @@ VAE_SEED = 105
 
 
 def probe_vae_model_hidden(build_vae: Any) -> dict[str, Any]:
-    from course.selfcheck.part5_vae_model import given_stand_ins
+    from course.selfcheck.part5_vae_model import given_stand_ins, with_checker_layers
 
     rec = probing.Recorder()
     enc, dec = given_stand_ins(VAE_SEED)
@@ -159,10 +159,14 @@ def probe_vae_model_hidden(build_vae: Any) -> dict[str, Any]:
     if model is None:
         return rec.data
     images = (np.random.default_rng(5).uniform(0, 1, (8, 28, 28, 1)) > 0.6).astype("float32")
-    # Only whether it raised is used (a VAE that cannot train fails); nothing about the step earns points.
+    # Only whether it raised is used (a VAE that cannot train fails); nothing about the step earns points. It
+    # trains the graph rebuilt with the checker's sampler and loss layer and the student's compile settings, so
+    # a loss layer that adds no loss costs part 4, not this part.
     rec.attempt(
         "vae.fit(images, None, epochs=1, batch_size=8)",
-        lambda: model.fit(images, None, epochs=1, batch_size=8, verbose=0),
+        lambda: with_checker_layers(rec.data.get("vae.keras")).fit(
+            images, None, epochs=1, batch_size=8, verbose=0
+        ),
     )
     return rec.data
 

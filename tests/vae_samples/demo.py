@@ -135,7 +135,8 @@ SUBMISSIONS: list[Submission] = [
             "test_training": "training diverges to NaN: with the KL term subtracted, growing exp(z_log_var) "
             "lowers the loss without bound",
             "test_training_hidden": "the diverged model reconstructs NaN",
-            "test_manifold": "the diverged decoder draws NaN pixels",
+            "test_manifold": "cross-part: the diverged decoder draws NaN pixels (the message says build_manifold "
+            "is right and the NaN comes from the trained decoder)",
         },
         partial={
             "test_loss_layer_hidden": (
@@ -189,13 +190,19 @@ SUBMISSIONS: list[Submission] = [
         mistakes={"data": ('(images.astype("float32") / 255.0)', 'images.astype("float32")')},
         lost={
             "test_data": "x_train ranges up to 255, expected [0, 1]",
-            "test_data_hidden": "preprocess() returns 255 for a white pixel, expected 1.0",
             # Cross-entropy against 0..255 targets is negative (val_loss about -480): the visible
             # training check says so and points back at part 6.
             "test_training": "trained on 0..255 targets, the model reconstructs [0, 1] test digits worse than fresh "
             "weights (1.01 against 0.69): the self-check asks whether the images are scaled to [0, 1]",
             "test_training_hidden": "trained on 0..255 targets, reconstructions of [0, 1] test images are no "
             "closer to their own input than to other digits (error ratio 1.00)",
+        },
+        partial={
+            "test_data_hidden": (
+                1,
+                "preprocess() (1 point) returns 255 for a white pixel, expected 1.0; x_train and x_test are "
+                "MNIST in order, as preprocess() scales them (1 point)",
+            )
         },
         feedback=("divide by 255", "trained on images scaled to [0, 1]"),
     ),
@@ -208,6 +215,10 @@ SUBMISSIONS: list[Submission] = [
                 "grid = np.linspace(-2, 2, n)",
             )
         },
+        lost={
+            "test_manifold": "the probe decoder's tiles show codes evenly spaced from -2 to 2, not "
+            "norm.ppf(linspace(0.05, 0.95, n))"
+        },
         partial={
             "test_manifold_hidden": (
                 1,
@@ -215,7 +226,7 @@ SUBMISSIONS: list[Submission] = [
                 "norm.ppf(linspace(0.05, 0.95, n)); one batched call and unscrambled tiles pass",
             )
         },
-        feedback=("norm.ppf(np.linspace(0.05, 0.95, n))",),
+        feedback=("norm.ppf(np.linspace(0.05, 0.95, n))", "evenly spaced in z"),
     ),
     sample(
         "manifold_swapped",
@@ -253,7 +264,7 @@ SUBMISSIONS: list[Submission] = [
     ),
 ]
 
-# --- issue 11: correct-but-different students (40/40 each) and more plausible mistakes ----------------
+# --- correct-but-different students (40/40 each) and more plausible mistakes ----------------
 
 SEQUENTIAL_ENCODER = """
     convolutions = keras.Sequential([
@@ -335,6 +346,49 @@ VALID_PADDING_ENCODER = """
     return keras.Model(image, [z_mean, z_log_var], name="encoder")
 """
 
+FOUR_D_LOSS = """
+    p = ops.clip(z_decoded, 1e-7, 1.0 - 1e-7)
+    pixel_loss = -(x * ops.log(p) + (1.0 - x) * ops.log(1.0 - p))
+    reconstruction = ops.mean(ops.mean(pixel_loss, axis=(1, 2, 3)))
+    kl = ops.mean(ops.exp(z_log_var) + ops.square(z_mean) - 1.0 - z_log_var, axis=-1)
+    self.add_loss(ops.add(reconstruction, ops.multiply(KL_WEIGHT, ops.mean(kl))))
+    return x
+"""
+ASARRAY_PREPROCESS = """
+    return np.asarray(images, "float32")[..., None] / 255.0
+"""
+INDEX_MANIFOLD = """
+    grid = norm.ppf(np.linspace(0.05, 0.95, n))
+    rows, cols = np.divmod(np.arange(n * n), n)  # code k sits in row k // n, column k % n
+    codes = np.stack([grid[cols], grid[rows]], axis=1).astype("float32")
+    digits = np.asarray(decoder.predict(codes, verbose=0)).reshape(n, n, digit_size, digit_size)
+    return np.concatenate([np.concatenate(list(row), axis=1) for row in digits], axis=0)
+"""
+CUSTOM_LAYER_ENCODER = """
+    class ConvBlock(layers.Layer):
+        # Conv2D + ReLU as one layer of the student's own.
+
+        def __init__(self, filters, strides=1, **kwargs):
+            super().__init__(**kwargs)
+            self.filters, self.strides = filters, strides
+            self.conv = layers.Conv2D(filters, 3, strides=strides, padding="same", activation="relu")
+
+        def call(self, inputs):
+            return self.conv(inputs)
+
+        def get_config(self):
+            return {**super().get_config(), "filters": self.filters, "strides": self.strides}
+
+    image = keras.Input(shape=(28, 28, 1), name="image")
+    x = ConvBlock(32)(image)
+    x = ConvBlock(64, strides=2)(x)
+    x = ConvBlock(64)(x)
+    x = ConvBlock(64)(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(32, activation="relu")(x)
+    return keras.Model(image, [layers.Dense(latent_dim)(x), layers.Dense(latent_dim)(x)], name="encoder")
+"""
+
 CORRECT_VARIANTS: list[Submission] = [
     sample(
         "sequential_blocks",
@@ -371,6 +425,24 @@ CORRECT_VARIANTS: list[Submission] = [
         "correct, written differently: codes and tiles in Python loops around one batched decoder call",
         mistakes={"manifold": rewritten("manifold", LOOP_MANIFOLD)},
     ),
+    sample(
+        "loss_4d_manual",
+        "correct, written differently: the cross-entropy by hand on the 4-D tensors (clipped, mean over the "
+        "pixel axes, then over the batch), the KL term as mean(exp(z_log_var) + z_mean^2 - 1 - z_log_var) and "
+        "ops.add / ops.multiply",
+        mistakes={"loss_layer": rewritten("loss_layer", FOUR_D_LOSS)},
+    ),
+    sample(
+        "data_asarray_channel",
+        'correct, written differently: np.asarray(images, "float32")[..., None] / 255.0',
+        mistakes={"data": rewritten("data", ASARRAY_PREPROCESS)},
+    ),
+    sample(
+        "manifold_divmod_concatenate",
+        "correct, written differently: each code's row and column from np.divmod, one decoder.predict call, "
+        "the tiles joined with np.concatenate row by row",
+        mistakes={"manifold": rewritten("manifold", INDEX_MANIFOLD)},
+    ),
 ]
 """Correct code written as a careful reader of the instructions might: each must earn 40/40."""
 
@@ -402,6 +474,40 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "fit_validation_split": {
         "test_training_hidden": "look untrained",
     },
+    "loss_from_logits": {
+        "test_loss_layer": "from_logits=True",
+        "test_loss_layer_hidden": "from_logits=True",
+    },
+    "data_div256": {
+        "test_data": "divided by 256 instead of 255",
+        "test_data_hidden": "divided by 256 instead of 255",
+    },
+    "manifold_nan_grid": {
+        "test_manifold": "the grid's ends are infinite",
+        "test_manifold_hidden": "the grid's ends are infinite",
+    },
+    "manifold_cdf_grid": {
+        "test_manifold": "the grid is not norm.ppf(np.linspace(0.05, 0.95, n))",
+        "test_manifold_hidden": "the grid is not norm.ppf(np.linspace(0.05, 0.95, n))",
+    },
+    "encoder_custom_layer": {
+        "test_encoder": "no Lambda or custom layers",
+        "test_encoder_hidden": "no Lambda or custom layers",
+    },
+    "encoder_dense_without_flatten": {
+        "test_encoder": "not flattened before the Dense layers",
+        "test_encoder_hidden": "expected type='Flatten'",
+    },
+    "decoder_relu_before_sigmoid": {
+        "test_decoder": "what enters the sigmoid is never negative",
+    },
+    "loss_no_add_loss": {
+        "test_loss_layer": "self.add_loss",
+        "test_loss_layer_hidden": "exactly one loss should be added",
+    },
+    # Its message is asserted on the feedback page only (``feedback``): judged here on 64 training images, the
+    # model is too little trained for the check to reach the validation data.
+    "fit_validation_on_train": {},
 }
 """For each new mistake: grade_id -> a phrase of the message that cell's failing check must show (the cause,
 not a formula). tests/test_fair_grading.py asserts every entry in-process; the pipeline tests assert them on
@@ -520,8 +626,186 @@ NEW_MISTAKES: list[Submission] = [
         },
         feedback=tuple(CATALOGUE["fit_validation_split"].values()),
     ),
+    sample(
+        "loss_from_logits",
+        "the cross-entropy with from_logits=True on the decoder's sigmoid output",
+        mistakes={
+            "loss_layer": (
+                "keras.losses.binary_crossentropy(x_flat, decoded_flat)",
+                "keras.losses.binary_crossentropy(x_flat, decoded_flat, from_logits=True)",
+            )
+        },
+        lost={
+            "test_loss_layer": "the loss for a zero code is softplus(p) - x p, the cross-entropy of logits",
+            # Cross-part, measured: trained on that loss, the reconstructions are worse than fresh weights'
+            # (cross-entropy 1.644 against 0.693), and part 7's message points back at part 4's from_logits.
+            "test_training": "cross-part: the logits loss rewards something else than good reconstructions "
+            "(1.644 per pixel against 0.693 for fresh weights); the message names from_logits in part 4",
+            "test_training_hidden": "cross-part: the reconstructions do not resemble their input (error ratio 1.00)",
+        },
+        partial={
+            "test_loss_layer_hidden": (
+                1,
+                "the loss value (3 points) is the cross-entropy of z_decoded read as logits; the layer still "
+                "passes x through (1 point)",
+            )
+        },
+        feedback=tuple(CATALOGUE["loss_from_logits"].values()),
+    ),
+    sample(
+        "data_div256",
+        "preprocess divides by 256 instead of 255 (order and shape right)",
+        mistakes={
+            "data": ('(images.astype("float32") / 255.0)', '(images.astype("float32") / 256.0)')
+        },
+        lost={"test_data": "x_train is MNIST in order, but a white pixel is 0.996, not 1.0"},
+        partial={
+            "test_data_hidden": (
+                1,
+                "preprocess() (1 point) returns 0.996 for 255: divided by 256; x_train and x_test are MNIST in "
+                "order, scaled as preprocess() scales them (1 point)",
+            )
+        },
+        feedback=tuple(CATALOGUE["data_div256"].values()),
+    ),
+    sample(
+        "manifold_nan_grid",
+        "the manifold grid through norm.ppf(np.linspace(0, 1, n)), whose ends are -inf and inf",
+        mistakes={
+            "manifold": (
+                "grid = norm.ppf(np.linspace(0.05, 0.95, n))",
+                "grid = norm.ppf(np.linspace(0, 1, n))",
+            )
+        },
+        lost={
+            "test_manifold": "the probe decoder's picture holds NaN in every edge tile: the grid's ends are infinite"
+        },
+        partial={
+            "test_manifold_hidden": (
+                1,
+                "the grid and layout (2 points): the probe decoder's picture holds NaN in every edge tile, "
+                "the grid's ends are infinite; one batched call and tiles in one piece, judged on the finite "
+                "tiles, pass",
+            )
+        },
+        feedback=tuple(CATALOGUE["manifold_nan_grid"].values()),
+    ),
+    sample(
+        "manifold_cdf_grid",
+        "the manifold grid through norm.cdf instead of norm.ppf (codes 0.52 to 0.83)",
+        mistakes={
+            "manifold": (
+                "grid = norm.ppf(np.linspace(0.05, 0.95, n))",
+                "grid = norm.cdf(np.linspace(0.05, 0.95, n))",
+            )
+        },
+        lost={
+            "test_manifold": "the probe decoder shows codes 0.52 to 0.83, not norm.ppf(linspace(0.05, 0.95, n))"
+        },
+        partial={
+            "test_manifold_hidden": (
+                1,
+                "the grid and layout (2 points): the grid is not norm.ppf(np.linspace(0.05, 0.95, n)); one "
+                "batched call and tiles in one piece pass",
+            )
+        },
+        feedback=tuple(CATALOGUE["manifold_cdf_grid"].values()),
+    ),
+    # One mistake, one part: the points below are what a grader that judges every other part with stand-ins gives.
+    sample(
+        "encoder_custom_layer",
+        "the encoder's convolutions wrapped in a custom Layer subclass (ConvBlock) of the student's own",
+        mistakes={"encoder": rewritten("encoder", CUSTOM_LAYER_ENCODER)},
+        lost={
+            "test_encoder": "the encoder holds a layer class of the student's own, which the grader does not load "
+            "(standard keras.layers only)",
+            "test_encoder_hidden": "the same: its layers and parameters cannot be read from the model file",
+            # Cross-part that remains: points come only from models the grader loads itself (docs/verdict-facts.md),
+            # and it loads standard layers only, so the trained encoder cannot be judged either.
+            "test_training": "cross-part: the trained encoder holds the custom layer, which the grader does not load",
+            "test_training_hidden": "cross-part: the same",
+        },
+        feedback=tuple(CATALOGUE["encoder_custom_layer"].values()),
+    ),
+    sample(
+        "encoder_dense_without_flatten",
+        "the encoder's Flatten left out: Dense(32) and the z heads act on every position of the 14x14x64 map",
+        mistakes={"encoder": ("    x = layers.Flatten()(x)\n", "")},
+        lost={
+            "test_encoder": "z_mean has shape (None, 14, 14, 2), expected (None, 2): Flatten before the Dense "
+            "layers",
+            "test_encoder_hidden": "the layers (no Flatten) and the output shape",
+            # Cross-part that remains, as for encoder_stride1: shape_before_flattening finds no Flatten, so the
+            # notebook's own decoder, VAE, training and manifold are never built.
+            **_NOT_TRAINED,
+            "test_manifold": "cross-part: `decoder` is never defined, so the manifold cell cannot draw `manifold`",
+        },
+        feedback=tuple(CATALOGUE["encoder_dense_without_flatten"].values()),
+    ),
+    sample(
+        "decoder_relu_before_sigmoid",
+        "the decoder's last Conv2D with ReLU, then a sigmoid: every pixel is at least 0.5",
+        mistakes={
+            "decoder": (
+                'image = layers.Conv2D(1, 3, padding="same", activation="sigmoid")(x)',
+                'image = layers.Activation("sigmoid")(layers.Conv2D(1, 3, padding="same", activation="relu")(x))',
+            )
+        },
+        lost={
+            "test_decoder": "no decoded pixel is below 0.5: sigmoid of a ReLU output",
+            # Cross-part that remains, as for decoder_no_sigmoid: a decoder that cannot draw a dark pixel cannot
+            # learn to reconstruct; part 7's messages say to fix part 3.
+            "test_training": "cross-part: the trained decoder is stuck at 0.5 and above (cross-entropy 0.6931, fresh "
+            "weights 0.6932)",
+            "test_training_hidden": "cross-part: the trained decoder is not part 3's decoder (a ReLU where the "
+            "sigmoid belongs)",
+        },
+        partial={
+            "test_decoder_hidden": (
+                1,
+                "the layers and parameters (2 points): a ReLU activation and an extra Activation layer where "
+                "the sigmoid Conv2D belongs; latent_dim and shape_before_flattening are used (1 point)",
+            )
+        },
+        feedback=tuple(CATALOGUE["decoder_relu_before_sigmoid"].values()),
+    ),
+    sample(
+        "loss_no_add_loss",
+        "the loss computed but never registered with self.add_loss",
+        mistakes={
+            "loss_layer": (
+                "self.add_loss(reconstruction + KL_WEIGHT * ops.mean(kl))",
+                "loss = reconstruction + KL_WEIGHT * ops.mean(kl)",
+            )
+        },
+        lost={
+            "test_loss_layer": "the layer adds no loss",
+            # Training is the one part that depends on the others by nature (README, "What each part's
+            # checks depend on"): with no loss, vae.fit cannot run, and the self-check names part 4 as the cause.
+            "test_training": "vae.fit stopped because the VAE has no loss (the self-check says to add it with "
+            "self.add_loss in part 4)",
+            "test_training_hidden": "never trained: the reconstructions are the grey blur of fresh weights",
+        },
+        partial={
+            "test_loss_layer_hidden": (
+                1,
+                "the loss value (3 points): no loss is added; the layer passes x through (1 point)",
+            )
+        },
+        feedback=(
+            *CATALOGUE["loss_no_add_loss"].values(),
+            "vae.fit stopped because the VAE has no loss",
+        ),
+    ),
+    sample(
+        "fit_validation_on_train",
+        "vae.fit validated on the training images: validation_data=(x_train, None)",
+        mistakes={"training": ("validation_data=(x_val, None)", "validation_data=(x_train, None)")},
+        lost={"test_training": "the history's val_loss is the loss on x_train, not on x_val"},
+        feedback=("the validation data were not x_val",),
+    ),
 ]
-"""Plausible mistakes of issue 11, each losing the points of its own part (cross-part losses say why)."""
+"""Plausible mistakes, each losing the points of its own part (cross-part losses say why)."""
 
 SUBMISSIONS += CORRECT_VARIANTS + NEW_MISTAKES
 

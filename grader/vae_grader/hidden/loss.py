@@ -35,7 +35,9 @@ def loss_terms(
 ) -> dict[str, float]:
     """The pieces of the loss, and of its plausible misreadings, in float64.
 
-    ``reconstruction``: mean pixel cross-entropy; ``kl``: -mean over latent dims, mean over the batch;
+    ``reconstruction``: mean pixel cross-entropy; ``reconstruction_logits``: the same with ``decoded`` read
+    as logits (``from_logits=True`` on the decoder's sigmoid output: softplus(p) - x p per pixel, which is what
+    Keras computes then); ``kl``: -mean over latent dims, mean over the batch;
     ``kl_sum``: the same summed over the latent dims; ``kl_half_sum``: half that sum, the textbook
     form, which equals ``kl`` only for 2 latent dims; ``kl_batch_sum``: averaged over latent dims but
     summed over the batch.
@@ -43,9 +45,12 @@ def loss_terms(
     x = x.reshape(len(x), -1).astype("float64")
     p = np.clip(decoded.reshape(len(decoded), -1).astype("float64"), eps, 1 - eps)
     pixels = -(x * np.log(p) + (1 - x) * np.log(1 - p))
+    logits = decoded.reshape(len(decoded), -1).astype("float64")
+    pixels_logits = np.logaddexp(0.0, logits) - x * logits
     per_dim = -(1 + z_log_var - z_mean**2 - np.exp(z_log_var)).astype("float64")
     return {
         "reconstruction": float(np.mean(pixels)),
+        "reconstruction_logits": float(np.mean(pixels_logits)),
         "kl": float(np.mean(per_dim.mean(axis=-1))),
         "kl_sum": float(np.mean(per_dim.sum(axis=-1))),
         "kl_half_sum": float(np.mean(0.5 * per_dim.sum(axis=-1))),
@@ -59,6 +64,11 @@ LOSS_SLIPS: tuple[tuple[str, Callable[[dict[str, float]], float]], ...] = (
         "the reconstruction term is summed over the 784 pixels of each image instead of averaged: take the mean over "
         "all pixels (the KL weight 5e-4 is set for a mean)",
         lambda t: t["pixels"] * t["reconstruction"] + KL_WEIGHT * t["kl"],
+    ),
+    (
+        "the cross-entropy reads z_decoded as logits (from_logits=True), but the decoder's sigmoid already "
+        "gives probabilities in [0, 1]: leave from_logits at its default, False",
+        lambda t: t["reconstruction_logits"] + KL_WEIGHT * t["kl"],
     ),
     (
         "the KL term is missing: add 5e-4 times -mean(1 + z_log_var - z_mean^2 - exp(z_log_var))",
@@ -134,9 +144,16 @@ def verdict_loss_layer(data: dict[str, Any], salt: int = 0) -> list[Check]:
             expect(len(losses) == 1, f"exactly one loss should be added; found {len(losses)}")
             total, reconstruction = reference_vae_loss(*inputs)
             got = float(losses[0])
+            # A NaN or infinite loss says nothing about the KL sign: it is refused first, with its own message.
+            expect(
+                bool(np.isfinite(got)),
+                f"the loss for a batch of {batch} with latent_dim {latent} is {got}: every decoded pixel here "
+                "is in [0.01, 0.99], so a NaN or infinite loss comes from the formula itself (a log of 0 or of a "
+                "negative number, an exp that overflows)",
+            )
             if abs(got - total) <= 1e-5:
                 continue
-            slip = diagnose_loss(got, loss_terms(*inputs)) if np.isfinite(got) else None
+            slip = diagnose_loss(got, loss_terms(*inputs))
             if slip is not None:
                 raise AssertionError(
                     f"the loss for a batch of {batch} with latent_dim {latent} is {got:.5g}, expected "

@@ -27,6 +27,7 @@ from course.checks import (
     expect_shape,
 )
 from course.selfcheck import _load, _numpy
+from course.selfcheck.part1_encoder import latent_hint
 from course.selfcheck.part5_vae_model import compile_config, load_vae, vae_problem
 from vae_grader import hidden_probes as hp
 
@@ -68,7 +69,12 @@ def verdict_encoder(data: dict[str, Any]) -> list[Check]:
     def parameters() -> None:
         expect_param_count("the encoder", encoder(), 494_244)
         z_mean, _ = encoder()(np.zeros((3, 28, 28, 1), "float32"))
-        expect_shape("z_mean for a batch of 3 images", _numpy(z_mean).shape, (3, 2))
+        expect_shape(
+            "z_mean for a batch of 3 images",
+            _numpy(z_mean).shape,
+            (3, 2),
+            latent_hint(_numpy(z_mean).shape),
+        )
 
     return [
         (2, "the encoder's layers", layers),

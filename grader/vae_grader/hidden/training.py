@@ -16,6 +16,7 @@ import numpy as np
 
 from course.checks import Check, expect, expect_close, expect_ran, expect_shape
 from course.selfcheck import _load, _numpy
+from vae_grader import hidden_probes as hp
 
 
 # --- part 6 -----------------------------------------------------------------------------------------
@@ -30,30 +31,75 @@ def mnist() -> tuple[np.ndarray, np.ndarray]:
 
 
 def verdict_data(data: dict[str, Any]) -> list[Check]:
-    def preprocess() -> None:
+    """preprocess() on known pixels; x_train and x_test as preprocess() scales MNIST, in MNIST's order.
+
+    One slip, one check: a preprocess() that divides by another number fails the preprocess() check, which names
+    the divisor, and the arrays are then compared with MNIST scaled the way that preprocess() scales it, so
+    the order check judges the order only."""
+    from course.selfcheck.part6_data import divisor_found, scale_hint
+
+    pixels = hp.preprocess_input()[0, [0, 0, 14, 14], [0, 14, 0, 14]]  # 0, 255, 51, 102
+
+    def preprocessed() -> np.ndarray:
         expect_ran(data, "preprocess(images)")
         out = np.asarray(data.get("preprocessed", np.zeros(0)))
         expect_shape("preprocess() of 3 images", out.shape, (3, 28, 28, 1))
+        return out
+
+    def preprocess() -> None:
+        out = preprocessed()
         expect(out.dtype == np.float32, f"preprocess() returns {out.dtype}; expected float32")
+        values = out[0, [0, 0, 14, 14], [0, 14, 0, 14], 0]
+        divisor = divisor_found(values, pixels)
+        expect(
+            divisor is None or abs(divisor - 255.0) <= 255.0 * 1e-5,
+            f"preprocess() of pixel values 0, 255, 51, 102 is "
+            f"{', '.join(f'{v:.4g}' for v in np.asarray(values, np.float64))}: the pixels are "
+            f"{scale_hint(divisor or 255.0)}",
+        )
         expect_close(
             "preprocess() of pixel values 0, 255, 51, 102",
-            out[0, [0, 0, 14, 14], [0, 14, 0, 14], 0],
-            [0.0, 1.0, 0.2, 0.4],
+            values,
+            pixels / 255.0,
             atol=1e-6,
             hint="scale by 1/255",
         )
 
+    def student_divisor() -> float:
+        """The divisor preprocess() uses, read from its output on the known pixels (255 when there is none)."""
+        try:
+            out = preprocessed()
+        except AssertionError:
+            return 255.0
+        return divisor_found(out[0, [0, 0, 14, 14], [0, 14, 0, 14], 0], pixels) or 255.0
+
     def order() -> None:
         reference_train, reference_test = mnist()
+        divisor = student_divisor()
         for name, reference in (("x_train", reference_train), ("x_test", reference_test)):
             head = data.get(f"{name}.head")
             expect(head is not None, f"{name} is not an array of images")
+            expected = (reference[:100] / divisor)[..., None]
+            actual = np.asarray(head, dtype=np.float64)
+            if actual.shape == expected.shape and bool(
+                np.all(np.isfinite(actual))
+                and np.allclose(actual, expected, atol=1e-6 * 255 / divisor)
+            ):
+                continue
+            found = divisor_found(actual, reference[: len(actual)]) if len(actual) == 100 else None
+            expect(
+                found is None,
+                f"{name} holds the MNIST {'training' if name == 'x_train' else 'test'} images in their original "
+                f"order, but not as preprocess() scales them: {name} is MNIST divided by {found or 0:.6g}, "
+                f"preprocess() divides by {divisor:.6g}; make {name} with preprocess()",
+            )
             expect_close(
                 f"{name} (first 100 images)",
                 head,
-                (reference[:100] / 255.0)[..., None],
-                atol=1e-6,
-                hint=f"{name} must be the MNIST {'training' if name == 'x_train' else 'test'} images in their original order",
+                expected,
+                atol=1e-6 * 255 / divisor,
+                hint=f"{name} must be the MNIST {'training' if name == 'x_train' else 'test'} images in their "
+                "original order",
             )
 
     return [(1, "preprocess()", preprocess), (1, "x_train and x_test", order)]
@@ -67,7 +113,7 @@ def verdict_data(data: dict[str, Any]) -> list[Check]:
 # (``course.selfcheck.part7_training.TRAINED_RECONSTRUCTION``). Nothing the kernel states is read.
 
 RATIO_THRESHOLD = 0.90
-"""Calibrated in README ("Calibration"): master 0.59-0.81 over 10 seeds; input-ignoring models 1.00."""
+"""Calibrated in docs/measurements.md ("Calibration"): master 0.59-0.81 over 10 seeds; input-ignoring models 1.00."""
 
 
 UNTRAINED_SPREAD = 0.02
@@ -85,8 +131,14 @@ RECONSTRUCTION_SEED = 11
 """The grader's own noise for z (fixed, so a submission gets the same grade each time it is graded)."""
 
 
-def diagnose_training(decoded: np.ndarray) -> str:
-    """Why reconstructions fail: a decoder that never trained, or one that trained but ignores its code."""
+def diagnose_training(decoded: np.ndarray, decoder: Any) -> str:
+    """Why reconstructions fail: a decoder stuck at sigmoid(0), one that never trained, or one that trained but
+    ignores its code."""
+    from course.selfcheck.part7_training import stuck_output
+
+    stuck = stuck_output(decoded, decoder)
+    if stuck is not None:
+        return stuck
     mean, spread = float(np.mean(decoded)), float(np.mean(np.std(decoded, axis=0)))
     if spread < UNTRAINED_SPREAD and abs(mean - 0.5) < 0.1:
         return (
@@ -97,7 +149,8 @@ def diagnose_training(decoded: np.ndarray) -> str:
         )
     return (
         "check that training ran on the preprocessed images and that the decoder is trained through the loss "
-        "(an earlier self-check that fails, e.g. the decoder's output in part 3, is the first thing to fix)"
+        "(an earlier part whose checks fail, e.g. the loss layer of part 4 or the decoder's output of part 3, is "
+        "the first thing to fix)"
     )
 
 
@@ -145,6 +198,7 @@ def verdict_training(data: dict[str, Any]) -> list[Check]:
     from course import training_budget
     from course.architecture import shape_before_flattening
     from course.quality import reconstruction_report
+    from course.selfcheck.part1_encoder import latent_hint
     from course.selfcheck.part7_training import TRAINED_RECONSTRUCTION
 
     def check() -> None:
@@ -157,7 +211,9 @@ def verdict_training(data: dict[str, Any]) -> list[Check]:
             "the trained encoder's z_mean",
             encoder.outputs[0].shape,
             (None, 2),
-            "the code has latent_dim = 2 numbers",
+            "the code has latent_dim = 2 numbers"
+            if len(tuple(encoder.outputs[0].shape)) <= 2
+            else latent_hint(encoder.outputs[0].shape) + " (part 1)",
         )
         expect_shape(
             "the trained decoder's input",
@@ -196,7 +252,7 @@ def verdict_training(data: dict[str, Any]) -> list[Check]:
             report.ratio < RATIO_THRESHOLD,
             f"your reconstructions resemble their own input hardly more than other digits (error ratio {report.ratio:.3f}; "
             "the reference solution reaches 0.59 to 0.81 after the same short training, and a model that ignores its "
-            f"input scores 1.00): {diagnose_training(decoded)}.",
+            f"input scores 1.00): {diagnose_training(decoded, decoder)}.",
         )
         # The reconstruction term of the VAE loss on x_val as the notebook defines it, computed here. The KL term is
         # part 4's business: a part-4 slip must not cost part 7 (docs/part7-trained.md has the measurements).
@@ -209,7 +265,7 @@ def verdict_training(data: dict[str, Any]) -> list[Check]:
             f"the reconstruction term of the VAE loss on the validation images is {reached:.4g} per pixel (z drawn "
             f"from your encoder's z_mean and z_log_var); the reference solution reaches 0.208 to 0.234 after the same "
             f"short training, and always drawing the average digit gives 0.254: your encoder and decoder do not "
-            f"reconstruct like a trained VAE ({diagnose_training(decoded)}).",
+            f"reconstruct like a trained VAE ({diagnose_training(decoded, decoder)}).",
         )
 
     return [(5, "reconstruction quality of the trained encoder and decoder", check)]
