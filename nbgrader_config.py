@@ -38,18 +38,18 @@ c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 # Time limits per cell: the training cell (and any cell calling .fit) gets its own, longer limit,
 # because at a flat 60 s it timed out in demo runs and cost correct submissions their training
 # points; every other cell gets 60 s, so an endless loop costs a submission one minute, not three.
-# Every limit below rests on measurements kept in one place: README, "What the limits rest on".
+# Every limit below rests on measurements kept in one place: docs/measurements.md, "What the limits rest on".
 c.Execute.timeout = int(os.environ.get("VAE_CELL_TIMEOUT", "60"))
 c.RobustExecute.training_timeout = int(
     os.environ.get("VAE_TRAINING_TIMEOUT", "180")
 )  # cells that call .fit(
 c.Execute.interrupt_on_timeout = True
 
-# --- Feedback pages (grader/vae_grader/feedback.py, issue 4) -------------------------------------
+# --- Feedback pages (grader/vae_grader/feedback.py) -------------------------------------
 # Feedback is rendered from the autograded notebooks, which hold the hidden tests; nbgrader alone
 # shows their source and quotes them in tracebacks (upstream #917, #1363). StudentFeedback removes
 # the hidden regions and cuts each error down to the message written for the student. It also makes
-# the page safe to open (issue 10): markdown and HTML outputs go through nbconvert's sanitiser
+# the page safe to open: markdown and HTML outputs go through nbconvert's sanitiser
 # (SanitizeHTML, bleach) and JavaScript, SVG and widget outputs are dropped, because nbgrader's
 # feedback template prints them raw. Hidden-test markers (ClearHiddenTests.begin_test_delimeter /
 # end_test_delimeter, nbgrader's defaults) count only in the instructor's test cells, so a student
@@ -137,7 +137,7 @@ c.Sandbox.scratch_size = 512 * MiB  # each private tmpfs: /tmp, /dev/shm, the wo
 c.Sandbox.kernel_uid = 0  # grading as root: kernel's uid (0: 100000 + pid mod 50000)
 c.Sandbox.socket_timeout = 120  # s for the kernel to open its sockets
 # The verdict process (grader/vae_grader/confined_judge.py): unpacks answers, loads models, judges.
-# Reasons for each value: README, "What the limits rest on".
+# Reasons for each value: docs/measurements.md, "What the limits rest on".
 c.ConfinedJudge.memory_limit = 3 * GiB  # resident memory; past it the verdict scores 0
 c.ConfinedJudge.address_space = 8 * GiB  # RLIMIT_AS backstop
 c.ConfinedJudge.cpu_seconds = 120  # CPU s per verdict (all threads); past it the verdict scores 0

@@ -55,7 +55,7 @@ class TrainingBudget:
     def learning_rate_schedule(self) -> Any:
         """What ``build_vae`` hands to Adam: the constant rate, or a Keras warm-up + cosine schedule.
 
-        The student's default uses the cosine schedule (README, "Speed of the student's run"); the
+        The student's default uses the cosine schedule (docs/measurements.md, "Speed of the student's run"); the
         grading run keeps the constant rate its threshold was calibrated with. Keras imports only
         here, so reading the budget stays cheap.
         """

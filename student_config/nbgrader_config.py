@@ -129,7 +129,7 @@ c.ExchangeFactory.fetch_feedback = OwnFetchFeedback
 # Validating runs the whole notebook with the short grading budget (course/budget.py picks it from
 # NBGRADER_EXECUTION, which nbgrader sets). nbgrader's default limit of 30 s per cell stopped a
 # correct notebook in the training cell; 300 s leaves a student's slower laptop several times the
-# slowest measured run (README, "What the limits rest on"). A cell past it is interrupted and
+# slowest measured run (docs/measurements.md, "What the limits rest on"). A cell past it is interrupted and
 # reported as the failing cell (interrupt_on_timeout), not as a crash of the validator.
 #
 # Everything below is scoped to the validator (`c.Validator.Execute`): the instructor's autograde,

@@ -43,7 +43,29 @@ class GradedCourse:
         return self.demo + self.adversarial
 
 
+OUT_OF_PROCESS = (
+    "slow",
+    "kernel",
+    "nbgrader",
+    "judge",
+    "sandbox",
+    "exchange",
+    "browser",
+    "postgres",
+)
+"""Markers of tests that start other programs; ``--in-process`` (``make test-fast``) leaves them out."""
+
+TOOLS_IN_PROCESS_LAYER = frozenset({"ruff", "git"})
+"""Programs a fast test may still run: short-lived tools, no kernel, no nbgrader, no sandbox."""
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--in-process",
+        action="store_true",
+        help="run only tests that start no kernel, nbgrader, sandbox, browser or server (make test-fast); "
+        "an unmarked test that starts one fails and names the marker it needs",
+    )
     parser.addoption(
         "--only",
         action="append",
@@ -66,6 +88,17 @@ def chosen_students(config: pytest.Config) -> list[str]:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        # Every test that reads the class's grades runs nbgrader through this fixture, so the fixture
+        # says so once for all of them.
+        if "graded_course" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.nbgrader)
+    if config.getoption("in_process"):
+        outside = [
+            item for item in items if any(item.get_closest_marker(m) for m in OUT_OF_PROCESS)
+        ]
+        items[:] = [item for item in items if item not in outside]
+        config.hook.pytest_deselected(items=outside)
     chosen = set(chosen_students(config))
     if not chosen:
         return
@@ -124,3 +157,30 @@ def graded_course(
         root, demo + adversarial, progress=lambda message: live_print("  " + message)
     )
     return GradedCourse(run=run, demo=demo, adversarial=adversarial)
+
+
+@pytest.fixture(autouse=True)
+def _only_in_process(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under ``--in-process``, a test that starts a program other than a short tool fails, naming it:
+    the markers then say what every test runs, and the fast layer cannot quietly grow slow."""
+    if not request.config.getoption("in_process"):
+        return
+    import subprocess
+
+    real_init = subprocess.Popen.__init__
+
+    def guarded(self: subprocess.Popen, args: object, *rest: object, **kwargs: object) -> None:
+        argv = [args] if isinstance(args, (str, bytes, os.PathLike)) else list(args)  # type: ignore[call-overload]
+        words = [os.fsdecode(word) for word in argv]  # type: ignore[arg-type]
+        program = os.path.basename(words[0].split()[0]) if words else ""
+        if program.startswith("python") and words[1:2] == ["-m"] and len(words) > 2:
+            program = words[2]  # `python -m ruff` runs the tool
+        if program not in TOOLS_IN_PROCESS_LAYER:
+            pytest.fail(
+                f"{request.node.nodeid} starts {program!r}: mark it with what it runs "
+                f"({', '.join(OUT_OF_PROCESS[1:])}) so that the fast layer (--in-process) leaves it out",
+                pytrace=False,
+            )
+        real_init(self, args, *rest, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", guarded)

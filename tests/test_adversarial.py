@@ -1,4 +1,4 @@
-"""Grading hardening (issue 5): the adversarial corpus, the sandbox, and the notebook repairs.
+"""Grading hardening: the adversarial corpus, the sandbox, and the notebook repairs.
 
 The corpus is graded ONCE per session with the demo set by the ``graded_course`` fixture
 (tests/conftest.py): these tests only read that run. Every case must get exactly its fair grade,
@@ -331,6 +331,8 @@ def _run_probe(course: Path, workdir: Path) -> dict:
     return json.loads(line[-1][len("PROBE") :])
 
 
+@pytest.mark.sandbox
+@pytest.mark.kernel
 def test_sandboxed_kernel_is_confined(tmp_path):
     if not os.environ.get("MNIST_NPZ"):
         pytest.fail(
@@ -512,6 +514,8 @@ def test_static_scan_finds_tampering_and_process_control():
 # --- the executor on its own (a minute, no nbgrader, no TensorFlow) ------------------------------------------
 
 
+@pytest.mark.sandbox
+@pytest.mark.kernel
 def test_executor_survives_crashes_timeouts_and_forks_and_never_runs_test_cells(tmp_path):
     """Each incident costs only its own cell (after every one, f() from before is back); test cells are judged, not run."""
     from nbformat.v4 import new_code_cell, new_notebook
@@ -598,6 +602,8 @@ def test_executor_survives_crashes_timeouts_and_forks_and_never_runs_test_cells(
     assert seconds < 300, f"the executor test took {seconds:.0f} s"
 
 
+@pytest.mark.sandbox
+@pytest.mark.kernel
 def test_exit_in_a_cell_costs_only_that_cell(tmp_path):
     """IPython's exit() and quit() stop the kernel just after it replies: each such cell gets
     KernelStopped, is left out of the replay, and the cells after it run with the state restored.

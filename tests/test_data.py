@@ -50,7 +50,9 @@ def test_shared_file_is_the_real_mnist(real):
         assert hashlib.sha256(np.ascontiguousarray(real[key]).tobytes()).hexdigest() == digest, key
     assert real["x_train"].shape == (60000, 28, 28) and real["x_train"].dtype == np.uint8
     assert list(real["y_train"][:10]) == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
-    assert abs(real["x_train"].mean() - 33.3184) < 1e-3  # README: train pixel mean 33.3184
+    assert (
+        abs(real["x_train"].mean() - 33.3184) < 1e-3
+    )  # ../shared/data/README.md: train pixel mean 33.3184
 
 
 def test_environment_variable_is_used(monkeypatch, real, tmp_path):

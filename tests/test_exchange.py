@@ -218,7 +218,7 @@ def test_bad_input(world: CourseWorld):
 @pytest.mark.xfail(
     strict=True,
     reason=(
-        "known gap, reported on issue 13: nbgrader validate checks only the graded cells still in the notebook, "
+        "known gap: nbgrader validate checks only the graded cells still in the notebook, "
         "so one whose graded cells were deleted validates to Success (autograde restores them from the gradebook)"
     ),
 )

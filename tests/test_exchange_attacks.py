@@ -11,7 +11,6 @@ beside the master reaches neither autograded/ nor feedback/.
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import shlex
 import shutil
@@ -19,39 +18,33 @@ import stat
 import time
 from pathlib import Path
 
-import nbformat
 import pytest
 from nbgrader.api import Gradebook
 
-from exchange_world import ASSIGNMENT, COURSE_ID, CourseWorld, Person
+from exchange_attack_kit import (
+    NOTEBOOK,
+    PRIVATE_NOTE,
+    as_student,
+    assert_no_source_in_submitted,
+    back_to_honest,
+    collect,
+    honest_world,
+    inbound,
+    marks,
+    plant_entry,
+    report,
+    stamp,
+    submitted,
+)
+from exchange_world import ASSIGNMENT, COURSE_ID, CourseWorld
 
 # The tests with students as real Unix users are marked slow and exchange; the in-process ones at
 # the end (a swap during the copy, the roster, the private files) run in the fast layer.
 
-NOTEBOOK = f"{ASSIGNMENT}.ipynb"
-PRIVATE_NOTE = "instructor-notes.md"
-STAMP = "%Y-%m-%d %H:%M:%S.%f UTC"
-
 
 @pytest.fixture(scope="module")
 def world():
-    world = CourseWorld.create(("alice", "bob"))
-    world.release()
-    alice, bob = world.students["alice"], world.students["bob"]
-    for student in (alice, bob):
-        world.nbgrader(student, "fetch_assignment", ASSIGNMENT)
-    mark(world, bob, "bob, first submission")
-    world.nbgrader(bob, "submit", ASSIGNMENT)
-    time.sleep(1.1)
-    mark(world, alice, "alice, her own work")
-    world.nbgrader(alice, "submit", ASSIGNMENT)
-    time.sleep(1.1)
-    mark(world, bob, "bob, latest submission")
-    world.nbgrader(bob, "submit", ASSIGNMENT)
-    world.honest = set(os.listdir(inbound(world)))
-    yield world
-    print("\nCommands run, in order:\n" + "\n".join(world.transcript))
-    world.remove()
+    yield from honest_world()
 
 
 @pytest.fixture(autouse=True)
@@ -62,69 +55,7 @@ def clean_state(request: pytest.FixtureRequest):
         return
     world = request.getfixturevalue("world")
     yield
-    for name in set(os.listdir(inbound(world))) - world.honest:
-        path = inbound(world) / name
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        else:
-            path.unlink()
-    shutil.rmtree(world.course / "submitted", ignore_errors=True)
-
-
-def inbound(world: CourseWorld) -> Path:
-    return world.exchange / COURSE_ID / "inbound"
-
-
-def mark(world: CourseWorld, student: Person, text: str) -> None:
-    """Put ``text`` in the first cell of the student's notebook, as the student."""
-    path = world.fetched_notebook(student)
-    nb = nbformat.read(path, as_version=4)
-    nb.cells.insert(0, nbformat.v4.new_markdown_cell(f"MARK: {text}"))
-    nbformat.write(nb, path)
-    os.chown(path, student.uid, student.uid)
-
-
-def marks(path: Path) -> str:
-    nb = nbformat.read(path, as_version=4)
-    return nb.cells[0].source if nb.cells else ""
-
-
-def stamp(delta_s: float = 0.0) -> str:
-    return (dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=delta_s)).strftime(STAMP)
-
-
-def as_student(world: CourseWorld, student: Person, script: str) -> None:
-    """Run a shell script as the student, in their home, with $IN the inbound folder."""
-    world.run(student, "sh", "-c", f"IN={shlex.quote(str(inbound(world)))}; set -e; {script}")
-
-
-def plant_entry(
-    world: CourseWorld, student: Person, name: str, extra: str = "", when: str = ""
-) -> str:
-    """As ``student``: a hand-made inbound entry ``name`` holding their notebook, a timestamp.txt
-    (``when``, default the time in the name) and ``extra`` shell steps run inside it."""
-    when = when or name.rsplit("+", 3)[2]
-    q = shlex.quote
-    as_student(
-        world,
-        student,
-        f'mkdir "$IN"/{q(name)}; cd "$IN"/{q(name)}; cp ~/{ASSIGNMENT}/{NOTEBOOK} .; '
-        f"printf %s {q(when)} > timestamp.txt; printf %s {'ab' * 64} > submission_secret.txt; "
-        f"{extra or 'true'}",
-    )
-    return name
-
-
-def collect(world: CourseWorld, *args: str):
-    result = world.nbgrader(world.instructor, "collect", ASSIGNMENT, *args, timeout=300)
-    assert "Traceback" not in result.stdout, result.stdout
-    return result
-
-
-def report(world: CourseWorld) -> str:
-    """The last run's section of the collect report."""
-    text = (world.course / "reports" / f"collect-{ASSIGNMENT}.txt").read_text()
-    return text[text.rindex("== collect ") :]
+    back_to_honest(world, "submitted")
 
 
 def refusal(world: CourseWorld, output: str, entry: str, reason: str) -> str:
@@ -136,10 +67,6 @@ def refusal(world: CourseWorld, output: str, entry: str, reason: str) -> str:
     return lines[0]
 
 
-def submitted(world: CourseWorld, student: str) -> Path:
-    return world.course / "submitted" / student / ASSIGNMENT / NOTEBOOK
-
-
 def assert_honest_collected(world: CourseWorld) -> None:
     """bob's latest real submission and alice's own, nothing of source/ in submitted/."""
     assert marks(submitted(world, "bob")) == "MARK: bob, latest submission"
@@ -147,16 +74,6 @@ def assert_honest_collected(world: CourseWorld) -> None:
     assert_no_source_in_submitted(world)
     summary = report(world).splitlines()[-1]
     assert summary.startswith(f"collect {ASSIGNMENT}: 2 collected"), summary
-
-
-def assert_no_source_in_submitted(world: CourseWorld) -> None:
-    master = (world.course / "source" / ASSIGNMENT / NOTEBOOK).read_bytes()
-    for path in (world.course / "submitted").rglob("*"):
-        assert not path.is_symlink(), path
-        if path.is_file():
-            assert path.read_bytes() != master, path
-            assert path.name != PRIVATE_NOTE, path
-            assert "### BEGIN SOLUTION" not in path.read_text(errors="replace"), path
 
 
 # ---- the attacks of the brief ------------------------------------------------------------------
@@ -548,6 +465,7 @@ def test_roster_maps_users_and_refuses_bad_ids(tmp_path: Path):
     ]
 
 
+@pytest.mark.nbgrader
 def test_collect_refuses_when_the_course_configuration_breaks(tmp_path: Path):
     """nbgrader goes on with its defaults when nbgrader_config.py fails to load; its own collect
     is the one the attacks above defeat, so the students' configuration stops it instead."""

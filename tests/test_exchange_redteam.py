@@ -7,7 +7,6 @@ worked. The instructor runs as root, as in the other exchange tests.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import os
 import shlex
@@ -18,38 +17,31 @@ import subprocess
 import time
 from pathlib import Path
 
-import nbformat
 import pytest
 
-from exchange_world import ASSIGNMENT, COURSE_ID, CourseWorld, Person
+from exchange_attack_kit import (
+    NOTEBOOK,
+    as_student,
+    assert_no_source_in_submitted,
+    back_to_honest,
+    collect,
+    honest_world,
+    inbound,
+    mark,
+    marks,
+    plant_entry,
+    stamp,
+    submitted,
+)
+from exchange_attack_kit import report as report_text
+from exchange_world import ASSIGNMENT, COURSE_ID, CourseWorld
 
-NOTEBOOK = f"{ASSIGNMENT}.ipynb"
-STAMP = "%Y-%m-%d %H:%M:%S.%f UTC"
 q = shlex.quote
-
-
-# ---- the world: alice and bob hand in honestly first (bob twice) -------------------------------
 
 
 @pytest.fixture(scope="module")
 def world():
-    world = CourseWorld.create(("alice", "bob"))
-    world.release()
-    alice, bob = world.students["alice"], world.students["bob"]
-    for student in (alice, bob):
-        world.nbgrader(student, "fetch_assignment", ASSIGNMENT)
-    mark(world, bob, "bob, first submission")
-    world.nbgrader(bob, "submit", ASSIGNMENT)
-    time.sleep(1.1)
-    mark(world, alice, "alice, her own work")
-    world.nbgrader(alice, "submit", ASSIGNMENT)
-    time.sleep(1.1)
-    mark(world, bob, "bob, latest submission")
-    world.nbgrader(bob, "submit", ASSIGNMENT)
-    world.honest = set(os.listdir(inbound(world)))
-    yield world
-    print("\nCommands run, in order:\n" + "\n".join(world.transcript[-40:]))
-    world.remove()
+    yield from honest_world()
 
 
 @pytest.fixture(autouse=True)
@@ -59,84 +51,8 @@ def clean_state(request: pytest.FixtureRequest):
         return
     world = request.getfixturevalue("world")
     yield
-    for name in set(os.listdir(inbound(world))) - world.honest:
-        path = inbound(world) / name
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        else:
-            path.unlink()
-    for folder in ("submitted", "feedback"):
-        shutil.rmtree(world.course / folder, ignore_errors=True)
+    back_to_honest(world, "submitted", "feedback")
     shutil.rmtree(world.exchange / COURSE_ID / "feedback", ignore_errors=True)
-
-
-def inbound(world: CourseWorld) -> Path:
-    return world.exchange / COURSE_ID / "inbound"
-
-
-def mark(world: CourseWorld, student: Person, text: str) -> None:
-    path = world.fetched_notebook(student)
-    nb = nbformat.read(path, as_version=4)
-    nb.cells.insert(0, nbformat.v4.new_markdown_cell(f"MARK: {text}"))
-    nbformat.write(nb, path)
-    os.chown(path, student.uid, student.uid)
-
-
-def marks(path: Path) -> str:
-    nb = nbformat.read(path, as_version=4)
-    return nb.cells[0].source if nb.cells else ""
-
-
-def stamp(delta_s: float = 0.0) -> str:
-    return (dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=delta_s)).strftime(STAMP)
-
-
-def as_student(world: CourseWorld, student: Person, script: str, check: bool = True):
-    return world.run(
-        student,
-        "sh",
-        "-c",
-        f"IN={q(str(inbound(world)))}; set -e; {script}",
-        check=check,
-    )
-
-
-def plant_entry(world: CourseWorld, student: Person, name: str, extra: str = "") -> str:
-    """As ``student``: an entry ``name`` with their notebook, a timestamp.txt agreeing with the
-    name, a submission secret, then ``extra`` shell steps run inside it."""
-    when = name.rsplit("+", 3)[2]
-    as_student(
-        world,
-        student,
-        f'mkdir "$IN"/{q(name)}; cd "$IN"/{q(name)}; cp ~/{ASSIGNMENT}/{NOTEBOOK} .; '
-        f"printf %s {q(when)} > timestamp.txt; printf %s {'ab' * 64} > submission_secret.txt; "
-        f"{extra or 'true'}",
-    )
-    return name
-
-
-def collect(world: CourseWorld, *args: str) -> subprocess.CompletedProcess[str]:
-    result = world.nbgrader(world.instructor, "collect", ASSIGNMENT, *args, timeout=300)
-    assert "Traceback" not in result.stdout, result.stdout
-    return result
-
-
-def report_text(world: CourseWorld) -> str:
-    text = (world.course / "reports" / f"collect-{ASSIGNMENT}.txt").read_text()
-    return text[text.rindex("== collect ") :]
-
-
-def submitted(world: CourseWorld, student: str) -> Path:
-    return world.course / "submitted" / student / ASSIGNMENT / NOTEBOOK
-
-
-def assert_no_source_in_submitted(world: CourseWorld) -> None:
-    master = (world.course / "source" / ASSIGNMENT / NOTEBOOK).read_bytes()
-    for path in (world.course / "submitted").rglob("*"):
-        assert not path.is_symlink(), path
-        if path.is_file():
-            assert path.read_bytes() != master, path
-            assert "### BEGIN SOLUTION" not in path.read_text(errors="replace"), path
 
 
 # ---- 1. the exchange's course folder, renamed away and replaced by a student --------------------

@@ -1,4 +1,4 @@
-"""Grades nobody can forge (issue 10): what intake refuses, and what a feedback page may show.
+"""Grades nobody can forge: what intake refuses, and what a feedback page may show.
 
 Fast unit tests (no grading run, no kernel): a scratch course in ``tmp_path`` with a master notebook
 and one submission folder; intake is nbgrader's own pre-convert hook (``intake_hook``) followed by

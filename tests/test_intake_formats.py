@@ -1,4 +1,4 @@
-"""Issue 20: old notebook formats are converted and graded; pathological JSON gets a note, not a crash.
+"""Old notebook formats are converted and graded; pathological JSON gets a note, not a crash.
 
 In process, on files written to ``tmp_path``, through intake's reader (``load_submission``) and nbgrader's
 entry point for it (``TolerantNotebookExporter.from_filename``): a notebook in nbformat 3 (IPython 2's

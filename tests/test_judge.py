@@ -134,7 +134,7 @@ def test_a_model_with_a_lambda_layer_is_refused_by_safe_loading() -> None:
     outcome = selfcheck.judge(
         selfcheck.PROBES["test_encoder"], _round_trip(selfcheck.probe_encoder(sneaky))
     )
-    assert outcome.points == 0 and "standard Keras layers only" in outcome.failures[0]
+    assert outcome.points == 0 and "built-in layers and activations only" in outcome.failures[0]
 
 
 def test_decoder_checks_catch_the_wrong_last_activation() -> None:

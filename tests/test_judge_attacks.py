@@ -1,4 +1,4 @@
-"""Issue 10: grades nobody can forge. Attacks on the judge (verdicts computed outside the student's kernel).
+"""Grades nobody can forge. Attacks on the judge (verdicts computed outside the student's kernel).
 
 Two halves:
 
@@ -16,7 +16,7 @@ Two halves:
   its time budget; the disk filler wrote nothing to the grader's disk.
 
 The check functions take a course folder and a student, so they can also be run on a scratch
-grading of only the issue-10 cases (see ``check_case`` at the end).
+grading of only the judge attack cases (see ``check_case`` at the end).
 """
 
 from __future__ import annotations
@@ -266,7 +266,7 @@ def test_lambda_layer_model_is_refused():
     blob = model_file.model_bytes(keras.Model(image, [flat, flat]))
     with pytest.raises(Exception):
         model_file.load_model(blob)
-    assert "standard Keras layers only" in _load_refused(blob)
+    assert "built-in layers and activations only" in _load_refused(blob)
 
 
 def test_unregistered_custom_layer_is_refused():
@@ -281,7 +281,7 @@ def test_unregistered_custom_layer_is_refused():
     image = keras.Input(shape=(28, 28, 1))
     blob = model_file.model_bytes(keras.Model(image, Anything()(image)))
     keras.saving.get_custom_objects().pop("student_attack>Anything")
-    assert "standard Keras layers only" in _load_refused(blob)
+    assert "built-in layers and activations only" in _load_refused(blob)
 
 
 def test_keras_file_naming_a_python_builtin_is_refused(tmp_path):
@@ -303,7 +303,7 @@ def test_keras_file_naming_a_python_builtin_is_refused(tmp_path):
     with pytest.raises(Exception):
         model_file.load_model(buffer.getvalue())
     assert not marker.exists()
-    assert "standard Keras layers only" in _load_refused(buffer.getvalue())
+    assert "built-in layers and activations only" in _load_refused(buffer.getvalue())
 
 
 # --- forgeries the verdicts accept (known weaknesses: strict xfail, see the module docstring) ----------
@@ -530,7 +530,7 @@ def active_student_content(page: str) -> list[str]:
 
 
 def feedback_problems(root: Path, student: str) -> list[str]:
-    """Secrets or student scripts in the feedback page of any issue-10 case."""
+    """Secrets or student scripts in the feedback page of any judge attack case."""
     page = feedback_html(root, student)
     if not page:
         return [f"{student}: no feedback page"]

@@ -1,4 +1,4 @@
-"""The public extension points the grader plugs into, and the shared helpers (issue 14); seconds, no kernel."""
+"""The public extension points the grader plugs into, and the shared helpers; seconds, no kernel."""
 
 from __future__ import annotations
 
@@ -83,7 +83,7 @@ def _distributed_packages(project: Path) -> set[str]:
 
 
 def test_sample_submissions_are_test_data_not_package_code():
-    """Issue 14: the demo set, the corpus and the manifest live under tests/, in no distribution."""
+    """The demo set, the corpus and the manifest live under tests/, in no distribution."""
     students = _distributed_packages(ROOT)
     grader = _distributed_packages(ROOT / "grader")
     assert "course" in students and "vae_grader" in grader, (students, grader)

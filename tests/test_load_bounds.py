@@ -1,4 +1,4 @@
-"""Issue 20: bounds before allocation in the loaders of ``course.probing``.
+"""Bounds before allocation in the loaders of ``course.probing``.
 
 What a hostile kernel hands over (a probe archive, a ``.keras`` model file inside it) must not choose how
 much memory or time reading it takes in the grader. Each attack below is a file built here, small on disk,

@@ -1,4 +1,4 @@
-"""What part 7 calls "trained" (docs/part7-trained.md): the attack of issue 20 and the models that must pass.
+"""What part 7 calls "trained" (docs/part7-trained.md): the attack of weights set without training and the models that must pass.
 
 The attack: no VAE is fitted; a 2-component PCA of MNIST (NumPy SVD) is written into the Dense weights of
 standard-layer encoder and decoder models, and the history is made up to agree with them. The probe data is

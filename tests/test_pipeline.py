@@ -1,4 +1,4 @@
-"""The grading pipeline (issue 4): exact scores, feedback pages, no hidden test in any page.
+"""The grading pipeline: exact scores, feedback pages, no hidden test in any page.
 
 The slow tests share one grading run of every sample submission (``graded_course`` in
 tests/conftest.py). The fast ones check the demo set, the manifest and the feedback filter alone.

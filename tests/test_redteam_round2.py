@@ -340,6 +340,7 @@ def _size(build_source: str) -> dict:
     return json.loads(lines[-1][len("RESULT ") :])
 
 
+@pytest.mark.judge
 def test_non_nearest_upsampling_is_refused() -> None:
     """It ran at 387 ms an image for 20 M counted operations (lanczos5): 740x what the cap assumes."""
     result = _size(
@@ -355,6 +356,7 @@ def test_non_nearest_upsampling_is_refused() -> None:
     assert "refused" in result, result
 
 
+@pytest.mark.judge
 def test_grouped_convolutions_are_refused() -> None:
     """Conv2D(64, 15, groups=64) ran at 0.59 GFLOP/s, about 100x slower than the cap assumes."""
     result = _size(
@@ -367,6 +369,7 @@ def test_grouped_convolutions_are_refused() -> None:
     assert "refused" in result, result
 
 
+@pytest.mark.judge
 def test_a_stack_of_softmax_layers_is_counted_past_the_cap() -> None:
     """100 Softmax(axis=1) on 1000 x 1000 ran 1.74 s an image at the cap before softmax was weighted."""
     result = _size(
@@ -381,6 +384,7 @@ def test_a_stack_of_softmax_layers_is_counted_past_the_cap() -> None:
     assert "refused" in result, result
 
 
+@pytest.mark.judge
 def test_dilated_and_1d_convolutions_are_counted_by_their_whole_kernel() -> None:
     for source, at_least in (
         (
@@ -404,6 +408,7 @@ def test_dilated_and_1d_convolutions_are_counted_by_their_whole_kernel() -> None
         assert "refused" in result or result["flops"] >= at_least, result
 
 
+@pytest.mark.judge
 def test_sizer_counts_a_shared_layer_once_per_call() -> None:
     rc, out, seconds = _child(
         """
@@ -423,6 +428,7 @@ def test_sizer_counts_a_shared_layer_once_per_call() -> None:
     assert "REFUSED" in out, out[-800:]
 
 
+@pytest.mark.judge
 def test_sizer_sees_through_nested_models_called_many_times() -> None:
     rc, out, seconds = _child(
         """
@@ -444,6 +450,7 @@ def test_sizer_sees_through_nested_models_called_many_times() -> None:
     assert "REFUSED" in out, out[-800:]
 
 
+@pytest.mark.judge
 def test_build_config_smaller_than_the_graph() -> None:
     """A Dense layer whose build_config says 1 input unit while the graph feeds it 100,000: the larger counts."""
     rc, out, seconds = _child(
@@ -532,6 +539,7 @@ except ValueError as exc:
     ],
     ids=["hard-link-cycle", "fill-value", "attributes", "deflate-chunks"],
 )
+@pytest.mark.judge
 def test_hostile_weights_files_are_refused_quickly(writer) -> None:
     rc, out, seconds = _child(_h5_model(writer), timeout=120)
     assert "REFUSED" in out or "LOADED" in out, out[-800:]
@@ -608,6 +616,7 @@ def confined():
     judge_.stop()
 
 
+@pytest.mark.sandbox
 def test_state_left_by_a_hostile_verdict_does_not_change_the_next(confined) -> None:
     """A model file that refers to Keras objects by module (initializers, constraints, dtype policies) in
     one verdict; the next verdict of the same process on the same honest-but-empty answer must agree with
@@ -630,6 +639,7 @@ def test_state_left_by_a_hostile_verdict_does_not_change_the_next(confined) -> N
     assert before.flag is None and after.flag is None
 
 
+@pytest.mark.sandbox
 def test_a_reply_frame_bigger_than_any_verdict(confined) -> None:
     """Failure texts carry student strings (layer names, errors): a verdict's reply stays small."""
     test = judge.judged("test_vae_model")

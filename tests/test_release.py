@@ -33,6 +33,7 @@ def release():
     return nbformat.read(RELEASE, as_version=4)
 
 
+@pytest.mark.nbgrader
 def test_committed_release_is_what_nbgrader_generates(tmp_path):
     fresh = generate_release(tmp_path / "vae.ipynb")
     regenerated = clean_notebook(nbformat.read(fresh, as_version=4))
@@ -55,7 +56,7 @@ def test_release_holds_no_solution_and_no_hidden_test(master, release):
         secret += _regions(cell.source, SOLUTION) + _regions(cell.source, HIDDEN)
     # A hidden test may repeat a line of a visible test; only lines found nowhere public are secret.
     secret = [line for line in secret if line not in public]
-    # Measured: 55 secret lines (issue 12 moved part 6's loading line and preprocess signature out of the solution).
+    # Measured: 55 secret lines (part 6's loading line and preprocess signature out of the solution).
     assert len(secret) > 50, "the master should hold solutions and hidden tests"
     release_text = "\n".join(
         line.strip() for cell in release.cells for line in cell.source.splitlines()
@@ -84,6 +85,7 @@ def test_each_part_has_one_todo_cell_and_points_add_up(master, release):
         )
 
 
+@pytest.mark.nbgrader
 def test_every_todo_cell_raises_not_implemented_until_filled(master, release):
     """Run setup, then each TO-DO cell twice: the student stub (must raise NotImplementedError),
     then the master's solution (so the next stub meets the state a real student would have)."""

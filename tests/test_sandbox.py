@@ -1,4 +1,4 @@
-"""The grading sandbox by allowlist (issue 10): the kernel sees only what it needs, nothing of the host.
+"""The grading sandbox by allowlist: the kernel sees only what it needs, nothing of the host.
 
 A red team, with the earlier sandbox (the whole system read-only, a list of folders hidden), read
 another clone of the course elsewhere on the machine, environment secrets the denylist missed, and
@@ -439,6 +439,7 @@ def test_released_files_rule(tmp_path):
     assert sandbox.released_files(work, release) == [Path("a.csv")]
 
 
+@pytest.mark.sandbox
 def test_bwrap_builds_the_tree_from_nothing(tmp_path):
     km = sandbox.SandboxedKernelManager(kernel_name="python3")
     km._workdir = str(tmp_path)

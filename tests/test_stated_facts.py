@@ -1,4 +1,4 @@
-"""No verdict on facts the kernel states (issue 20): parts 5, 6 and 8, in this process (about a minute).
+"""No verdict on facts the kernel states: parts 5, 6 and 8, in this process (about a minute).
 
 A kernel can hand back any data. Each test here builds what a forging kernel would send (the old keys of
 part 5's probe, stated shapes for part 6, a call list beside a made-up picture for part 8) and shows that it

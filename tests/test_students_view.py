@@ -114,6 +114,7 @@ def test_the_message_wraps_at_word_boundaries_to_the_dialogs_width() -> None:
 # --- TensorFlow's start-up in a kernel -------------------------------------------------------------
 
 
+@pytest.mark.kernel
 def test_import_course_in_a_kernel_prints_no_tensorflow_notices(tmp_path) -> None:
     """A real ipykernel, as JupyterLab starts it: the set-up cell's imports print nothing on stderr;
     a student's warning and a line the student writes to file descriptor 2 still show."""

@@ -86,7 +86,7 @@ class ConfinedJudge(LoggingConfigurable):
     """One verdict process for one submission: start it, send it answers, enforce its limits.
 
     Options are set in ``nbgrader_config.py`` as ``c.ConfinedJudge.<name>``; the measurements
-    behind each default are in README ("What the limits rest on").
+    behind each default are in docs/measurements.md ("What the limits rest on").
     """
 
     memory_limit = Integer(

@@ -22,7 +22,7 @@ jobs in one pass over each notebook:
 
 The test suite greps every generated page for every hidden-test line (tests/test_pipeline.py).
 
-It also makes the page safe to open (issue 10). Everything in the autograded notebook except the
+It also makes the page safe to open. Everything in the autograded notebook except the
 locked cells' sources came from the student or ran in the student's kernel, and nbgrader's
 feedback template prints markdown and HTML outputs as they are: a markdown cell with
 ``<img src=x onerror=...>`` or ``[link](javascript:...)``, or a ``display(Javascript(...))``,

@@ -7,15 +7,15 @@ are followed or block (below). Wired in through ``nbgrader_config.py``:
 
 * :func:`intake_hook` (``Autograde.pre_convert_hook``, before nbgrader reads or copies anything)
   removes every entry of the submission folder that is not a plain file: symbolic links (a
-  notebook linked to the master graded the master), named pipes, devices, sockets, hard links
-  (issue 10). A notebook that was one is graded as an empty notebook, with a note. It also finds
+  notebook linked to the master graded the master), named pipes, devices, sockets and hard
+  links. A notebook that was one is graded as an empty notebook, with a note. It also finds
   a notebook submitted under another name (``VAE (1).ipynb``) and grades it as ``vae.ipynb``.
 * :class:`TolerantNotebookExporter` reads the submitted file, never through a link
   (:func:`read_plain_file`). A file that is not a notebook (bad JSON, wrong structure, too
   large, nested deeper than any JSON reader of the toolchain can follow) becomes an empty
   notebook with a note, so the student gets a feedback page that says why they scored 0; cells
   with a broken structure are salvaged. A notebook in an old format (nbformat 1-3) is converted
-  with nbformat's own upgrade and graded as converted, with a note (issue 20). Bounds, each
+  with nbformat's own upgrade and graded as converted, with a note. Bounds, each
   named below with what real notebooks measure: the file's size, its nesting (checked on the bytes
   before Python's recursive JSON parser sees them), parts nested deeper than any real notebook
   (left out after parsing, so nothing recursive downstream meets them), each cell's source and

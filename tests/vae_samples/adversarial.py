@@ -1,4 +1,4 @@
-"""The adversarial corpus: submissions that try to break, fool or escape the grader (issue 5).
+"""The adversarial corpus: submissions that try to break, fool or escape the grader.
 
 Each case is a :class:`~vae_grader.submissions.Submission` built from the release and the
 master like the demo set, with
@@ -600,7 +600,7 @@ FLAGGED = {"not_json", "empty_notebook", "symlinked_notebook"}
 """Cases nbgrader must leave marked as needing manual grading (with the reason in the feedback)."""
 
 
-# --- issue 10: attacks on a grader whose verdicts are computed outside the student's kernel ------------
+# --- attacks on a grader whose verdicts are computed outside the student's kernel ------------
 # Each case is written as a student would write it, from the release notebook and the student
 # package only (plus, for the forging cases, what an earlier submission could have read of the
 # grader's probe code in its own kernel and shipped to its own feedback page). ``expected`` is what
@@ -1155,7 +1155,7 @@ JUDGE_ATTACKS: list[Submission] = [
         ("DISK-runtime: wrote 0 MB",),
     ),
 ]
-"""The issue-10 cases (judge outside the kernel); appended to :data:`SUBMISSIONS`."""
+"""The attacks on the judge (verdicts outside the kernel); appended to :data:`SUBMISSIONS`."""
 
 SUBMISSIONS += JUDGE_ATTACKS
 ESCAPES = (*ESCAPES, "symlinks_beside_notebook")
@@ -1172,12 +1172,12 @@ NO_CODE_ATTACKS = (
 """Cases without any solution code: they must score exactly 0."""
 
 
-# --- issue 20: verdicts that raise, unbounded loads, kernel-stated facts, odd formats -----------------
+# --- verdicts that raise, unbounded loads, kernel-stated facts, odd formats -----------------
 # Each case below is written as a student could write it from the release notebook, the student package
 # and the probe code its kernel receives (the hidden probes' source, SALT included, is exec'd in the
 # kernel: ``vae_grader.judge.probe_code``). ``expected`` is the FAIR grade, what the grader should give
 # once it is fixed: 0 for every cell no solution code stands behind. What the grader of 5453c3c gave
-# is recorded per case in ISSUE20_TODAY (the evidence for the issue).
+# is recorded per case in GRADES_BEFORE_CONFINED_JUDGE (the evidence that these were holes).
 #
 # CAUTION: the cases in RESOURCE_BOMBS make a grader that loads probe answers in its own process use
 # tens of GB of memory (hdf5_chunk_bomb: ~30 GB, vocabulary_asset_bomb: ~17 GB), several GB of disk or
@@ -1684,7 +1684,7 @@ RESOURCE_BOMBS = (
 REFUSED_MODEL = "checking your answer needed more than"
 """What the student should read where their answer was stopped (the confined verdict process's wording)."""
 
-ISSUE20_ATTACKS: list[Submission] = [
+VERDICT_ATTACKS: list[Submission] = [
     # 1. a verdict that raises outside run_checks: nbgrader read the judged cell's empty outputs as full marks
     case(
         "verdict_raises",
@@ -1936,9 +1936,9 @@ ISSUE20_ATTACKS: list[Submission] = [
         ("NotImplementedError",),
     ),
 ]
-"""The issue-20 cases (fair grades; what today's grader gives is in ISSUE20_TODAY); appended to :data:`SUBMISSIONS`."""
+"""Attacks on the verdicts (fair grades; what the grader of 5453c3c gave is in GRADES_BEFORE_CONFINED_JUDGE); appended to :data:`SUBMISSIONS`."""
 
-SUBMISSIONS += ISSUE20_ATTACKS
+SUBMISSIONS += VERDICT_ATTACKS
 
 OPEN_FORGERIES: list[Submission] = [
     case(
@@ -2000,7 +2000,7 @@ OPEN_FORGERIES: list[Submission] = [
     ),
 ]
 """Forgeries that still earn points, kept out of the graded corpus (their fair grade, 0, is not reached yet)
-and checked in this process instead (tests/test_issue20_attacks.py, strict xfails that say why). Each answers
+and checked in this process instead (tests/test_verdict_attacks.py, strict xfails that say why). Each answers
 a probe with the right values computed by the notebook's own NumPy code, or with constants, instead of the
 asked-for function: on salted inputs the notebook reads from the probe's globals (parts 2 and 4, hidden), on
 the self-checks' published inputs (parts 2 and 4, visible), on part 6's fixed input and MNIST's first rows,
@@ -2008,16 +2008,16 @@ and on part 8's fixed probe decoder and grid. The grader never runs student code
 value computed right by other means cannot be told from the function's (README, "What remains possible");
 what would close the constant ones is salting every probe's inputs (the probe decoder, the data probe)."""
 FLAGGED = {*FLAGGED, "deep_metadata"}
-ISSUE20_NO_CODE = (
+VERDICT_ATTACKS_NO_CODE = (
     "issue_forgeries_combined",
     "forged_part5_graph",
     "stated_part6",
     "stated_part8_batched",
     "huge_failure_messages",
 )
-"""Issue-20 cases without any solution code: they must score exactly 0."""
+"""Cases of VERDICT_ATTACKS without any solution code: they must score exactly 0."""
 
-ISSUE20_TODAY: dict[str, str] = {
+GRADES_BEFORE_CONFINED_JUDGE: dict[str, str] = {
     # What the grader of 5453c3c gave, graded one case at a time with plain nbgrader (the pipeline of
     # vae_grader.pipeline, one worker) on this project's 2-core machine, 2026-12-07, inside a memory cgroup
     # capped at 6-7 GB (grader and kernel together; the kernel ran unsandboxed so that it imported
@@ -2066,4 +2066,4 @@ ISSUE20_TODAY: dict[str, str] = {
     "huge_failure_messages": "0/40 (= fair) but the feedback page is 40.2 MB (a normal one: 0.2 MB): four 10 MB "
     "failure messages, each in the error's evalue and traceback",
 }
-"""Evidence: what the grader of 5453c3c gave each issue-20 case (their fair grades are in ``expected``)."""
+"""Evidence: what the grader of 5453c3c gave each case of VERDICT_ATTACKS (their fair grades are in ``expected``)."""

@@ -3,8 +3,8 @@
 A sample submission is the student notebook (``release/``) with some solution cells filled from
 the master and, optionally, one plausible mistake applied by an exact text substitution. A
 substitution that no longer matches the master raises at once, so a changed master can never
-silently turn a "broken" sample into a correct one. Both the demo set (issue 4, :mod:`vae_samples.demo`)
-and the adversarial corpus (issue 5, :mod:`vae_samples.adversarial`) are lists of
+silently turn a "broken" sample into a correct one. Both the demo set (:mod:`vae_samples.demo`)
+and the adversarial corpus (:mod:`vae_samples.adversarial`) are lists of
 :class:`vae_grader.submissions.Submission` built with these helpers.
 """
 

@@ -1,4 +1,4 @@
-"""Issue 20: the attacks of ``vae_samples.adversarial.ISSUE20_ATTACKS``, checked in this process.
+"""The attacks of ``vae_samples.adversarial.VERDICT_ATTACKS``, checked in this process.
 
 The corpus grades each attack end to end with plain nbgrader (tests/test_adversarial.py). These tests
 reach the same weaknesses without a kernel, so a fix can be checked in seconds:
@@ -31,20 +31,22 @@ from vae_grader import hidden, hidden_probes
 from vae_samples import adversarial
 from vae_samples.kit import load_master_and_release
 
-CASES = {s.student: s for s in adversarial.ISSUE20_ATTACKS + adversarial.OPEN_FORGERIES}
+CASES = {s.student: s for s in adversarial.VERDICT_ATTACKS + adversarial.OPEN_FORGERIES}
 
 
-def test_issue20_cases_are_in_the_corpus():
+def test_verdict_attack_cases_are_in_the_corpus():
     students = [s.student for s in adversarial.SUBMISSIONS]
     assert len(set(students)) == len(students)
-    graded = {s.student for s in adversarial.ISSUE20_ATTACKS}
+    graded = {s.student for s in adversarial.VERDICT_ATTACKS}
     assert graded <= set(students)
     assert not {s.student for s in adversarial.OPEN_FORGERIES} & set(students)
     assert set(adversarial.RESOURCE_BOMBS) <= set(CASES)
-    assert set(adversarial.ISSUE20_NO_CODE) <= set(CASES)
-    for student in adversarial.ISSUE20_NO_CODE:
+    assert set(adversarial.VERDICT_ATTACKS_NO_CODE) <= set(CASES)
+    for student in adversarial.VERDICT_ATTACKS_NO_CODE:
         assert sum(CASES[student].expected.values()) == 0, student
-    assert set(adversarial.ISSUE20_TODAY) == set(CASES), "every case records what 5453c3c gave it"
+    assert set(adversarial.GRADES_BEFORE_CONFINED_JUDGE) == set(CASES), (
+        "every case records what 5453c3c gave it"
+    )
 
 
 # --- stated facts: the forgers' data, judged here ---------------------------------------------------------
@@ -214,6 +216,7 @@ def test_intake_refuses_a_notebook_nested_too_deeply_with_a_note(tmp_path, maste
     assert "could not be read as a notebook" in json.dumps(notes_of(nb))
 
 
+@pytest.mark.judge
 def test_reading_and_scanning_a_huge_literal_is_bounded(tmp_path, master_and_release):
     """The corpus case's 40 MB list literal (20 M elements): reading the notebook and the static scan
     of its cells must not build a syntax tree of it. Run in a child process under a 1.5 GB
