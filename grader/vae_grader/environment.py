@@ -46,7 +46,9 @@ class BackendError(ValueError):
 def kernel_backend(env: Mapping[str, str] | None = None) -> str:
     """The backend of the kernel that runs the student's code: ``VAE_KERNEL_BACKEND``, else the grader's."""
     env = os.environ if env is None else env
-    name = env.get(KERNEL_BACKEND_VAR) or env.get("KERAS_BACKEND") or GRADING_DEFAULTS["KERAS_BACKEND"]
+    name = (
+        env.get(KERNEL_BACKEND_VAR) or env.get("KERAS_BACKEND") or GRADING_DEFAULTS["KERAS_BACKEND"]
+    )
     if name not in BACKENDS:
         raise BackendError(
             f"{KERNEL_BACKEND_VAR}/KERAS_BACKEND is {name!r}; the course runs on {', '.join(BACKENDS)}"
