@@ -2,10 +2,12 @@
 #   make demo   - set up, build the student version, autograde the demo submissions, feedback, grade table
 #   make test   - set up, then run the whole test suite (what CI runs via .ci/run)
 # For iterating: make test-fast (unit tests of every module, no grading run, no sandbox, no browser).
+# make backends - add the JAX and PyTorch (CPU) backends to the environment (docs/backends.md)
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+BACKENDS_STAMP := $(VENV)/.backends-installed
 
 # Offline MNIST: use the project's shared copy when it sits beside the clone (CI, course servers).
 SHARED_MNIST := $(abspath ../shared/data/mnist.npz)
@@ -18,21 +20,30 @@ export PYTHONDONTWRITEBYTECODE := 1
 # nbgrader shells out to alembic, so the environment's bin/ must be on PATH.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup demo test test-fast release benchmark study clean
+.PHONY: setup backends demo test test-fast release benchmark study clean
 setup: $(STAMP)
 
 $(STAMP): requirements.txt pyproject.toml grader/pyproject.toml scripts/setup.sh
 	VENV=$(VENV) bash scripts/setup.sh
 
+# JAX and PyTorch, each from its exact-pinned file (requirements.txt plus that backend); make test
+# needs them: its `backends` tests run the master on all three (docs/backends.md, "What CI runs").
+backends: $(BACKENDS_STAMP)
+
+$(BACKENDS_STAMP): $(STAMP) requirements-jax.txt requirements-torch.txt
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-jax.txt 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-torch.txt 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+	touch $@
+
 demo: $(STAMP)
 	$(PY) -m vae_grader.demo
 
-test: $(STAMP)
+test: $(STAMP) $(BACKENDS_STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The fast layer: tests not marked slow, sandbox, exchange or browser; the master notebook is left to nbval in `make test`.
 test-fast: $(STAMP)
-	$(PY) -m pytest tests -m "not slow and not sandbox and not exchange and not browser" -p no:nbval \
+	$(PY) -m pytest tests -m "not slow and not sandbox and not exchange and not browser and not backends" -p no:nbval \
 		-o addopts="-ra --strict-markers --durations=5" $(PYTEST_ARGS)
 
 release: $(STAMP)

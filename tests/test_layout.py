@@ -46,6 +46,21 @@ def test_grading_defaults_never_override_the_instructor():
     assert environment.grading_kernel_environment({"VAE_MODE": "student"})["VAE_MODE"] == "student"
 
 
+def test_the_kernel_backend_is_chosen_apart_from_the_graders():
+    kernel = environment.grading_kernel_environment
+    assert kernel({})["KERAS_BACKEND"] == "tensorflow"
+    assert kernel({"KERAS_BACKEND": "jax"})["KERAS_BACKEND"] == "jax"
+    assert (
+        kernel({"KERAS_BACKEND": "tensorflow", "VAE_KERNEL_BACKEND": "torch"})["KERAS_BACKEND"]
+        == "torch"
+    )
+    # the verdicts load the kernel's files on the grader's own backend, whatever the kernel ran
+    verdicts = environment.verdict_environment({"VAE_KERNEL_BACKEND": "jax"})
+    assert verdicts["KERAS_BACKEND"] == "tensorflow"
+    with pytest.raises(environment.BackendError, match="the course runs on tensorflow, jax, torch"):
+        kernel({"VAE_KERNEL_BACKEND": "mxnet"})
+
+
 def test_markers_come_from_nbgrader_settings():
     config = Config()
     config.ClearHiddenTests.begin_test_delimeter = "START SECRET"
