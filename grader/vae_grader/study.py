@@ -193,11 +193,33 @@ def _inputs(config: Config, x):
 def _set_threads(config: Config) -> None:
     if config.threads == "default":
         return
+    intra, inter = (int(n) for n in config.threads.split(","))
+    import keras
+
+    if keras.backend.backend() == "torch":
+        import torch
+
+        torch.set_num_threads(intra)
+        torch.set_num_interop_threads(inter)
+        return
+    if keras.backend.backend() != "tensorflow":
+        return  # JAX reads its thread setting from XLA_FLAGS when it starts (thread_env)
     import tensorflow as tf
 
-    intra, inter = (int(n) for n in config.threads.split(","))
     tf.config.threading.set_intra_op_parallelism_threads(intra)
     tf.config.threading.set_inter_op_parallelism_threads(inter)
+
+
+def thread_env(config: Config) -> dict[str, str]:
+    """What a configuration's process needs in its environment before any backend loads: XLA:CPU
+    (JAX) takes one thread only as a flag, OpenMP (PyTorch) reads its count when it starts."""
+    if config.threads == "default":
+        return {}
+    intra = config.threads.split(",")[0]
+    env = {"OMP_NUM_THREADS": intra}
+    if config.backend == "jax" and intra == "1":
+        env["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+    return env
 
 
 def _mnist():
@@ -261,6 +283,7 @@ def run_config(config: Config, task: str, images: int = 0) -> dict:
     env = tool_env({"VAE_MODE": "student", "PYTHONUNBUFFERED": "1"})
     if config.backend:
         env["KERAS_BACKEND"] = config.backend
+    env.update(thread_env(config))
     proc = subprocess.Popen(
         [sys.executable, "-m", "vae_grader.study", "_worker", request],
         env=env,
@@ -308,10 +331,13 @@ def on_backend(config: Config, backend: str) -> Config:
     return replace(config, backend=backend, steps_per_execution=steps)
 
 
-def backends_throughput(images: int, repeat: int) -> None:
-    """The grading and the student batch size on every installed backend, interleaved in one run."""
+def backends_throughput(images: int, repeat: int, budgets: list[str], threads: list[str]) -> None:
+    """The grading and the student batch size on every installed backend, interleaved in one run;
+    ``threads`` also times each with one thread ("1,1"): how much the backend suffers when the
+    cores are shared."""
     backends = installed_backends()
-    grid = [Config.of("grading", GRADING), Config.of("student", STUDENT)]
+    known = {"grading": GRADING, "student": STUDENT}
+    grid = [replace(Config.of(name, known[name]), threads=t) for name in budgets for t in threads]
     print(
         f"Training throughput per backend ({', '.join(backends)}), one timed epoch of {images:,} "
         f"images after a warm-up ({load_average()})"
@@ -374,6 +400,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     bp.add_argument("--images", type=int, default=4096, help="images per timed epoch")
     bp.add_argument("--repeat", type=int, default=2, help="rounds (interleaved)")
+    bp.add_argument("--budgets", default="grading,student", help="grading, student or both")
+    bp.add_argument("--threads", default="default,1,1", help="'default', '1,1' or both")
     wp = sub.add_parser("_worker")
     wp.add_argument("request")
     args = parser.parse_args(argv)
@@ -393,7 +421,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unknown settings {sorted(unknown)}: see THROUGHPUT_GRID")
         throughput(args.images, args.names, args.repeat)
     elif args.command == "backends":
-        backends_throughput(args.images, args.repeat)
+        threads = ["default", "1,1"] if args.threads == "default,1,1" else [args.threads]
+        backends_throughput(args.images, args.repeat, args.budgets.split(","), threads)
     elif args.command == "quality":
         configs = [CONFIGS[name] for name in args.names]
         if args.train_images or args.epochs:
