@@ -142,3 +142,16 @@ def test_the_grader_commands_load_the_samples_from_tests(monkeypatch, tmp_path):
     monkeypatch.setattr(paths, "TESTS", tmp_path / "tests")  # an installed course without tests/
     with pytest.raises(ModuleNotFoundError, match="sample submissions .* are missing"):
         paths.samples("demo")
+
+
+def test_import_course_chooses_no_backend():
+    """The backend is the student's visible choice (the set-up cell), never set by the package."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    code = "import os, course; print(os.environ.get('KERAS_BACKEND'))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "None"
