@@ -2,10 +2,13 @@
 #   make demo   - set up, build the student version, autograde the demo submissions, feedback, grade table
 #   make test   - set up, then run the whole test suite (what CI runs via .ci/run)
 # For iterating: make test-fast (unit tests of every module, no grading run, no sandbox, no browser).
+# make backends - add the JAX and PyTorch (CPU) backends to the environment (docs/backends.md)
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+JAX_STAMP := $(VENV)/.jax-installed
+TORCH_STAMP := $(VENV)/.torch-installed
 
 # Offline MNIST: use the project's shared copy when it sits beside the clone (CI, course servers).
 SHARED_MNIST := $(abspath ../shared/data/mnist.npz)
@@ -18,16 +21,29 @@ export PYTHONDONTWRITEBYTECODE := 1
 # nbgrader shells out to alembic, so the environment's bin/ must be on PATH.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup demo test test-fast release benchmark study clean
+.PHONY: setup backends demo test test-fast release benchmark study clean
 setup: $(STAMP)
 
 $(STAMP): requirements.txt pyproject.toml grader/pyproject.toml scripts/setup.sh
 	VENV=$(VENV) bash scripts/setup.sh
 
+# JAX and PyTorch, each from its exact-pinned file (requirements.txt plus that backend). make test
+# needs JAX only: CI runs the `backends` tests on TensorFlow and JAX; PyTorch's are run where
+# `make backends` installed it (docs/backends.md, "What CI runs").
+backends: $(JAX_STAMP) $(TORCH_STAMP)
+
+$(JAX_STAMP): $(STAMP) requirements-jax.txt
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-jax.txt 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+	touch $@
+
+$(TORCH_STAMP): $(STAMP) requirements-torch.txt
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-torch.txt 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+	touch $@
+
 demo: $(STAMP)
 	$(PY) -m vae_grader.demo
 
-test: $(STAMP)
+test: $(STAMP) $(JAX_STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The fast layer: only tests that start no other program (tests/conftest.py, --in-process: a test that

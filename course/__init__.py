@@ -1,7 +1,9 @@
 """Helpers for the course "Generating images with variational autoencoders" (Keras 3, MNIST).
 
-Import this package before Keras: in a Jupyter kernel it loads Keras and TensorFlow itself, with
-TensorFlow's C++ start-up notices kept out of the notebook, so that real warnings stand out. Nothing here solves a graded part of the assignment; the package holds data loading, the
+Import this package before Keras: in a Jupyter kernel on the TensorFlow backend it loads Keras and
+TensorFlow itself, with TensorFlow's C++ start-up notices kept out of the notebook, so that real
+warnings stand out. It never chooses the backend: that is ``KERAS_BACKEND`` (Keras's own default,
+TensorFlow, when unset), which the notebook's set-up cell shows and the student may set. Nothing here solves a graded part of the assignment; the package holds data loading, the
 training budget, student-facing checks and plotting helpers.
 """
 
@@ -13,7 +15,6 @@ import os as _os
 # INFO only: TensorFlow's warnings and errors at run time still show (one of them, "Your input ran out
 # of data", is a student's bug). setdefault keeps any explicit choice made by the user or the grader.
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
-_os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import re as _re  # noqa: E402
 import sys as _sys  # noqa: E402
@@ -80,7 +81,8 @@ def _load_keras_quietly() -> None:
 
 if (
     _in_kernel()
-    and _os.environ.get("KERAS_BACKEND") == "tensorflow"
+    # Keras's own default backend is TensorFlow when KERAS_BACKEND is unset.
+    and _os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow"
     and "tensorflow" not in _sys.modules
 ):
     _load_keras_quietly()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -77,7 +78,10 @@ class TrainingBudget:
         budget that differs from a mode's only in its seed keeps that mode's name."""
         name = "custom run"
         for known, label in ((STUDENT, "full run"), (GRADING, "short run")):
-            if replace(self, seed=known.seed) == known:
+            # steps_per_execution changes no number of the training either (tests/test_budget.py),
+            # and the PyTorch backend needs its own (see training_budget).
+            same = replace(self, seed=known.seed, steps_per_execution=known.steps_per_execution)
+            if same == known:
                 name = label
         epochs = f"{self.epochs} epoch{'' if self.epochs == 1 else 's'}"
         return f"{name}: {epochs} × {self.train_images:,} images"
@@ -146,9 +150,21 @@ def default_mode(environ: Mapping[str, str]) -> str:
     return "grading" if environ.get(EXECUTION_VAR, "").strip() else "student"
 
 
+def _backend(environ: Mapping[str, str] | None) -> str:
+    """The Keras backend this budget trains on: Keras's own answer once it is loaded, else
+    ``KERAS_BACKEND`` (TensorFlow, Keras's default, when unset)."""
+    keras = sys.modules.get("keras")
+    if environ is None and keras is not None:
+        return keras.backend.backend()
+    return (os.environ if environ is None else environ).get("KERAS_BACKEND", "tensorflow")
+
+
 def training_budget(environ: Mapping[str, str] | None = None) -> TrainingBudget:
     """Budget for this run: ``VAE_MODE`` picks student/grading, else nbgrader's
-    ``NBGRADER_EXECUTION`` picks grading; ``VAE_EPOCHS`` etc. override single knobs."""
+    ``NBGRADER_EXECUTION`` picks grading; ``VAE_EPOCHS`` etc. override single knobs.
+
+    Keras's PyTorch backend runs one training step per call (``compile`` refuses
+    ``steps_per_execution`` > 1 there), so on it the modes train with 1, the same numbers."""
     env = os.environ if environ is None else environ
     mode = env.get(MODE_VAR, "").strip().lower() or default_mode(env)
     if mode not in _MODES:
@@ -178,4 +194,10 @@ def training_budget(environ: Mapping[str, str] | None = None) -> TrainingBudget:
         raise ValueError("VAE_TRAIN_IMAGES cannot exceed the 60,000 MNIST training images.")
     if changes.get("val_images", budget.val_images) > 10000:
         raise ValueError("VAE_VAL_IMAGES cannot exceed the 10,000 MNIST test images.")
+    if _backend(environ) == "torch":
+        if changes.get("steps_per_execution", 1) != 1:
+            raise ValueError(
+                "VAE_STEPS_PER_EXECUTION must be 1 on the PyTorch backend (Keras runs one step per call there)."
+            )
+        changes["steps_per_execution"] = 1
     return replace(budget, **changes)

@@ -1,5 +1,7 @@
 """The training budget read from the environment."""
 
+from dataclasses import replace
+
 import pytest
 
 from course.budget import GRADING, STUDENT, training_budget
@@ -164,3 +166,16 @@ def test_the_set_up_line_names_the_run_by_its_amount():
     assert GRADING.headline() == "short run: 1 epoch × 8,000 images"
     assert training_budget({"VAE_SEED": "2"}).headline() == STUDENT.headline()
     assert training_budget({"VAE_EPOCHS": "2"}).headline() == "custom run: 2 epochs × 60,000 images"
+
+
+@pytest.mark.parametrize("mode", ["grading", "student"])
+def test_the_pytorch_backend_trains_one_step_per_execution(mode):
+    on_torch = training_budget({"VAE_MODE": mode, "KERAS_BACKEND": "torch"})
+    on_tensorflow = training_budget({"VAE_MODE": mode})
+    assert on_torch.steps_per_execution == 1 < on_tensorflow.steps_per_execution
+    assert replace(on_torch, steps_per_execution=on_tensorflow.steps_per_execution) == on_tensorflow
+    assert on_torch.headline() == on_tensorflow.headline()
+    with pytest.raises(ValueError, match="must be 1 on the PyTorch backend"):
+        training_budget(
+            {"VAE_MODE": mode, "KERAS_BACKEND": "torch", "VAE_STEPS_PER_EXECUTION": "8"}
+        )

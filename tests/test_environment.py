@@ -84,3 +84,49 @@ def test_installed_environment_matches_the_pins():
         if installed not in req.specifier:
             mismatches.append(f"{req.name} {installed} (pinned {req.specifier})")
     assert not mismatches, "the environment drifted from requirements.txt: " + ", ".join(mismatches)
+
+
+BACKEND_FILES = {"jax": "requirements-jax.txt", "torch": "requirements-torch.txt"}
+
+
+def backend_requirements(backend: str) -> tuple[list[str], list[Requirement]]:
+    """The ``-r`` includes and the requirements of one backend's file."""
+    lines = [
+        line.strip()
+        for line in (ROOT / BACKEND_FILES[backend]).read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    includes = [line for line in lines if line.startswith("-r ")]
+    return includes, [Requirement(line) for line in lines if not line.startswith("-")]
+
+
+def test_each_backend_file_is_the_course_environment_plus_exact_pins():
+    course = {canonicalize_name(r.name) for r in pinned_requirements()}
+    for backend in BACKEND_FILES:
+        includes, requirements = backend_requirements(backend)
+        assert includes == ["-r requirements.txt"], f"{backend}: must add to requirements.txt"
+        for req in requirements:
+            specs = list(req.specifier)
+            assert len(specs) == 1 and specs[0].operator == "==", f"{req} is not pinned with =="
+            assert canonicalize_name(req.name) not in course, f"{req.name} is pinned twice"
+    _, torch = backend_requirements("torch")
+    pins = {canonicalize_name(r.name): str(r.specifier) for r in torch}
+    assert pins["torch"] == "==2.13.0+cpu", "the CPU build: the plain wheel pulls GPU libraries"
+    _, jax = backend_requirements("jax")
+    assert {canonicalize_name(r.name): str(r.specifier) for r in jax} == {
+        "jax": "==0.10.2",
+        "jaxlib": "==0.10.2",
+    }
+
+
+def test_installed_backends_match_their_pins():
+    mismatches = []
+    for backend in BACKEND_FILES:
+        for req in backend_requirements(backend)[1]:
+            try:
+                installed = metadata.version(req.name)
+            except metadata.PackageNotFoundError:
+                continue  # not installed here: tests/test_backends.py says whether it must be
+            if installed not in req.specifier:
+                mismatches.append(f"{req.name} {installed} (pinned {req.specifier})")
+    assert not mismatches, "the backends drifted from their files: " + ", ".join(mismatches)

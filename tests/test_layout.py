@@ -46,6 +46,21 @@ def test_grading_defaults_never_override_the_instructor():
     assert environment.grading_kernel_environment({"VAE_MODE": "student"})["VAE_MODE"] == "student"
 
 
+def test_the_kernel_backend_is_chosen_apart_from_the_graders():
+    kernel = environment.grading_kernel_environment
+    assert kernel({})["KERAS_BACKEND"] == "tensorflow"
+    assert kernel({"KERAS_BACKEND": "jax"})["KERAS_BACKEND"] == "jax"
+    assert (
+        kernel({"KERAS_BACKEND": "tensorflow", "VAE_KERNEL_BACKEND": "torch"})["KERAS_BACKEND"]
+        == "torch"
+    )
+    # the verdicts load the kernel's files on the grader's own backend, whatever the kernel ran
+    verdicts = environment.verdict_environment({"VAE_KERNEL_BACKEND": "jax"})
+    assert verdicts["KERAS_BACKEND"] == "tensorflow"
+    with pytest.raises(environment.BackendError, match="the course runs on tensorflow, jax, torch"):
+        kernel({"VAE_KERNEL_BACKEND": "mxnet"})
+
+
 def test_markers_come_from_nbgrader_settings():
     config = Config()
     config.ClearHiddenTests.begin_test_delimeter = "START SECRET"
@@ -127,3 +142,16 @@ def test_the_grader_commands_load_the_samples_from_tests(monkeypatch, tmp_path):
     monkeypatch.setattr(paths, "TESTS", tmp_path / "tests")  # an installed course without tests/
     with pytest.raises(ModuleNotFoundError, match="sample submissions .* are missing"):
         paths.samples("demo")
+
+
+def test_import_course_chooses_no_backend():
+    """The backend is the student's visible choice (the set-up cell), never set by the package."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    code = "import os, course; print(os.environ.get('KERAS_BACKEND'))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "None"

@@ -5,7 +5,8 @@ solution cells (no tests, no extras) once per seed with ``VAE_MODE=grading`` and
 then scores reconstructions of the same 200 test images the hidden test uses. It also scores the
 two models every threshold must reject: the untrained model and the mean-image predictor.
 A correct student builds layers in a different order from the master, so their initialisation
-differs: varying the seed covers that.
+differs: varying the seed covers that. ``--backend jax`` (or ``torch``) runs the kernel on another
+Keras backend (docs/backends.md: the same table per backend).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import time
 import nbformat
 from nbclient import NotebookClient
 
+from vae_grader.environment import BACKENDS
 from vae_grader.paths import MASTER, tool_env
 from vae_grader.cells import require_cell
 from vae_grader.submissions import PARTS
@@ -48,7 +50,7 @@ print("CALIBRATION " + json.dumps({"seed": budget.seed, "untrained_ratio": recon
 """
 
 
-def run_seed(seed: int) -> dict[str, float]:
+def run_seed(seed: int, backend: str = "tensorflow") -> dict[str, float]:
     master = nbformat.read(MASTER, as_version=4)
     cells = [require_cell(master, "setup")] + [
         require_cell(master, part) for part in PARTS if part not in ("training", "manifold")
@@ -65,7 +67,16 @@ def run_seed(seed: int) -> dict[str, float]:
         timeout=900,
         kernel_name="python3",
         resources={"metadata": {"path": str(MASTER.parent)}},
-    ).execute(env=tool_env({"VAE_MODE": "grading", "VAE_SEED": str(seed), "MPLBACKEND": "agg"}))
+    ).execute(
+        env=tool_env(
+            {
+                "VAE_MODE": "grading",
+                "VAE_SEED": str(seed),
+                "MPLBACKEND": "agg",
+                "KERAS_BACKEND": backend,
+            }
+        )
+    )
     result: dict[str, float] = {}
     for cell in nb.cells:
         for output in cell.get("outputs", []):
@@ -87,12 +98,16 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--seeds", default="0-9", help="e.g. 0-9 or 0,3,7 (default 0-9)")
+    parser.add_argument(
+        "--backend", default="tensorflow", choices=BACKENDS, help="the kernel's Keras backend"
+    )
     args = parser.parse_args(argv)
     rows = []
     for seed in _seeds(args.seeds):
         start = time.time()
-        row = run_seed(seed)
+        row = run_seed(seed, args.backend)
         row["seconds"] = round(time.time() - start, 1)
+        row["backend"] = args.backend
         rows.append(row)
         print(
             json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}),
@@ -100,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     ratios = [r["ratio"] for r in rows]
     print(
-        f"master error ratio over {len(rows)} seeds: min {min(ratios):.3f}, max {max(ratios):.3f}; "
+        f"{args.backend}: master error ratio over {len(rows)} seeds: min {min(ratios):.3f}, max {max(ratios):.3f}; "
         f"untrained max {max(r['untrained_ratio'] for r in rows):.3f}, mean-image {rows[0]['mean_image_ratio']:.3f}"
     )
     return 0

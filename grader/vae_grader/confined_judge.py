@@ -41,7 +41,7 @@ from traitlets.config import LoggingConfigurable
 
 from vae_grader import judge
 from vae_grader.confine import Allowed, GiB, MiB, Sandbox
-from vae_grader.environment import grading_kernel_environment, sandbox_disabled
+from vae_grader.environment import sandbox_disabled, verdict_environment
 
 _FRAME = struct.Struct(">Q")
 MAX_REPLY_BYTES = 2**20
@@ -145,7 +145,7 @@ class ConfinedJudge(LoggingConfigurable):
         return [*command[:separator], "--chdir", "/tmp", *command[separator:]]
 
     def environment(self) -> dict[str, str]:
-        env = grading_kernel_environment()
+        env = verdict_environment()
         if sandbox_disabled():
             return env
         return VerdictSandbox(parent=self).kernel_environment(env)

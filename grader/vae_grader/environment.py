@@ -5,6 +5,11 @@ Set for the kernel only, when it starts (``RobustExecute.async_start_new_kernel`
 changing this process's ``os.environ``: loading ``nbgrader_config.py`` changes nothing, so a
 script that reads the configuration (``course_folder.course_config``) needs to undo nothing. A value
 the instructor set wins over a default (``VAE_MODE=student`` grades with the long budget).
+
+Two Keras backends are in play, chosen apart: the grader's own (``KERAS_BACKEND``, TensorFlow by
+default), which the verdict process loads the kernel's ``.keras`` files with, and the kernel's, which
+runs the student's code. ``VAE_KERNEL_BACKEND`` gives the kernel another backend than the grader's
+(``VAE_KERNEL_BACKEND=jax nbgrader autograde vae``); unset, the kernel runs on the grader's.
 """
 
 from __future__ import annotations
@@ -29,8 +34,39 @@ def with_defaults(
     return {**defaults, **(os.environ if env is None else env)}
 
 
+KERNEL_BACKEND_VAR = "VAE_KERNEL_BACKEND"
+BACKENDS = ("tensorflow", "jax", "torch")
+"""The Keras backends the course runs on (docs/backends.md)."""
+
+
+class BackendError(ValueError):
+    """A backend name the course does not run on."""
+
+
+def kernel_backend(env: Mapping[str, str] | None = None) -> str:
+    """The backend of the kernel that runs the student's code: ``VAE_KERNEL_BACKEND``, else the grader's."""
+    env = os.environ if env is None else env
+    name = (
+        env.get(KERNEL_BACKEND_VAR) or env.get("KERAS_BACKEND") or GRADING_DEFAULTS["KERAS_BACKEND"]
+    )
+    if name not in BACKENDS:
+        raise BackendError(
+            f"{KERNEL_BACKEND_VAR}/KERAS_BACKEND is {name!r}; the course runs on {', '.join(BACKENDS)}"
+        )
+    return name
+
+
 def grading_kernel_environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment a grading kernel is started with (the sandbox then keeps only its allowlist)."""
+    """The environment a grading kernel is started with (the sandbox then keeps only its allowlist):
+    the grading defaults, on the kernel's backend (:func:`kernel_backend`)."""
+    merged = with_defaults(GRADING_DEFAULTS, env)
+    merged["KERAS_BACKEND"] = kernel_backend(merged)
+    return merged
+
+
+def verdict_environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of the verdict process: the grading defaults on the grader's own backend,
+    whatever backend the kernel ran, so a verdict never depends on the kernel's choice."""
     return with_defaults(GRADING_DEFAULTS, env)
 
 

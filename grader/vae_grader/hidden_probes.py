@@ -87,20 +87,18 @@ def probe_sampling_hidden(Sampling: Any) -> dict[str, Any]:
         )
         if again is not None:
             rec[f"seeded.{key}"] = again
-    drawn: dict[str, Any] = {}
-
-    def sample_and_keep(m: Any, lv: Any) -> Any:
-        drawn["z"] = Sampling(seed=5)([m, lv])
-        return drawn["z"]
-
     m0 = np.tile(given["grad_mean"].astype("float32"), (N_SEEDED, 1))
     lv0 = np.tile(given["grad_log_var"].astype("float32"), (N_SEEDED, 1))
-    grads = rec.attempt(
-        "gradients of Sampling", lambda: course.autodiff.gradients(sample_and_keep, [m0, lv0])
+    # The draws come back with their gradients: under JAX they are traced inside the call and can
+    # only be read once the gradient computation hands them out.
+    drawn = rec.attempt(
+        "gradients of Sampling",
+        lambda: course.autodiff.value_and_gradients(
+            lambda m, lv: Sampling(seed=5)([m, lv]), [m0, lv0]
+        ),
     )
-    if grads is not None:
-        rec["grad.mean"], rec["grad.log_var"] = grads
-        rec["grad.z"] = _numpy(drawn["z"])
+    if drawn is not None:
+        rec["grad.z"], (rec["grad.mean"], rec["grad.log_var"]) = drawn
     restored = rec.attempt("serialising Sampling(seed=9)", lambda: _restore(Sampling, m0, lv0))
     if restored is not None:
         rec["restored.json"] = restored

@@ -3,6 +3,7 @@
     python -m vae_grader.study throughput [--images 12288]
     python -m vae_grader.study quality NAME [NAME ...]
     python -m vae_grader.study side-by-side
+    python -m vae_grader.study backends [--images 4096] [--repeat 2]
 
 ``throughput`` times one epoch of the master model (after a warm-up) for each batch size,
 ``steps_per_execution``, input pipeline and thread setting in ``THROUGHPUT_GRID``. ``quality`` trains
@@ -10,8 +11,9 @@ the named configurations of ``CONFIGS`` to the end and reports wall time, images
 10,000 test images and the reconstruction error ratio of the hidden test (200 test images, own
 input vs other inputs; 1.0 = chance). ``side-by-side`` trains the 2017 settings (the default before
 this study) and the student default of ``course.budget.STUDENT`` one after the other in this one
-command and prints the ratio of their wall times. ``make study`` runs ``throughput`` and
-``side-by-side``.
+command and prints the ratio of their wall times. ``backends`` times the grading and the student
+batch size on every installed Keras backend, interleaved in one run (docs/backends.md). ``make
+study`` runs ``throughput`` and ``side-by-side``.
 
 Every configuration trains in a fresh Python process, so thread settings and graph caches of one
 never help or hurt the next; the master notebook's own cells build the model, so the study measures
@@ -22,6 +24,7 @@ average is printed beside each row, and only ratios taken in one run are compare
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import subprocess
@@ -29,7 +32,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, replace
 
-from course.budget import STUDENT, TrainingBudget
+from course.budget import GRADING, STUDENT, TrainingBudget
 from vae_grader.paths import tool_env
 
 _RESULT = "STUDY-RESULT "
@@ -51,6 +54,7 @@ class Config:
     threads: str = "default"  # or "intra,inter", e.g. "2,1"
     jit_compile: bool = False
     seed: int = 0
+    backend: str = ""  # a Keras backend for this configuration's process; "" keeps KERAS_BACKEND
 
     def budget(self) -> TrainingBudget:
         """The course's own budget object for this configuration: the notebook builds the same schedule."""
@@ -92,6 +96,7 @@ class Config:
         parts += [self.pipeline] if self.pipeline != "numpy" else []
         parts += [f"threads {self.threads}"] if self.threads != "default" else []
         parts += ["XLA"] if self.jit_compile else []
+        parts = [self.backend, *parts] if self.backend else parts
         return ", ".join(parts)
 
 
@@ -188,11 +193,33 @@ def _inputs(config: Config, x):
 def _set_threads(config: Config) -> None:
     if config.threads == "default":
         return
+    intra, inter = (int(n) for n in config.threads.split(","))
+    import keras
+
+    if keras.backend.backend() == "torch":
+        import torch
+
+        torch.set_num_threads(intra)
+        torch.set_num_interop_threads(inter)
+        return
+    if keras.backend.backend() != "tensorflow":
+        return  # JAX reads its thread setting from XLA_FLAGS when it starts (thread_env)
     import tensorflow as tf
 
-    intra, inter = (int(n) for n in config.threads.split(","))
     tf.config.threading.set_intra_op_parallelism_threads(intra)
     tf.config.threading.set_inter_op_parallelism_threads(inter)
+
+
+def thread_env(config: Config) -> dict[str, str]:
+    """What a configuration's process needs in its environment before any backend loads: XLA:CPU
+    (JAX) takes one thread only as a flag, OpenMP (PyTorch) reads its count when it starts."""
+    if config.threads == "default":
+        return {}
+    intra = config.threads.split(",")[0]
+    env = {"OMP_NUM_THREADS": intra}
+    if config.backend == "jax" and intra == "1":
+        env["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+    return env
 
 
 def _mnist():
@@ -254,6 +281,9 @@ def run_config(config: Config, task: str, images: int = 0) -> dict:
     """Run one configuration in a fresh interpreter; its result dict (with the load beside it)."""
     request = json.dumps({"task": task, "config": asdict(config), "images": images})
     env = tool_env({"VAE_MODE": "student", "PYTHONUNBUFFERED": "1"})
+    if config.backend:
+        env["KERAS_BACKEND"] = config.backend
+    env.update(thread_env(config))
     proc = subprocess.Popen(
         [sys.executable, "-m", "vae_grader.study", "_worker", request],
         env=env,
@@ -286,6 +316,44 @@ def throughput(images: int, names: list[str], repeat: int) -> None:
             f"| {config.describe(training=False)} | {row['images_per_s']:.0f} | {row['load']} |",
             flush=True,
         )
+
+
+def installed_backends() -> list[str]:
+    """The Keras backends this environment can run (``make backends`` adds JAX and PyTorch)."""
+    from vae_grader.environment import BACKENDS
+
+    return [b for b in BACKENDS if importlib.util.find_spec(b) is not None]
+
+
+def on_backend(config: Config, backend: str) -> Config:
+    """``config`` on ``backend``; Keras's PyTorch backend runs one step per call (as the budget does there)."""
+    steps = 1 if backend == "torch" else config.steps_per_execution
+    return replace(config, backend=backend, steps_per_execution=steps)
+
+
+def backends_throughput(images: int, repeat: int, budgets: list[str], threads: list[str]) -> None:
+    """The grading and the student batch size on every installed backend, interleaved in one run;
+    ``threads`` also times each with one thread ("1,1"): how much the backend suffers when the
+    cores are shared."""
+    backends = installed_backends()
+    known = {"grading": GRADING, "student": STUDENT}
+    grid = [replace(Config.of(name, known[name]), threads=t) for name in budgets for t in threads]
+    print(
+        f"Training throughput per backend ({', '.join(backends)}), one timed epoch of {images:,} "
+        f"images after a warm-up ({load_average()})"
+    )
+    print("| budget | backend | settings | images/s | load |")
+    print("|---|---|---|---:|---|")
+    for _ in range(repeat):
+        for config in grid:
+            for backend in backends:
+                run = on_backend(config, backend)
+                row = run_config(run, "throughput", images)
+                print(
+                    f"| {config.name} | {backend} | {run.describe(training=False)} | "
+                    f"{row['images_per_s']:.0f} | {row['load']} |",
+                    flush=True,
+                )
 
 
 def quality(configs: list[Config]) -> list[dict]:
@@ -327,6 +395,13 @@ def main(argv: list[str] | None = None) -> int:
     qp.add_argument("--train-images", type=int, default=0, help="fewer images, for a dry run")
     qp.add_argument("--epochs", type=int, default=0, help="fewer epochs, for a dry run")
     sub.add_parser("side-by-side", help="the 2017 settings and the student default, in one run")
+    bp = sub.add_parser(
+        "backends", help="the grading and the student batch size on every installed backend"
+    )
+    bp.add_argument("--images", type=int, default=4096, help="images per timed epoch")
+    bp.add_argument("--repeat", type=int, default=2, help="rounds (interleaved)")
+    bp.add_argument("--budgets", default="grading,student", help="grading, student or both")
+    bp.add_argument("--threads", default="default,1,1", help="'default', '1,1' or both")
     wp = sub.add_parser("_worker")
     wp.add_argument("request")
     args = parser.parse_args(argv)
@@ -345,6 +420,9 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             parser.error(f"unknown settings {sorted(unknown)}: see THROUGHPUT_GRID")
         throughput(args.images, args.names, args.repeat)
+    elif args.command == "backends":
+        threads = ["default", "1,1"] if args.threads == "default,1,1" else [args.threads]
+        backends_throughput(args.images, args.repeat, args.budgets.split(","), threads)
     elif args.command == "quality":
         configs = [CONFIGS[name] for name in args.names]
         if args.train_images or args.epochs:
