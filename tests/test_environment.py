@@ -122,6 +122,10 @@ def test_each_backend_file_is_the_course_environment_plus_exact_pins():
 def test_installed_backends_match_their_pins():
     mismatches = []
     for backend in BACKEND_FILES:
+        try:
+            metadata.version(backend)
+        except metadata.PackageNotFoundError:
+            continue  # that backend is not installed here: its pins (setuptools for torch) do not apply
         for req in backend_requirements(backend)[1]:
             try:
                 installed = metadata.version(req.name)
