@@ -220,3 +220,21 @@ def test_the_demo_command_says_so_in_one_line_and_exits_2():
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "Traceback" not in done.stdout + done.stderr
     assert time.monotonic() - started < 60
+
+
+def test_the_due_date_travels_with_the_task(course):
+    """The due date lives only in the central gradebook; the worker's must have it for nbgrader's
+    late-submission plugins."""
+    from vae_grader.dask_runs import due_date
+    from vae_grader.worker_grading import prepared_course
+
+    config = course_config(course)
+    with Gradebook(config.db_url, course_id=config.course_id) as gb:
+        gb.update_or_create_assignment(ASSIGNMENT, duedate="2026-12-01 12:00:00 UTC")
+    bundle = CourseBundle.of(course, due_date(config))
+    assert bundle.duedate == "2026-12-01T12:00:00"
+    assert bundle.digest != CourseBundle.of(course).digest
+    scratch = prepared_course(bundle)
+    assert scratch.resolve() != course.resolve()
+    with Gradebook(f"sqlite:///{scratch / 'gradebook.db'}") as gb:
+        assert gb.find_assignment(ASSIGNMENT).duedate.isoformat() == "2026-12-01T12:00:00"

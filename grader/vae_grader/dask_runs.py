@@ -20,7 +20,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from vae_grader.cluster import PipelineError
-from vae_grader.course_folder import CourseConfig, Progress, forget_submissions
+from nbgrader.api import MissingEntry
+
+from vae_grader.course_folder import CourseConfig, Progress, forget_submissions, gradebook
 from vae_grader.grading_task import CourseBundle, GradedSubmission, GradingTask, read_tree
 from vae_grader.gradebook_writer import record_graded, record_ungradable
 from vae_grader.paths import ASSIGNMENT
@@ -40,6 +42,16 @@ def killed_reason(error: BaseException) -> str:
         + (f", the last {address}" if address else "")
         + "; grade it by hand"
     )
+
+
+def due_date(config: CourseConfig) -> str | None:
+    """The assignment's due date in the central gradebook, for the workers' own gradebooks."""
+    with gradebook(config) as gb:
+        try:
+            duedate = gb.find_assignment(ASSIGNMENT).duedate
+        except MissingEntry:
+            return None
+    return duedate.isoformat() if duedate else None
 
 
 def lost_scheduler(address: str, error: BaseException) -> PipelineError:
@@ -82,17 +94,20 @@ def autograde_on_cluster(
     elapsed: Callable[[], str],
     bar: bool = False,
     grade: Grader = grade_task,
+    on_recorded: Callable[[str], None] | None = None,
 ) -> tuple[dict[str, float], dict[str, str]]:
     """Grade ``students`` (already in ``submitted/``) on ``client``'s cluster; (seconds, errors).
 
     Every student ends with exactly one gradebook record: the worker's, or a flagged 0.
+    ``on_recorded(student)`` is called as soon as a student's record is written (the watch command
+    notes it there, so a restart never grades it again).
     """
     from distributed import as_completed
     from distributed.client import FutureCancelledError
     from distributed.scheduler import KilledWorker
 
     forget_submissions(config, students)
-    course = CourseBundle.of(root)
+    course = CourseBundle.of(root, due_date(config))
     seconds: dict[str, float] = {}
     errors: dict[str, str] = {}
     futures = {}
@@ -136,6 +151,8 @@ def autograde_on_cluster(
                 record_graded(root, config, graded)
                 if not graded.ok:
                     errors[student] = graded.summary
+            if on_recorded:
+                on_recorded(student)
             line = (
                 f"[{elapsed()}] {done}/{len(students)} {student}: {seconds[student]:.1f} s{where}"
             )

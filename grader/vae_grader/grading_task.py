@@ -49,10 +49,13 @@ class CourseBundle:
 
     files: dict[str, bytes]
     digest: str
-    """sha256 of the files: a worker keeps one prepared scratch course per digest."""
+    """sha256 of the files and the due date: a worker keeps one prepared scratch course per digest."""
+    duedate: str | None = None
+    """The assignment's due date in the central gradebook (``nbgrader db assignment add --duedate``):
+    it lives in no file, and nbgrader's late-submission plugins read it from the worker's gradebook."""
 
     @classmethod
-    def of(cls, root: Path) -> CourseBundle:
+    def of(cls, root: Path, duedate: str | None = None) -> CourseBundle:
         files = {name: (root / name).read_bytes() for name in COURSE_FILES}
         for folder in COURSE_FOLDERS:
             tree = read_tree(root / folder / ASSIGNMENT)
@@ -60,7 +63,8 @@ class CourseBundle:
         digest = hashlib.sha256()
         for name in sorted(files):
             digest.update(name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
-        return cls(files=files, digest=digest.hexdigest()[:16])
+        digest.update(f"duedate={duedate}".encode())
+        return cls(files=files, digest=digest.hexdigest()[:16], duedate=duedate)
 
 
 @dataclass(frozen=True)

@@ -84,6 +84,9 @@ def prepared_course(bundle: CourseBundle) -> Path:
             "--force",
             env=nbgrader_env(),
         )
+        if bundle.duedate:
+            with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+                gb.update_or_create_assignment(ASSIGNMENT, duedate=bundle.duedate)
         _prepared[bundle.digest] = root
         return root
 
