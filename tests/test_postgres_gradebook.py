@@ -93,12 +93,12 @@ def test_a_regrade_leaves_one_row_per_student_and_cell_in_postgresql(postgres_co
         assert second.results[submission.student].scores == first.results[submission.student].scores
         assert second.results[submission.student].total == sum(submission.expected.values())
     counts = text(
-        "SELECT student.id, grade_cell.name, count(*) FROM grade"
+        "SELECT student.id, base_cell.name, count(*) FROM grade"
         " JOIN submitted_notebook ON grade.notebook_id = submitted_notebook.id"
         " JOIN submitted_assignment ON submitted_notebook.assignment_id = submitted_assignment.id"
         " JOIN student ON submitted_assignment.student_id = student.id"
-        " JOIN grade_cell ON grade.cell_id = grade_cell.id"
-        " GROUP BY student.id, grade_cell.name"
+        " JOIN base_cell ON grade.cell_id = base_cell.id"
+        " GROUP BY student.id, base_cell.name"
     )
     engine = create_engine(url)
     try:
