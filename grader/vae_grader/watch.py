@@ -152,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     from vae_grader.cluster import PipelineError, grading_client, scheduler_address
 
     def say(message: str) -> None:
-        print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+        stamped = message.startswith("[")  # the coordinator's lines carry their own time
+        print(message if stamped else f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
     state = WatchState.load(root)
     try:
