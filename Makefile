@@ -21,7 +21,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 # nbgrader shells out to alembic, so the environment's bin/ must be on PATH.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup backends demo test test-fast release benchmark study clean
+.PHONY: setup backends demo test test-fast release benchmark throughput study clean
 setup: $(STAMP)
 
 $(STAMP): requirements.txt pyproject.toml grader/pyproject.toml scripts/setup.sh
@@ -58,6 +58,10 @@ release: $(STAMP)
 benchmark: $(STAMP)
 	$(PY) -m vae_grader.benchmark
 
+# Plain sequential `nbgrader autograde` against the Dask path, same students, one run (docs/dask-grading.md).
+throughput: $(STAMP)
+	$(PY) -m vae_grader.throughput
+
 # The speed study behind the student budget (docs/measurements.md, "Speed of the student's run"): throughput of
 # each setting, then today's default and the 2017 settings trained side by side (about 45 min).
 study: $(STAMP)
@@ -65,4 +69,4 @@ study: $(STAMP)
 	$(PY) -m vae_grader.study side-by-side
 
 clean:
-	rm -rf submitted autograded/vae feedback gradebook.db exports
+	rm -rf submitted autograded/vae feedback gradebook.db exports watch-state.json

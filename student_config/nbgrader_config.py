@@ -121,6 +121,16 @@ class OwnFetchFeedback(ExchangeFetchFeedback):
             self.fail(f"fetch_feedback refused: {problem}")
         super().init_src()
 
+    def do_copy(self, src, dest):
+        """A released page is the student's alone (mode 0400) and nbgrader's copy keeps that mode,
+        so the next fetch could not overwrite the copy it had made and stopped before the feedback of
+        a resubmission: each earlier copy, the student's own file, is made writable first."""
+        for notebook_id, timestamp, _ in self.feedback_files:
+            earlier = os.path.join(dest, timestamp, notebook_id + ".html")
+            if os.path.isfile(earlier) and not os.path.islink(earlier):
+                os.chmod(earlier, 0o600)
+        super().do_copy(src, dest)
+
 
 c.ExchangeFactory.submit = OwnSubmit
 c.ExchangeFactory.fetch_assignment = OwnFetch

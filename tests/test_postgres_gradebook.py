@@ -78,6 +78,44 @@ def test_a_class_graded_into_postgresql_gets_the_manifest_scores(postgres_course
         assert (root / "feedback" / student / "vae" / "vae.html").is_file(), student
 
 
+def test_a_regrade_leaves_one_row_per_student_and_cell_in_postgresql(postgres_course):
+    """The class is graded on Dask and the coordinator writes PostgreSQL; grading it again replaces
+    each student's rows instead of adding to them."""
+    from sqlalchemy import create_engine, text
+
+    from vae_grader.demo import demo_submissions
+
+    root, url = postgres_course
+    submissions = [s for s in demo_submissions() if s.student in ("untouched", "half_done")]
+    first = run_pipeline(root, submissions, progress=None, workers=2)
+    second = run_pipeline(root, submissions, progress=None, workers=2)
+    for submission in submissions:
+        assert second.results[submission.student].scores == first.results[submission.student].scores
+        assert second.results[submission.student].total == sum(submission.expected.values())
+    counts = text(
+        "SELECT student.id, base_cell.name, count(*) FROM grade"
+        " JOIN submitted_notebook ON grade.notebook_id = submitted_notebook.id"
+        " JOIN submitted_assignment ON submitted_notebook.assignment_id = submitted_assignment.id"
+        " JOIN student ON submitted_assignment.student_id = student.id"
+        " JOIN base_cell ON grade.cell_id = base_cell.id"
+        " GROUP BY student.id, base_cell.name"
+    )
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(counts).all()
+            submitted = connection.execute(
+                text("SELECT count(*) FROM submitted_assignment")
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    assert submitted == len(submissions)
+    assert sorted((student, cell) for student, cell, _ in rows) == sorted(
+        (s.student, cell) for s in submissions for cell in first.max_points
+    )
+    assert {count for _, _, count in rows} == {1}
+
+
 def test_the_instructors_gradebook_commands_work_on_postgresql(postgres_course):
     root, url = postgres_course
 

@@ -232,7 +232,7 @@ class Sandbox(LoggingConfigurable):
     max_processes = Integer(
         256,
         help="RLIMIT_NPROC: processes and threads of the kernel's user (0: none), well above the "
-        "threads of a training kernel (README, 'What the limits rest on'); a fork bomb stops here.",
+        "threads of a training kernel (docs/measurements.md, 'What the limits rest on'); a fork bomb stops here.",
     ).tag(config=True)
     max_file_size = Integer(
         256 * MiB,
@@ -241,7 +241,7 @@ class Sandbox(LoggingConfigurable):
     cpu_seconds = Integer(
         1200,
         help="RLIMIT_CPU of the kernel process in CPU seconds (0: none), many times what the master "
-        "uses in grading mode (README, 'What the limits rest on'); the per-cell timeout normally "
+        "uses in grading mode (docs/measurements.md, 'What the limits rest on'); the per-cell timeout normally "
         "stops a runaway cell long before this backstop.",
     ).tag(config=True)
     scratch_size = Integer(
@@ -257,7 +257,7 @@ class Sandbox(LoggingConfigurable):
     socket_timeout = Integer(
         120,
         help="Seconds the kernel gets to create its ZMQ sockets before the grader gives up on it "
-        "(measured start times: README, 'What the limits rest on').",
+        "(measured start times: docs/measurements.md, 'What the limits rest on').",
     ).tag(config=True)
     visible_paths = List(
         Unicode(),

@@ -3,11 +3,13 @@
     python -m vae_grader.demo              # release, submit, autograde, feedback, export, table
     python -m vae_grader.demo --manifest   # print what every sample student should score
     python -m vae_grader.demo --only NAME… # grade just these samples, in a scratch copy of the course
+    python -m vae_grader.demo --scheduler tcp://HOST:8786   # grade on an existing Dask cluster
 
 Steps: regenerate ``release/`` from the master, write the demo submissions and the adversarial
 corpus (test data: ``vae_samples`` in tests/, see :func:`vae_grader.paths.samples`) to
-``submitted/<student>/vae/``, then run plain nbgrader commands in the course root (see
-grader/vae_grader/pipeline.py), print the grade table with the manifest's expected totals, the
+``submitted/<student>/vae/``, then run plain nbgrader commands in the course root, each student's
+``nbgrader autograde`` a task on a Dask cluster (see grader/vae_grader/pipeline.py; an embedded
+``LocalCluster`` unless ``--scheduler`` or ``$VAE_DASK_SCHEDULER`` names one), with a progress bar, print the grade table with the manifest's expected totals, the
 grade CSV and the feedback pages. Exits 1 when any student's per-cell points differ from the
 manifest, so the command doubles as an end-to-end check. Re-running it regrades from scratch and
 prints the same table. ``--manifest`` output is tests/vae_samples/demo_manifest.md (kept in sync by
@@ -92,6 +94,11 @@ def main(argv: list[str] | None = None) -> int:
         metavar="NAME",
         help="grade only these sample students (demo or adversarial) in a scratch course copy",
     )
+    parser.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="grade on this Dask scheduler (default: $VAE_DASK_SCHEDULER, else an embedded LocalCluster)",
+    )
     args = parser.parse_args(argv)
     if args.manifest:
         print(manifest())
@@ -126,7 +133,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         run = run_pipeline(
-            course_root, submissions, progress=lambda message: print(message, flush=True)
+            course_root,
+            submissions,
+            progress=lambda message: print(message, flush=True),
+            scheduler=args.scheduler,
+            bar=True,
         )
     except PipelineError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -116,7 +116,7 @@ class RobustExecute(JudgedCells, KernelRecovery, OutputLimits, KernelCalls, Exec
     training_timeout = Integer(
         180,
         help="Seconds a training cell may run (every other cell gets Execute.timeout); at 60 s correct "
-        "submissions lost points (measured times: README, 'What the limits rest on').",
+        "submissions lost points (measured times: docs/measurements.md, 'What the limits rest on').",
     ).tag(config=True)
     training_cells = List(
         Unicode(),
@@ -125,7 +125,7 @@ class RobustExecute(JudgedCells, KernelRecovery, OutputLimits, KernelCalls, Exec
     ).tag(config=True)
     max_output_bytes = Integer(
         2 * 2**20,
-        help="Output kept per cell, in bytes (the master's largest: README, 'What the limits rest on').",
+        help="Output kept per cell, in bytes (the master's largest: docs/measurements.md, 'What the limits rest on').",
     ).tag(config=True)
     max_notebook_output_bytes = Integer(
         16 * 2**20,
@@ -138,7 +138,7 @@ class RobustExecute(JudgedCells, KernelRecovery, OutputLimits, KernelCalls, Exec
     submission_seconds = Integer(
         900,
         help="Wall-clock seconds one submission may use in all (cells, test probes, new kernels and replays); "
-        "past it the remaining cells are flagged, not run (README, 'What the limits rest on').",
+        "past it the remaining cells are flagged, not run (docs/measurements.md, 'What the limits rest on').",
     ).tag(config=True)
 
     def __init__(self, **kw):

@@ -16,8 +16,10 @@ Why the details:
 
 * ``--force`` everywhere: without it nbgrader silently keeps existing outputs, so a re-run would
   report the previous run's results.
-* One ``autograde`` per student, a few at a time, each on its own cores
-  (:mod:`vae_grader.nbgrader_runs`).
+* One ``autograde`` per student, each a task on a Dask cluster (:mod:`vae_grader.dask_runs`):
+  an embedded ``LocalCluster`` sized to the machine, or an existing scheduler (``scheduler``,
+  ``$VAE_DASK_SCHEDULER``). Workers grade in scratch courses of their own; this process alone
+  writes the gradebook.
 * A student's old gradebook record is dropped before regrading, so a regrade that fails can
   never leave the previous run's scores looking current.
 * Students that an earlier run of this pipeline wrote, but that are no longer in the set, are
@@ -32,6 +34,7 @@ import re
 import shutil
 import time
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,7 +51,9 @@ from vae_grader.course_folder import (
     read_results,
     write_submission,
 )
-from vae_grader.nbgrader_runs import PipelineError, autograde_all, grading_workers, run_nbgrader
+from vae_grader.cluster import grading_client, scheduler_address
+from vae_grader.dask_runs import autograde_on_cluster
+from vae_grader.nbgrader_runs import PipelineError, grading_workers, run_nbgrader
 from vae_grader.paths import ASSIGNMENT, NOTEBOOK
 from vae_grader.submissions import Submission, points_by_cell
 
@@ -92,10 +97,14 @@ def run_pipeline(
     submissions: Sequence[Submission],
     progress: Progress | None = print,
     workers: int | None = None,
+    scheduler: str | None = None,
+    bar: bool = False,
 ) -> GradingRun:
     """Release, submit, autograde, feedback and export ``submissions`` in ``course_root``.
 
-    ``workers``: students autograded at once (default :func:`grading_workers`).
+    ``workers``: worker processes of the embedded cluster (default :func:`grading_workers`);
+    ``scheduler``: address of an existing Dask scheduler instead (default ``$VAE_DASK_SCHEDULER``);
+    ``bar``: show a progress bar on the terminal.
     """
     root = Path(course_root).resolve()
     say = progress or (lambda message: None)
@@ -113,11 +122,45 @@ def run_pipeline(
     config = course_config(root)
     logs = root / "exports" / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    steps: dict[str, float] = {}
     start = time.monotonic()
 
     def elapsed() -> str:
         return f"{time.monotonic() - start:6.1f} s"
+
+    with ExitStack() as stack:
+        return _run(
+            root, submissions, students, config, logs, say, elapsed, stack, workers, scheduler, bar
+        )
+
+
+def _run(
+    root: Path,
+    submissions: Sequence[Submission],
+    students: list[str],
+    config,
+    logs: Path,
+    say: Progress,
+    elapsed,
+    stack: ExitStack,
+    workers: int | None,
+    scheduler: str | None,
+    bar: bool,
+) -> GradingRun:
+    """The steps of :func:`run_pipeline`, the cluster held open by ``stack`` until they end."""
+    steps: dict[str, float] = {}
+
+    address = scheduler_address(scheduler)
+    client = stack.enter_context(grading_client(address, workers))
+    dashboard = client.dashboard_link if _has_dashboard(client) else None
+    say(
+        f"[{elapsed()}] Dask cluster: "
+        + (
+            f"scheduler {address}"
+            if address
+            else f"embedded LocalCluster, {len(client.scheduler_info()['workers'])} worker process(es)"
+        )
+        + (f"; dashboard {dashboard}" if dashboard else "")
+    )
 
     say(f"[{elapsed()}] nbgrader generate_assignment {ASSIGNMENT} --force")
     t0 = time.monotonic()
@@ -141,8 +184,8 @@ def run_pipeline(
     )
 
     t0 = time.monotonic()
-    seconds, errors = autograde_all(
-        root, config, students, logs, workers or grading_workers(), say, elapsed
+    seconds, errors = autograde_on_cluster(
+        root, config, students, logs, client, say, elapsed, bar=bar
     )
     steps["autograde"] = time.monotonic() - t0
 
@@ -183,3 +226,9 @@ def run_pipeline(
         csv_path=csv_path,
         step_seconds=steps,
     )
+
+
+def _has_dashboard(client) -> bool:
+    """Dask serves its dashboard only with bokeh installed; say so only when there is one."""
+    services = client.scheduler_info().get("services", {})
+    return "dashboard" in services

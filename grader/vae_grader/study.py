@@ -126,7 +126,7 @@ CONFIGS = {
         replace(B16_COSINE, name="b16-cos-5ep-lr1e-3", learning_rate=1e-3),
     ]
 }
-"""The configurations trained to the end (README, "Speed of the student's run")."""
+"""The configurations trained to the end (docs/measurements.md, "Speed of the student's run")."""
 
 THROUGHPUT_GRID = [
     Config("b16", batch_size=16),
