@@ -24,8 +24,10 @@ from vae_grader.course_folder import CourseConfig, Progress, forget_submissions
 from vae_grader.paths import ASSIGNMENT, nbgrader_command, tool_env
 
 WORKERS_ENV = "VAE_GRADING_WORKERS"
-STUDENT_TIMEOUT_S = 900
-"""A whole ``nbgrader autograde`` of one student; nbgrader's per-cell timeout normally stops far earlier."""
+STUDENT_TIMEOUT_S = 4200
+"""A whole ``nbgrader autograde`` of one student, in wall time: above the executor's own wall-clock
+backstop (``RobustExecute.submission_wall_seconds``, 3600 s), which flags what it could not reach
+instead of losing the whole submission; the CPU-time limits normally stop far earlier."""
 
 
 class PipelineError(RuntimeError):
