@@ -9,8 +9,8 @@ Environment variables (all optional):
   NBGRADER_DB_URL    gradebook URL; default: SQLite file gradebook.db in this folder
                      (e.g. postgresql://user@host/vae for a shared server)
   VAE_MODE           training budget inside graded notebooks; default for the grading kernel: grading
-  VAE_CELL_TIMEOUT      seconds one cell may run during autograding; default 60
-  VAE_TRAINING_TIMEOUT  seconds the training cell (or a student cell calling .fit) may run; default 180
+  VAE_CELL_TIMEOUT      CPU seconds one cell may compute during autograding; default 60
+  VAE_TRAINING_TIMEOUT  CPU seconds the training cell (or a student cell calling .fit) may compute; default 180
   VAE_SANDBOX           set to off to grade without the bubblewrap sandbox (not recommended);
                         `python -m vae_grader.sandbox --overhead 5` measures what it costs
 """
@@ -127,9 +127,15 @@ c.RobustExecute.interrupt_grace = (
 )
 c.RobustExecute.max_output_bytes = 2 * MiB  # output kept per cell
 c.RobustExecute.max_notebook_output_bytes = 16 * MiB  # output kept per notebook
-c.RobustExecute.submission_seconds = 900  # all of one submission
+c.RobustExecute.submission_seconds = 900  # CPU s of all of one submission's cells
+# The limits count the CPU time of the kernel's process tree, so load cannot change a grade; past
+# 10x a cell's limit in wall time it is stopped anyway (flagged if the machine starved it), and a
+# submission past 3600 s of wall time is flagged (docs/load.md).
+c.RobustExecute.backstop_factor = 10
+c.RobustExecute.submission_wall_seconds = 3600
 # The kernel's limits (grader/vae_grader/sandbox.py); 0 disables one.
 c.Sandbox.memory_limit = 8 * GiB  # RLIMIT_AS
+c.Sandbox.cpu_share = 1.0  # cores for the kernel's tree, by a cgroup quota where the host allows
 c.Sandbox.max_processes = 256  # RLIMIT_NPROC (threads count)
 c.Sandbox.max_file_size = 256 * MiB  # RLIMIT_FSIZE
 c.Sandbox.cpu_seconds = 1200  # RLIMIT_CPU for the kernel

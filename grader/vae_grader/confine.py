@@ -62,7 +62,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from traitlets import Integer, List, Unicode
+from traitlets import Float, Integer, List, Unicode
 from traitlets.config import LoggingConfigurable
 
 from vae_grader.bwrap import (  # noqa: F401  (bwrap_problem re-exported: the sandbox's public name)
@@ -243,6 +243,12 @@ class Sandbox(LoggingConfigurable):
         help="RLIMIT_CPU of the kernel process in CPU seconds (0: none), many times what the master "
         "uses in grading mode (docs/measurements.md, 'What the limits rest on'); the per-cell timeout normally "
         "stops a runaway cell long before this backstop.",
+    ).tag(config=True)
+    cpu_share = Float(
+        1.0,
+        help="CPUs' worth of time the kernel's whole process tree may use at once, enforced by a cgroup "
+        "of its own where the host allows one (vae_grader.cpu_share; 0: none). One core: the master's "
+        "training cell needs no more to stay within its limits (docs/load.md).",
     ).tag(config=True)
     scratch_size = Integer(
         512 * MiB,

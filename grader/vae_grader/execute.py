@@ -10,17 +10,26 @@ interrupt times out every following cell. :class:`RobustExecute` replaces it in
   error that says so, a new kernel starts, the cells that had completed are run again (their
   outputs kept from the first run) so the state is back, and grading goes on after the crashing
   cell. Later parts that do not need that cell still earn their points.
-* **Timeout**: a cell may run ``timeout`` seconds (``Execute.timeout``), a cell that trains a
-  model (the training answer cell, or a student cell whose parsed code calls ``.fit(``) ``training_timeout``
-  seconds; the short limit keeps an endless loop elsewhere from costing minutes per submission.
+* **Timeout**: a cell may compute ``timeout`` seconds (``Execute.timeout``), a cell that trains
+  a model (the training answer cell, or a student cell whose parsed code calls ``.fit(``)
+  ``training_timeout`` seconds; the short limit keeps an endless loop elsewhere from costing
+  minutes per submission. The limits count the CPU time of the kernel's whole process tree
+  (``vae_grader.kernel_clock``), so a busy machine cannot make a correct cell run out of time; a
+  wall-clock backstop (``backstop_factor`` times the limit) stops a cell that sleeps or blocks.
   Past its limit the kernel is interrupted; if the cell does not stop within ``interrupt_grace``
-  seconds, the kernel is replaced as above. The cell gets a "ran longer than N s" error.
+  seconds, the kernel is replaced as above. The cell gets a "ran longer than the grader's limit
+  of N s of computing" (or "of wall time while computing only ...") error. A cell stopped by the backstop while its kernel was waiting
+  for a CPU (starved by the machine) is no fault of the student's: the rest of the submission is
+  flagged for the instructor instead of graded.
+* **Start-up is not the student's**: each new kernel imports ``warm_imports`` (Keras, the course
+  package) before the first cell, so the set-up cell's imports cost it nothing.
 * **Test cells are never run in the student's kernel.** For each visible or hidden test cell the
   kernel gets a probe instead (``vae_grader.judge``): it computes data from the student's code, and
   the verdict is reached in this process. So the kernel cannot fake a pass, and a test's source
   never reaches it. Tampering with the kernel only changes what the student's own code computes.
-* **Time by budget**: a submission has ``submission_seconds`` in all; new kernels and replays
-  count against it, and the cells it could not reach are flagged with the reason.
+* **Time by budget**: a submission's cells have ``submission_seconds`` of CPU time in all
+  (replays after a new kernel included); past it, or past ``submission_wall_seconds`` of wall
+  time, the cells it could not reach are flagged with the reason.
 * **Stray processes** (a fork bomb's children, a background server): the kernel is replaced as
   above, which ends every process in its sandbox, and the cell that started them is not counted.
 * **Output size**: a cell's output past ``max_output_bytes`` (a notebook's past
@@ -51,7 +60,7 @@ from nbclient.client import NotebookClient
 from nbformat.notebooknode import NotebookNode
 from nbgrader import utils
 from nbgrader.preprocessors import Execute
-from traitlets import Integer, List, Unicode
+from traitlets import Enum, Float, Integer, List, Unicode
 
 from vae_grader import judge, time_limits
 from vae_grader.cell_messages import add_error, drop_interrupt_errors, flag_not_run, label
@@ -60,6 +69,7 @@ from vae_grader.confined_judge import ConfinedJudge
 from vae_grader.environment import grading_kernel_environment
 from vae_grader.judged_cells import JudgedCells
 from vae_grader.kernel_calls import DEAD, TIMEOUT, KernelCalls
+from vae_grader.kernel_clock import SLEPT
 from vae_grader.notes import add_note, render_notes
 from vae_grader.output_limits import OutputLimits
 from vae_grader.processes import death_reason, stray_processes
@@ -94,10 +104,13 @@ class _RunState:
     restarts: int = 0
     given_up: str | None = None
     started: float = field(default_factory=time.monotonic)
+    charged: float = 0.0
+    """What the cells (and their replays) cost the budget: CPU seconds of the kernel's tree."""
     notebook_bytes: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
     """Where the time went: kernel start, cells, checks, restarts (logged at the end)."""
-    slowest: list[tuple[float, int]] = field(default_factory=list)
+    slowest: list[tuple[float, int, float]] = field(default_factory=list)
+    """(wall seconds, cell index, CPU seconds) of each cell."""
     attempted: set[int] = field(default_factory=set)
     """Cells sent to a kernel (whatever happened): the others were never run."""
 
@@ -115,8 +128,35 @@ class RobustExecute(JudgedCells, KernelRecovery, OutputLimits, KernelCalls, Exec
     ).tag(config=True)
     training_timeout = Integer(
         180,
-        help="Seconds a training cell may run (every other cell gets Execute.timeout); at 60 s correct "
+        help="CPU seconds a training cell may use (every other cell gets Execute.timeout); at 60 s correct "
         "submissions lost points (measured times: docs/measurements.md, 'What the limits rest on').",
+    ).tag(config=True)
+    limit_clock = Enum(
+        ("cpu", "wall"),
+        "cpu",
+        help="What the cell and submission limits count: 'cpu', the CPU time of the kernel's process "
+        "tree (the same idle and loaded); 'wall', wall-clock time, which a busy machine stretches "
+        "(kept to show that: python -m vae_grader.load_test).",
+    ).tag(config=True)
+    backstop_factor = Integer(
+        10,
+        help="A cell may take this many times its CPU limit in wall time before it is stopped anyway "
+        "(it sleeps or blocks, or the machine starves it: docs/load.md).",
+    ).tag(config=True)
+    starved_fraction = Float(
+        0.25,
+        help="A cell stopped by the wall-clock backstop whose kernel waited for a CPU at least this "
+        "fraction of the time was starved by the machine: flagged, never zeroed (docs/load.md).",
+    ).tag(config=True)
+    warm_imports = List(
+        Unicode(),
+        ["course", "course.checks", "course.plotting", "course.selfcheck", "keras", "scipy.stats"],
+        help="Modules each new kernel imports before the first cell, so that the set-up cell's "
+        "imports (seconds of CPU, minutes on a loaded machine) are never charged to the student.",
+    ).tag(config=True)
+    warm_timeout = Integer(
+        600,
+        help="Wall seconds the warm-up imports may take; past them grading goes on without.",
     ).tag(config=True)
     training_cells = List(
         Unicode(),
@@ -137,8 +177,14 @@ class RobustExecute(JudgedCells, KernelRecovery, OutputLimits, KernelCalls, Exec
     ).tag(config=True)
     submission_seconds = Integer(
         900,
-        help="Wall-clock seconds one submission may use in all (cells, test probes, new kernels and replays); "
-        "past it the remaining cells are flagged, not run (docs/measurements.md, 'What the limits rest on').",
+        help="CPU seconds one submission's cells may use in all (test probes and replays after a new "
+        "kernel included); past it the remaining cells are flagged, not run (README, 'What the limits "
+        "rest on').",
+    ).tag(config=True)
+    submission_wall_seconds = Integer(
+        3600,
+        help="Wall-clock backstop of one submission: past it the remaining cells are flagged, not run "
+        "(a machine this busy grades nothing fairly; docs/load.md).",
     ).tag(config=True)
 
     def __init__(self, **kw):
@@ -195,13 +241,15 @@ class RobustExecute(JudgedCells, KernelRecovery, OutputLimits, KernelCalls, Exec
             verdicts.peak_rss / 2**20,
         )
         slowest = ", ".join(
-            f"cell {i} {t:.1f} s" for t, i in sorted(self._state.slowest, reverse=True)[:3]
+            f"cell {i} {t:.1f} s ({c:.1f} CPU s)"
+            for t, i, c in sorted(self._state.slowest, reverse=True)[:3]
         )
         self.log.info(
-            "Executed %d cells in %.1f s (%s; slowest: %s; %d new kernel(s))",
+            "Executed %d cells in %.1f s (%s; cells and probes %.1f CPU s; slowest: %s; %d new kernel(s))",
             self.code_cells_executed,
             seconds,
             spent,
+            self._state.charged,
             slowest,
             self._state.restarts,
         )
@@ -234,16 +282,41 @@ class RobustExecute(JudgedCells, KernelRecovery, OutputLimits, KernelCalls, Exec
                 flag_not_run(self.nb, cell, reason)
 
     async def _async_kernel_ready(self) -> None:
-        """A kernel just started: count its start-up time and record its language in the notebook."""
+        """A kernel just started: record its language in the notebook, import ``warm_imports``, and
+        count it all as start-up time (never a cell's)."""
         assert self.kc is not None
-        self._spent(
-            "kernel start", time.monotonic() - getattr(self, "_kernel_started", time.monotonic())
-        )
         info = await self._async_wait_reply(
             await ensure_async(self.kc.kernel_info()), self.startup_timeout
         )
         if isinstance(info, dict) and "language_info" in info["content"]:
             self.nb.metadata["language_info"] = info["content"]["language_info"]
+        await self._async_warm_up()
+        self._spent(
+            "kernel start", time.monotonic() - getattr(self, "_kernel_started", time.monotonic())
+        )
+
+    async def _async_warm_up(self) -> None:
+        """Import ``warm_imports`` in the new kernel, silently and binding no name, before any student code."""
+        if not self.warm_imports:
+            return
+        assert self.kc is not None
+        code = (
+            "import importlib as _vae_importlib\n"
+            f"for _vae_module in {list(self.warm_imports)!r}:\n"
+            "    _vae_importlib.import_module(_vae_module)\n"
+            "del _vae_importlib, _vae_module\n"
+        )
+        msg_id = await ensure_async(
+            self.kc.execute(
+                code, silent=True, store_history=False, allow_stdin=False, stop_on_error=False
+            )
+        )
+        reply = await self._async_wait_reply(msg_id, self.warm_timeout)
+        status = reply.get("content", {}).get("status") if isinstance(reply, dict) else reply
+        if status != "ok":  # the set-up cell will then import them itself, and say what failed
+            self.log.warning("Warm-up imports of the new kernel: %s", status)
+            if reply == TIMEOUT:
+                await self._async_interrupt(msg_id)
 
     def _spent(self, what: str, seconds: float) -> None:
         self._state.seconds[what] = self._state.seconds.get(what, 0.0) + seconds
@@ -254,7 +327,9 @@ class RobustExecute(JudgedCells, KernelRecovery, OutputLimits, KernelCalls, Exec
         """Run one code cell (judge it, if a test cell), then check what it did to the kernel."""
         state = self._state
         if state.given_up is None:
-            state.given_up = time_limits.out_of_time(state.started, self.submission_seconds)
+            state.given_up = time_limits.out_of_time(
+                state.charged, state.started, self.submission_seconds, self.submission_wall_seconds
+            )
         if state.given_up:
             flag_not_run(self.nb, cell, state.given_up)
             return
@@ -275,8 +350,10 @@ class RobustExecute(JudgedCells, KernelRecovery, OutputLimits, KernelCalls, Exec
         else:
             outcome, reply = await self._async_execute(index, cell)
         took = time.monotonic() - started
+        cpu = self.last_clock.charged if self.last_clock is not None else took
+        state.charged += cpu
         self._spent("tests" if test is not None else "cells", took)
-        state.slowest.append((took, index))
+        state.slowest.append((took, index, cpu))
         if outcome in ("ok", "timeout") and await self._async_left_processes(index, cell, outcome):
             return
         if outcome == "ok" and asked_to_exit(reply):
@@ -327,15 +404,16 @@ class RobustExecute(JudgedCells, KernelRecovery, OutputLimits, KernelCalls, Exec
 
     async def _async_report_failure(self, index: int, cell: NotebookNode, outcome: str) -> None:
         """A cell that timed out, got stuck or killed its kernel: say so; replace the kernel unless it stopped."""
-        limit = self.cell_limit(cell)
-        if outcome == "timeout":
+        if outcome == "starved":
+            drop_interrupt_errors(cell)
+            self._starved(index, cell)
+        elif outcome == "timeout":
             drop_interrupt_errors(cell)
             await self._incident(
                 index,
                 cell,
                 "CellTimeoutError",
-                f"ran longer than the grader's limit of {limit} s "
-                "and was stopped; the cells after it still ran",
+                f"{self._past_limit(cell)} and was stopped; the cells after it still ran",
                 restart=False,
             )
         elif outcome == "stuck":
@@ -343,8 +421,7 @@ class RobustExecute(JudgedCells, KernelRecovery, OutputLimits, KernelCalls, Exec
                 index,
                 cell,
                 "CellTimeoutError",
-                f"ran longer than the grader's limit of {limit} s "
-                f"and did not stop when interrupted; {_RESTARTED}",
+                f"{self._past_limit(cell)} and did not stop when interrupted; {_RESTARTED}",
                 restart=True,
             )
         else:  # "dead"
@@ -355,6 +432,36 @@ class RobustExecute(JudgedCells, KernelRecovery, OutputLimits, KernelCalls, Exec
                 f"stopped the kernel ({death_reason(self.km)}); {_RESTARTED}",
                 restart=True,
             )
+
+    def _past_limit(self, cell: NotebookNode) -> str:
+        """Which of the cell's limits it ran past, in words for the student."""
+        limit = self.cell_limit(cell)
+        clock = self.last_clock
+        if self.limit_clock == "wall":
+            return f"ran longer than the grader's limit of {limit} s"
+        if clock is not None and clock.verdict == SLEPT:
+            return (
+                f"ran longer than the grader's limit of {clock.wall_limit:.0f} s of wall time while "
+                f"computing only {clock.cpu_used:.1f} s (it slept or waited)"
+            )
+        return f"ran longer than the grader's limit of {limit} s of computing (CPU time)"
+
+    def _starved(self, index: int, cell: NotebookNode) -> None:
+        """The machine gave the cell too little CPU to finish within the backstop: nothing the
+        student did, so the submission is flagged for the instructor and the rest is not run."""
+        clock = self.last_clock
+        got = (
+            f"{clock.cpu_used:.1f} s of computing in {clock.wall:.0f} s" if clock else "too little"
+        )
+        reason = (
+            f"the grading machine was too busy: {label(index, cell)} got only {got} "
+            f"(its limit is {self.cell_limit(cell)} s of computing)"
+        )
+        add_error(
+            cell, "NotGraded", f"this cell was stopped: {reason}; your instructor will grade it"
+        )
+        add_note(self.nb, f"{reason}; your instructor will grade this submission.", flag=reason)
+        self._state.given_up = reason
 
     async def _incident(
         self, index: int, cell: NotebookNode, ename: str, what: str, *, restart: bool

@@ -3,7 +3,12 @@
 nbclient's own ``async_execute_cell`` raises when the kernel dies and, past a timeout, interrupts
 and raises too; ``RobustExecute`` must go on after either, so :class:`KernelCalls` runs a cell the
 way nbclient does (its output collected by nbclient's reader) and returns what happened: ``"ok"``,
-``"timeout"`` (it stopped when interrupted), ``"stuck"`` (it did not) or ``"dead"``.
+``"timeout"`` (past its limit; it stopped when interrupted), ``"stuck"`` (it did not), ``"starved"``
+(the machine gave it too little CPU to finish within the wall-clock backstop) or ``"dead"``.
+
+A cell's limit is read on :class:`vae_grader.kernel_clock.CellClock`: CPU seconds of the kernel's
+process tree, with a wall-clock backstop; the clock of the last cell stays in ``last_clock`` for
+the messages.
 """
 
 from __future__ import annotations
@@ -15,14 +20,34 @@ from queue import Empty
 from jupyter_core.utils import ensure_async
 from nbformat.notebooknode import NotebookNode
 
+from vae_grader.kernel_clock import STARVED, CellClock, ProcessTree
+
 TIMEOUT = "timeout"
 DEAD = "dead"
 
 
 class KernelCalls:
     """Mixed into ``RobustExecute`` (an nbclient ``NotebookClient``): uses its ``kc``, ``km``,
-    ``cell_limit``, ``interrupt_grace`` and ``iopub_timeout``, and ``_new_cell_output``
-    (``vae_grader.output_limits``)."""
+    ``cell_limit``, ``backstop_factor``, ``starved_fraction``, ``interrupt_grace`` and
+    ``iopub_timeout``, and ``_new_cell_output`` (``vae_grader.output_limits``)."""
+
+    last_clock: CellClock | None = None
+
+    def cell_clock(self, limit: float | None) -> CellClock:
+        """A clock for one cell of ``limit`` CPU seconds, its wall-clock backstop ``backstop_factor``
+        times that, reading the kernel's process tree (started now); with ``limit_clock`` "wall" the
+        limit itself is wall seconds."""
+        process = getattr(getattr(self.km, "provisioner", None), "process", None)
+        return CellClock(
+            tree=(
+                ProcessTree(process.pid)
+                if process is not None and self.limit_clock == "cpu"
+                else None
+            ),
+            cpu_limit=limit or None,
+            wall_limit=limit * self.backstop_factor if limit else None,
+            starved_fraction=self.starved_fraction,
+        )
 
     async def _async_execute(
         self, index: int, cell: NotebookNode, *, silent: bool = False, limit: int | None = None
@@ -47,12 +72,16 @@ class KernelCalls:
         # nbclient's own output reader (private: it has no public one), so outputs, display_ids
         # and the output hook behave exactly as in nbclient.
         poller = asyncio.ensure_future(self._async_poll_output_msg(msg_id, cell, index))
-        timeout = limit if limit is not None else self.cell_limit(cell)
-        reply = await self._async_wait_reply(msg_id, timeout)
+        clock = self.cell_clock(limit if limit is not None else self.cell_limit(cell))
+        self.last_clock = clock
+        reply = await self._async_wait_reply(msg_id, None, clock)
         outcome = "ok"
         if reply == TIMEOUT:
             reply = await self._async_interrupt(msg_id)
-            outcome = "timeout" if isinstance(reply, dict) else "stuck"
+            if clock.expired() == STARVED:
+                outcome = "starved"
+            else:
+                outcome = "timeout" if isinstance(reply, dict) else "stuck"
         elif reply == DEAD:
             outcome = "dead"
         if isinstance(reply, dict):
@@ -84,11 +113,16 @@ class KernelCalls:
             self.log.warning("Could not interrupt the kernel: %s", exc)
         return await self._async_wait_reply(msg_id, self.interrupt_grace)
 
-    async def _async_wait_reply(self, msg_id: str, timeout: float | None):
-        """The shell reply to ``msg_id``, or TIMEOUT, or DEAD when the kernel process ended."""
+    async def _async_wait_reply(
+        self, msg_id: str, timeout: float | None, clock: CellClock | None = None
+    ):
+        """The shell reply to ``msg_id``, or TIMEOUT (``timeout`` wall seconds passed, or a limit
+        of ``clock`` ran out: checked about once a second), or DEAD when the kernel process ended."""
         assert self.kc is not None and self.km is not None
         deadline = None if not timeout else time.monotonic() + timeout
         while True:
+            if clock is not None and clock.expired():
+                return TIMEOUT
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 return TIMEOUT
@@ -111,4 +145,6 @@ class KernelCalls:
         msg_id = await ensure_async(
             self.kc.execute(cell.source, store_history=True, stop_on_error=False, allow_stdin=False)
         )
-        return await self._async_wait_reply(msg_id, self.cell_limit(cell))
+        clock = self.cell_clock(self.cell_limit(cell))
+        self.last_clock = clock
+        return await self._async_wait_reply(msg_id, None, clock)

@@ -2,7 +2,7 @@
 
 The cells that had completed are run again in the new kernel (their outputs kept from the first
 run), so grading goes on after the crashing cell and later parts that do not need it still earn
-their points. New kernels and replays count against the submission's time budget; past
+their points. Replays count against the submission's CPU-time budget; past
 ``max_restarts`` (``RobustExecute``'s trait), or when a replayed cell fails the second time, the
 remaining cells are flagged instead of run.
 """
@@ -12,12 +12,13 @@ from __future__ import annotations
 import time
 
 from vae_grader.kernel_calls import TIMEOUT
+from vae_grader.kernel_clock import STARVED
 from vae_grader.notes import add_note
 
 
 class KernelRecovery:
     """Mixed into ``RobustExecute`` (an nbclient ``NotebookClient``): uses its run state (``_state``),
-    ``max_restarts``, ``_async_kernel_ready``, ``_spent`` and ``_async_quiet_replay``
+    ``max_restarts``, ``_async_kernel_ready``, ``_spent``, ``_async_quiet_replay`` and ``last_clock``
     (``vae_grader.kernel_calls``)."""
 
     async def _async_recover(self, why: str) -> None:
@@ -51,10 +52,19 @@ class KernelRecovery:
         for index in list(state.timeline):
             cell = self.nb.cells[index]
             reply = await self._async_quiet_replay(cell)
+            clock = self.last_clock
+            if clock is not None:
+                state.charged += clock.charged
             if not isinstance(reply, dict):
+                if clock is not None and clock.verdict == STARVED:
+                    what = "was starved of CPU by a busy grading machine"
+                elif reply == TIMEOUT:
+                    what = "timed out"
+                else:
+                    what = "stopped the kernel"
                 state.given_up = (
                     f"after a restart the cells above could not be re-run (cell {index} "
-                    f"{'timed out' if reply == TIMEOUT else 'stopped the kernel'} the second time)"
+                    f"{what} the second time)"
                 )
                 add_note(
                     self.nb,

@@ -14,6 +14,8 @@ kernel sees; ``--overhead N`` measures what the sandbox costs.
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
 import os
 import shutil  # noqa: F401  (tests reach bwrap lookups through sandbox.shutil.which)
 import subprocess
@@ -28,6 +30,8 @@ from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning import LocalProvisioner
 from traitlets import default
+
+from vae_grader.cpu_share import KernelCgroup, share_problem
 
 from vae_grader.confine import (  # noqa: F401  (re-exported: the sandbox's public names)
     ENV_NAMES,
@@ -45,6 +49,16 @@ from vae_grader.confine import (  # noqa: F401  (re-exported: the sandbox's publ
     sandbox_disabled,
     scrubbed_environment,
 )
+
+
+@functools.lru_cache(maxsize=None)
+def _warn_once(problem: str) -> None:
+    logging.getLogger(__name__).warning(
+        "Kernels run without a CPU share of their own: %s. Grades still count each kernel's own "
+        "CPU time; only how far one kernel can slow another is unbounded (vae_grader.cpu_share).",
+        problem,
+    )
+
 
 _CHANNELS = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
 
@@ -84,6 +98,7 @@ class SandboxProvisioner(LocalProvisioner):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.sandbox = Sandbox(parent=self)
+        self.cgroup: KernelCgroup | None = None
         self._output_tail: deque[str] = deque(maxlen=64)
         # A signal to bwrap's process group would also hit bwrap itself and end the sandbox;
         # ipykernel's interrupt_request makes the kernel send SIGINT to itself instead.
@@ -96,8 +111,27 @@ class SandboxProvisioner(LocalProvisioner):
         km.cleanup_connection_file()  # on a restart: the file names the sealed sockets, not the new folder
         km.connection_file, km.ip = self.sandbox.prepare(kwargs.get("cwd"))
         kwargs = await super().pre_launch(**kwargs)
-        kwargs["cmd"] = self.sandbox.command(kwargs["cmd"])
+        kwargs["cmd"] = self._in_cgroup(self.sandbox.command(kwargs["cmd"]))
         return kwargs
+
+    def _in_cgroup(self, cmd: list[str]) -> list[str]:
+        """``cmd`` started in a cgroup of its own that caps its CPU share (``Sandbox.cpu_share``), where
+        the host allows one; otherwise ``cmd`` as it is, and the log says why, once."""
+        if self.cgroup is not None:  # a restart: the old kernel's cgroup goes with it
+            self.cgroup.remove()
+            self.cgroup = None
+        if not self.sandbox.cpu_share:
+            return cmd
+        problem = share_problem()
+        if problem:
+            _warn_once(problem)
+            return cmd
+        try:
+            self.cgroup = KernelCgroup.create(self.sandbox.cpu_share)
+        except OSError as exc:
+            _warn_once(f"no cgroup for this kernel: {exc}")
+            return cmd
+        return self.cgroup.command(cmd)
 
     async def launch_kernel(self, cmd: list[str], **kwargs):
         self.sandbox.lend_connection_file()
@@ -119,6 +153,9 @@ class SandboxProvisioner(LocalProvisioner):
 
     async def cleanup(self, restart: bool = False) -> None:
         await super().cleanup(restart=restart)
+        if self.cgroup is not None:
+            self.cgroup.remove()
+            self.cgroup = None
         if not restart:
             self.sandbox.remove()
 

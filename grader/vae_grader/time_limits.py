@@ -1,10 +1,14 @@
-"""How long a cell and a whole submission may run (the limits ``RobustExecute`` enforces).
+"""How long a cell and a whole submission may compute (the limits ``RobustExecute`` enforces).
 
-A cell may run ``Execute.timeout`` seconds; a cell that trains a model (the training answer cell,
-or a student cell whose parsed code calls ``.fit(``) ``training_timeout`` seconds, so the short
-limit keeps an endless loop elsewhere from costing minutes per submission. A submission has
-``submission_seconds`` in all. The numbers are ``RobustExecute``'s traits; this module only
-applies them.
+A cell may use ``Execute.timeout`` seconds of CPU time (its kernel's whole process tree,
+``vae_grader.kernel_clock``); a cell that trains a model (the training answer cell, or a student
+cell whose parsed code calls ``.fit(``) ``training_timeout`` seconds, so the short limit keeps an
+endless loop elsewhere from costing minutes per submission. A submission has
+``submission_seconds`` of its cells' CPU time in all. Counted in CPU time, none of these depends
+on how busy the machine is; the wall-clock backstops (``backstop_factor`` times a cell's limit,
+``submission_wall_seconds`` a submission) only stop what sleeps or blocks, and a submission
+stopped by them while the machine starved it is flagged, never zeroed. The numbers are
+``RobustExecute``'s traits; this module only applies them.
 """
 
 from __future__ import annotations
@@ -56,12 +60,20 @@ def cell_limit(
     return limit
 
 
-def out_of_time(started: float, submission_seconds: int) -> str | None:
-    """Why no further cell may run (the submission's budget is spent), or None while time is left."""
-    spent = time.monotonic() - started
-    if spent > submission_seconds:
+def out_of_time(
+    charged: float, started: float, submission_seconds: int, submission_wall_seconds: int
+) -> str | None:
+    """Why no further cell may run, or None while time is left: the submission's cells (replays
+    included) were ``charged`` their budget, or the wall-clock backstop since ``started`` passed."""
+    if charged > submission_seconds:
         return (
-            f"the submission used up the grader's time budget of {submission_seconds} s "
-            "(cells, new kernels and replays together)"
+            f"the submission used up the grader's budget of {submission_seconds} s of computing "
+            "(its cells and their re-runs after a new kernel, together)"
+        )
+    wall = time.monotonic() - started
+    if wall > submission_wall_seconds:
+        return (
+            f"the grading machine was too busy: {wall:.0f} s passed while the cells had used "
+            f"{charged:.0f} s of computing"
         )
     return None

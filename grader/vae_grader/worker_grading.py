@@ -32,8 +32,10 @@ from vae_grader.grading_task import (
 )
 from vae_grader.paths import ASSIGNMENT, tool_env
 
-STUDENT_TIMEOUT_S = 900
-"""A whole ``nbgrader autograde`` of one student; nbgrader's per-cell limits normally stop far earlier."""
+STUDENT_TIMEOUT_S = 4200
+"""A whole ``nbgrader autograde`` of one student, in wall time: above the executor's own wall-clock backstop
+(``RobustExecute.submission_wall_seconds``, 3600 s), which flags what it could not reach instead of losing the
+whole submission; the CPU-time limits normally stop far earlier."""
 
 _prepared: dict[str, Path] = {}
 _lock = threading.Lock()
