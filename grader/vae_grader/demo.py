@@ -104,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         print(manifest())
         return 0
 
-    from vae_grader.pipeline import PipelineError, course_config, run_pipeline
+    from vae_grader.cluster import PipelineError
+    from vae_grader.pipeline import course_config, run_pipeline
     from vae_grader.release import generate_release
     from vae_grader.report import cell_differences, grade_table
 

@@ -13,10 +13,10 @@ import signal
 import subprocess
 from pathlib import Path
 
-from vae_grader.cluster import PipelineError, grading_workers
+from vae_grader.cluster import PipelineError
 from vae_grader.paths import nbgrader_command, tool_env
 
-__all__ = ["PipelineError", "grading_workers", "log_summary", "run_nbgrader"]
+__all__ = ["log_summary", "run_nbgrader"]
 
 
 def run_nbgrader(

@@ -53,7 +53,8 @@ from vae_grader.course_folder import (
 )
 from vae_grader.cluster import grading_client, scheduler_address
 from vae_grader.dask_runs import autograde_on_cluster
-from vae_grader.nbgrader_runs import PipelineError, grading_workers, run_nbgrader
+from vae_grader.cluster import PipelineError, grading_workers
+from vae_grader.nbgrader_runs import run_nbgrader
 from vae_grader.paths import ASSIGNMENT, NOTEBOOK
 from vae_grader.submissions import Submission, points_by_cell
 
