@@ -55,8 +55,9 @@ OUT_OF_PROCESS = (
 )
 """Markers of tests that start other programs; ``--in-process`` (``make test-fast``) leaves them out."""
 
-TOOLS_IN_PROCESS_LAYER = frozenset({"ruff", "git"})
-"""Programs a fast test may still run: short-lived tools, no kernel, no nbgrader, no sandbox."""
+TOOLS_IN_PROCESS_LAYER = frozenset({"ruff", "git", "python -c"})
+"""Programs a fast test may still run: short-lived tools and inline scripts, no kernel, no nbgrader, no
+sandbox, no server."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -173,7 +174,11 @@ def _only_in_process(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyP
         argv = [args] if isinstance(args, (str, bytes, os.PathLike)) else list(args)  # type: ignore[call-overload]
         words = [os.fsdecode(word) for word in argv]  # type: ignore[arg-type]
         program = os.path.basename(words[0].split()[0]) if words else ""
-        if program.startswith("python") and words[1:2] == ["-m"] and len(words) > 2:
+        if program.startswith("python") and words[1:2] == ["-c"]:
+            program = (
+                "python -c"  # a few lines in a fresh interpreter (an import seen from outside)
+            )
+        elif program.startswith("python") and words[1:2] == ["-m"] and len(words) > 2:
             program = words[2]  # `python -m ruff` runs the tool
         if program not in TOOLS_IN_PROCESS_LAYER:
             pytest.fail(

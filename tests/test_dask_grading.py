@@ -205,6 +205,7 @@ def test_an_unreachable_scheduler_is_one_line_naming_it():
     assert "\n" not in str(refused.value)
 
 
+@pytest.mark.nbgrader
 def test_the_demo_command_says_so_in_one_line_and_exits_2():
     address = f"tcp://127.0.0.1:{free_port()}"
     started = time.monotonic()
@@ -222,6 +223,7 @@ def test_the_demo_command_says_so_in_one_line_and_exits_2():
     assert time.monotonic() - started < 60
 
 
+@pytest.mark.nbgrader
 def test_the_due_date_travels_with_the_task(course):
     """The due date lives only in the central gradebook; the worker's must have it for nbgrader's
     late-submission plugins."""
