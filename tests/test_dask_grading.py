@@ -136,6 +136,45 @@ def test_a_task_carries_the_course_and_the_submission_as_bytes(course):
     assert cloudpickle.loads(cloudpickle.dumps(task)) == task  # what Dask sends, as it is
 
 
+def test_a_task_carries_what_is_not_a_file_by_its_kind_never_by_its_content(tmp_path):
+    """Links, hard links and pipes in submitted/ reach the worker as what they are, so the worker's intake
+    refuses them with the note it gives in the central course, and nothing they lead to is read."""
+    from vae_grader.grading_task import NotAFile, read_submission, write_submission
+    from vae_grader.intake import refuse_entries
+
+    secret = tmp_path / "gradebook.db"
+    secret.write_bytes(b"every student's grades")
+    folder = tmp_path / "central" / "submitted" / "mallory" / ASSIGNMENT
+    folder.mkdir(parents=True)
+    (folder / NOTEBOOK).write_text("{}")
+    os.symlink(secret, folder / "linked.db")
+    os.link(secret, folder / "copy.db")
+    os.mkfifo(folder / "pipe")
+    entries = read_submission(folder)
+    assert entries[NOTEBOOK] == b"{}"
+    assert entries["linked.db"] == NotAFile("a symbolic link", str(secret))
+    assert entries["copy.db"] == NotAFile("a hard link")
+    assert entries["pipe"] == NotAFile("a named pipe")
+    assert b"every student's grades" not in cloudpickle.dumps(entries)
+    worker = tmp_path / "worker" / "submitted" / "mallory" / ASSIGNMENT
+    write_submission(worker, entries, tmp_path / "worker" / "partners")
+    refused = {(r.relpath, r.what) for r in refuse_entries(worker)}
+    assert refused == {(r.relpath, r.what) for r in refuse_entries(folder)}
+    assert refused == {
+        ("linked.db", "a symbolic link"),
+        ("copy.db", "a hard link"),
+        ("pipe", "a named pipe"),
+    }
+    assert sorted(os.listdir(worker)) == [NOTEBOOK]
+    # A submission folder that is itself a link is carried as one, and nothing behind it is read.
+    linked = tmp_path / "central" / "submitted" / "eve"
+    linked.mkdir()
+    os.symlink(folder, linked / ASSIGNMENT)
+    assert read_submission(linked / ASSIGNMENT) == {".": NotAFile("a symbolic link", str(folder))}
+    with pytest.raises(ValueError):
+        write_submission(tmp_path / "w2", {"../escape": b"x"}, tmp_path / "p2")
+
+
 def test_the_writer_replaces_a_record_and_flags_what_no_worker_graded(course):
     config = course_config(course)
     write_submitted(course, ["twice", "flagged"])

@@ -23,7 +23,7 @@ from vae_grader.cluster import PipelineError
 from nbgrader.api import MissingEntry
 
 from vae_grader.course_folder import CourseConfig, Progress, forget_submissions, gradebook
-from vae_grader.grading_task import CourseBundle, GradedSubmission, GradingTask, read_tree
+from vae_grader.grading_task import CourseBundle, GradedSubmission, GradingTask, read_submission
 from vae_grader.gradebook_writer import record_graded, record_ungradable
 from vae_grader.paths import ASSIGNMENT
 from vae_grader.worker_grading import grade_task
@@ -115,7 +115,7 @@ def autograde_on_cluster(
         task = GradingTask(
             student=student,
             course=course,
-            submission=read_tree(root / "submitted" / student / ASSIGNMENT),
+            submission=read_submission(root / "submitted" / student / ASSIGNMENT),
         )
         future = client.submit(grade, task, key=f"autograde-{student}-{time.time_ns()}", pure=False)
         futures[future] = student

@@ -10,6 +10,8 @@ are frozen dataclasses of bytes, strings and numbers, so Dask sends them as they
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +31,90 @@ def read_tree(folder: Path) -> dict[str, bytes]:
         if path.is_file() and not path.is_symlink():
             files[path.relative_to(folder).as_posix()] = path.read_bytes()
     return files
+
+
+@dataclass(frozen=True)
+class NotAFile:
+    """An entry of a submission folder that is not a plain file (:func:`vae_grader.intake.not_plain`).
+
+    Carried by its kind and, for a symbolic link, the text of its target, never by what it leads to:
+    that may be the master, another student's notebook or the gradebook. The worker makes the same
+    kind of entry again (:func:`write_submission`), so that its intake refuses it with the same note
+    as it would in the central course."""
+
+    what: str
+    target: str = ""
+
+
+def read_submission(folder: Path) -> dict[str, bytes | NotAFile]:
+    """relative path -> bytes of every plain file under ``folder``, or what the entry is otherwise.
+
+    Looks with lstat only and opens nothing but plain files with one name; ``"."`` names the folder
+    itself (or the student's folder above it) when it is a link."""
+    from vae_grader.intake import not_plain
+
+    entries: dict[str, bytes | NotAFile] = {}
+    for level in (folder.parent, folder):
+        try:
+            st = os.lstat(level)
+        except FileNotFoundError:
+            return entries
+        if stat.S_ISLNK(st.st_mode):
+            return {".": NotAFile("a symbolic link", os.readlink(level))}
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+        for entry in sorted(dirnames + filenames):
+            full = os.path.join(dirpath, entry)
+            relative = Path(os.path.relpath(full, folder)).as_posix()
+            st = os.lstat(full)
+            what = not_plain(st)
+            if what:
+                link = os.readlink(full) if what == "a symbolic link" else ""
+                entries[relative] = NotAFile(what, link)
+                if entry in dirnames:
+                    dirnames.remove(entry)
+            elif stat.S_ISREG(st.st_mode):
+                descriptor = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+                with os.fdopen(descriptor, "rb") as handle:
+                    entries[relative] = handle.read()
+    return entries
+
+
+def write_submission(folder: Path, entries: dict[str, bytes | NotAFile], partners: Path) -> None:
+    """Make the entries of :func:`read_submission` again under ``folder``.
+
+    A link becomes a link with the same target text, a pipe a pipe, a socket a socket; a hard link
+    becomes an empty file with a second name in ``partners`` (outside the submission); a device, which
+    only root may make, a pipe. Nothing made here is followed or opened."""
+    import socket
+
+    whole = entries.get(".")
+    if isinstance(whole, NotAFile):
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(whole.target, folder)
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, item in entries.items():
+        parts = Path(name).parts
+        if Path(name).is_absolute() or ".." in parts or not parts:
+            raise ValueError(f"{name!r} would be written outside {folder}")
+        target = folder.joinpath(*parts)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(item, bytes):
+            target.write_bytes(item)
+        elif item.what == "a symbolic link":
+            os.symlink(item.target, target)
+        elif item.what == "a hard link":
+            target.write_bytes(b"")
+            partners.mkdir(parents=True, exist_ok=True)
+            os.link(target, partners / f"{len(os.listdir(partners))}")
+        elif item.what == "a socket":
+            try:
+                with socket.socket(socket.AF_UNIX) as sock:
+                    sock.bind(str(target))
+            except OSError:  # a path too long for a socket's address: a pipe is refused alike
+                os.mkfifo(target)
+        else:
+            os.mkfifo(target)
 
 
 def write_tree(folder: Path, files: dict[str, bytes]) -> None:
@@ -73,7 +159,8 @@ class GradingTask:
 
     student: str
     course: CourseBundle
-    submission: dict[str, bytes]
+    submission: dict[str, bytes | NotAFile]
+    """From :func:`read_submission`: plain files by content, every other entry by its kind."""
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from vae_grader.grading_task import (
     GradingTask,
     NotebookRecord,
     read_tree,
+    write_submission,
     write_tree,
 )
 from vae_grader.paths import ASSIGNMENT, tool_env
@@ -100,7 +101,9 @@ def grade_task(task: GradingTask) -> GradedSubmission:
     root = prepared_course(task.course)
     for folder in ("submitted", "autograded"):
         shutil.rmtree(root / folder / task.student, ignore_errors=True)
-    write_tree(root / "submitted" / task.student / ASSIGNMENT, task.submission)
+    partners = root / f".partners-{task.student}"
+    shutil.rmtree(partners, ignore_errors=True)
+    write_submission(root / "submitted" / task.student / ASSIGNMENT, task.submission, partners)
     with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
         try:
             gb.remove_submission(ASSIGNMENT, task.student)
@@ -121,6 +124,7 @@ def grade_task(task: GradingTask) -> GradedSubmission:
         env=nbgrader_env(),
     )
     seconds = time.monotonic() - start
+    shutil.rmtree(partners, ignore_errors=True)
     result = read_record(root, task.student)
     return GradedSubmission(
         student=task.student,
