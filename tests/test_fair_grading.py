@@ -107,6 +107,18 @@ def _changed_cells(sub: Submission, notebooks) -> list[str]:
     return [cid for cid in ours if ours[cid] != reference[cid]]
 
 
+def run_cell(source: str, namespace: dict[str, Any], cell_id: str) -> str | None:
+    """:func:`_run`, with the training cell fitting on ``TRAINING_IMAGES`` images (``x_train`` restored after)."""
+    if cell_id != "training":
+        return _run(source, namespace, cell_id)
+    full = namespace.get("x_train")
+    namespace["x_train"] = None if full is None else full[:TRAINING_IMAGES]
+    try:
+        return _run(source, namespace, cell_id)
+    finally:
+        namespace["x_train"] = full
+
+
 def student_namespace(
     sub: Submission, notebooks, complete: Mapping[str, Any]
 ) -> tuple[dict[str, Any], list[str]]:
@@ -125,13 +137,7 @@ def student_namespace(
     for cell_id, source in cells[first:]:
         if cell_id == "data" and "data" not in changed:
             continue  # the slowest cell: re-run only for a variant that changes it
-        if cell_id == "training":
-            full = namespace.get("x_train")
-            namespace["x_train"] = None if full is None else full[:TRAINING_IMAGES]
-            _run(source, namespace, cell_id)
-            namespace["x_train"] = full
-            continue
-        if _run(source, namespace, cell_id) is not None:
+        if run_cell(source, namespace, cell_id) is not None and cell_id != "training":
             _forget_unreached(source, namespace, complete)
     if "manifold" in changed and "build_manifold" in namespace:
         # The visible check judges the picture: draw it with a decoder whose images vary (the untrained one is flat).

@@ -32,7 +32,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 from course import probing, selfcheck  # noqa: E402
 from course.checks import Outcome, SelfCheckFailed  # noqa: E402
 from course.selfcheck import part7_training as part7  # noqa: E402
-from test_fair_grading import TRAINING_IMAGES, _code_cells, _run  # noqa: E402
+from test_fair_grading import TRAINING_IMAGES, _code_cells, _run, run_cell  # noqa: E402
 from vae_grader import judge  # noqa: E402
 from vae_grader.cells import require_cell  # noqa: E402
 from vae_samples import demo  # noqa: E402
@@ -142,13 +142,7 @@ def namespace_of(sub: Any, books: Any, base: Mapping[str, Any]) -> dict[str, Any
     for cell_id, source in cells[first:]:
         if cell_id == "data" and cell_id not in changed:
             continue
-        if cell_id == "training":
-            full = namespace.get("x_train")
-            namespace["x_train"] = None if full is None else full[:TRAINING_IMAGES]
-            _run(source, namespace, cell_id)
-            namespace["x_train"] = full
-            continue
-        _run(source, namespace, cell_id)
+        run_cell(source, namespace, cell_id)
     return namespace
 
 
