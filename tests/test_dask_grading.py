@@ -80,11 +80,18 @@ def kill_own_worker() -> None:
 
 def stand_in_grader(marker_folder: str):
     """Full marks, except: ``killer`` kills every worker it runs on; ``victim`` kills the first
-    worker it runs on only (as if that machine died mid-grade); ``broken`` raises in the grader."""
+    worker it runs on only (as if that machine died mid-grade); ``unlucky`` kills its first three
+    workers (as if blamed for a killer's deaths beside it); ``broken`` raises in the grader."""
 
     def grade(task: GradingTask) -> GradedSubmission:
         if task.student == "killer":
             kill_own_worker()
+        if task.student == "unlucky":
+            tries = Path(marker_folder) / "unlucky-tries"
+            count = len(tries.read_text()) if tries.exists() else 0
+            if count < 3:
+                tries.write_text("x" * (count + 1))
+                kill_own_worker()
         if task.student == "victim":
             first = Path(marker_folder) / "victim-started"
             if not first.exists():
@@ -197,9 +204,10 @@ def test_the_writer_replaces_a_record_and_flags_what_no_worker_graded(course):
 
 def test_worker_deaths_regrade_once_and_a_repeated_killer_is_flagged(course, tmp_path):
     """Two worker processes. ``victim`` kills its first worker: graded again on another, recorded
-    once. ``killer`` kills every worker: flagged at 0 with the reason. ``broken`` raises: flagged.
-    The others get their grades untouched."""
-    students = ["alice", "victim", "killer", "broken", "bob"]
+    once. ``unlucky`` is given up by the scheduler (three dead workers) but graded alone afterwards
+    and keeps its grade. ``killer`` kills every worker, alone too: flagged at 0 with the reason.
+    ``broken`` raises: flagged. The others get their grades untouched."""
+    students = ["alice", "victim", "unlucky", "killer", "broken", "bob"]
     write_submitted(course, students)
     said: list[str] = []
     with grading_client(None, workers=2) as client:
@@ -220,13 +228,16 @@ def test_worker_deaths_regrade_once_and_a_repeated_killer_is_flagged(course, tmp
     assert errors["broken"] == "the grader failed: RuntimeError: the grader's disk is full"
     table = rows(course)
     maxima = points_by_cell(nbformat.read(course / "source" / ASSIGNMENT / NOTEBOOK, 4))
-    for student in ("alice", "victim", "bob"):
+    assert (tmp_path / "unlucky-tries").read_text() == "xxx"
+    assert any("unlucky: its workers died; graded again alone" in line for line in said)
+    assert any("killer: its workers died; graded again alone" in line for line in said)
+    for student in ("alice", "victim", "unlucky", "bob"):
         assert table[student] == {cell: (points, False) for cell, points in maxima.items()}
     for student in ("killer", "broken"):
         assert table[student] == {cell: (0.0, True) for cell in maxima}
-    progress = [line for line in said if "/5 " in line]
-    assert len(progress) == 5  # one progress line per student, however often it was run
-    assert sum(" - " not in line for line in progress) == 3
+    progress = [line for line in said if "/6 " in line]
+    assert len(progress) == 6  # one progress line per student, however often it was run
+    assert sum(" - " not in line for line in progress) == 4
 
 
 def free_port() -> int:

@@ -78,7 +78,8 @@ KERNEL_SET_VARIABLES = frozenset(
     {
         # Set inside the kernel process by ipykernel (TERM, CLICOLOR, FORCE_COLOR, CLICOLOR_FORCE, PAGER, GIT_PAGER,
         # PYDEVD_USE_FRAME_EVAL) and by importing TensorFlow / h5py (TF2_BEHAVIOR, TPU_ML_PLATFORM*,
-        # ENABLE_RUNTIME_UPTIME_TELEMETRY, HDF5_PLUGIN_PATH): measured in the interpreter_dump case, not lent by the host.
+        # ENABLE_RUNTIME_UPTIME_TELEMETRY, HDF5_PLUGIN_PATH), and by JAX, which Keras imports wherever it is installed
+        # (TPU_SKIP_MDS_QUERY, set when no TPU is found): measured in the interpreter_dump case, not lent by the host.
         "TERM",
         "CLICOLOR",
         "FORCE_COLOR",
@@ -91,6 +92,7 @@ KERNEL_SET_VARIABLES = frozenset(
         "TPU_ML_PLATFORM_VERSION",
         "ENABLE_RUNTIME_UPTIME_TELEMETRY",
         "HDF5_PLUGIN_PATH",
+        "TPU_SKIP_MDS_QUERY",
     }
 )
 

@@ -75,7 +75,14 @@ def grading_client(address: str | None = None, workers: int | None = None) -> It
         with client:
             yield client
         return
-    with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES}):
+    # worker-saturation 1.0: a worker holds only the task it runs, so its death is blamed on that
+    # task alone (dask_runs grades any other suspect again alone).
+    with dask.config.set(
+        {
+            "distributed.scheduler.allowed-failures": ALLOWED_FAILURES,
+            "distributed.scheduler.worker-saturation": 1.0,
+        }
+    ):
         cluster = LocalCluster(
             n_workers=workers or grading_workers(),
             threads_per_worker=1,

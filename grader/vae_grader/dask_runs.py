@@ -7,9 +7,12 @@ gradebook and ``autograded/`` as results arrive (:mod:`vae_grader.gradebook_writ
 writers ever contend for the gradebook, SQLite or PostgreSQL.
 
 Faults: a task whose worker died is run again by the scheduler on another worker; its result is
-written once, when it arrives, replacing any earlier record. A task that killed every worker it ran
-on (``KilledWorker``) or that raised in the grader is recorded at 0 points, flagged for manual
-grading with the reason; the other students are unaffected. Losing the scheduler stops the run with
+written once, when it arrives, replacing any earlier record. A task given up because every worker
+it was on died (``KilledWorker``) is graded once more, alone on the cluster, after the others: a
+worker's death counts against every task the worker held, so a student merely graded beside a
+killer must not be blamed. One that kills its workers alone too, or that raised in the grader, is
+recorded at 0 points, flagged for manual grading with the reason; the other students are
+unaffected. Losing the scheduler stops the run with
 one line naming its address.
 """
 
@@ -110,59 +113,72 @@ def autograde_on_cluster(
     course = CourseBundle.of(root, due_date(config))
     seconds: dict[str, float] = {}
     errors: dict[str, str] = {}
-    futures = {}
-    for student in students:
+    address = client.scheduler.address
+    progress = progress_bar(len(students), bar)
+    started = time.monotonic()
+
+    def submit(student: str):
         task = GradingTask(
             student=student,
             course=course,
             submission=read_submission(root / "submitted" / student / ASSIGNMENT),
         )
-        future = client.submit(grade, task, key=f"autograde-{student}-{time.time_ns()}", pure=False)
-        futures[future] = student
-    address = client.scheduler.address
+        return client.submit(grade, task, key=f"autograde-{student}-{time.time_ns()}", pure=False)
+
+    def record(student: str, future) -> None:
+        """Write the student's one record from its finished ``future`` and print its line."""
+        where = ""
+        try:
+            graded = future.result()
+        except KilledWorker as error:
+            errors[student] = killed_reason(error)
+            seconds[student] = time.monotonic() - started
+            record_ungradable(root, config, student, errors[student])
+        except Exception as error:
+            if client.status != "running" or isinstance(error, FutureCancelledError):
+                raise lost_scheduler(address, error) from None
+            # the grader itself failed on this submission
+            errors[student] = (
+                f"the grader failed: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+            )
+            seconds[student] = time.monotonic() - started
+            record_ungradable(root, config, student, errors[student])
+        else:
+            where = f" on {graded.worker}"
+            seconds[student] = graded.seconds
+            (logs / f"autograde-{student}.log").write_text(graded.log)
+            record_graded(root, config, graded)
+            if not graded.ok:
+                errors[student] = graded.summary
+        if on_recorded:
+            on_recorded(student)
+        line = f"[{elapsed()}] {len(seconds)}/{len(students)} {student}: {seconds[student]:.1f} s{where}"
+        if student in errors:
+            line += f" - {errors[student]}"
+        if progress:
+            progress.console.print(line, highlight=False)
+            progress.advance(progress.task_ids[0])
+        else:
+            say(line)
+
+    futures = {submit(student): student for student in students}
     say(f"[{elapsed()}] {len(students)} student(s) sent to the Dask scheduler {address}")
-    progress = progress_bar(len(students), bar)
-    started = time.monotonic()
+    suspects: list[str] = []
     try:
         if progress:
             progress.start()
-        for done, future in enumerate(as_completed(futures, loop=client.loop), start=1):
-            student = futures[future]
-            where = ""
-            try:
-                graded = future.result()
-            except KilledWorker as error:
-                errors[student] = killed_reason(error)
-                seconds[student] = time.monotonic() - started
-                record_ungradable(root, config, student, errors[student])
-            except Exception as error:
-                if client.status != "running" or isinstance(error, FutureCancelledError):
-                    raise lost_scheduler(address, error) from None
-                # the grader itself failed on this submission
-                errors[student] = (
-                    f"the grader failed: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
-                )
-                seconds[student] = time.monotonic() - started
-                record_ungradable(root, config, student, errors[student])
-            else:
-                where = f" on {graded.worker}"
-                seconds[student] = graded.seconds
-                (logs / f"autograde-{student}.log").write_text(graded.log)
-                record_graded(root, config, graded)
-                if not graded.ok:
-                    errors[student] = graded.summary
-            if on_recorded:
-                on_recorded(student)
-            line = (
-                f"[{elapsed()}] {done}/{len(students)} {student}: {seconds[student]:.1f} s{where}"
-            )
-            if student in errors:
-                line += f" - {errors[student]}"
-            if progress:
-                progress.console.print(line, highlight=False)
-                progress.advance(progress.task_ids[0])
-            else:
-                say(line)
+        for future in as_completed(futures, loop=client.loop):
+            if future.status == "error" and isinstance(future.exception(), KilledWorker):
+                suspects.append(futures[future])  # maybe only graded beside the real killer
+                continue
+            record(futures[future], future)
+        # A worker's death counts against every task it held, so a student graded beside a killer
+        # can be blamed for its deaths: each suspect is graded again alone on the cluster, and only
+        # one that kills its workers there too is flagged.
+        for student in suspects:
+            say(f"[{elapsed()}] {student}: its workers died; graded again alone")
+            future = submit(student)
+            record(student, future)  # waits for it
     except OSError as error:  # the connection itself (distributed's CommClosedError is an OSError)
         raise lost_scheduler(address, error) from None
     finally:
