@@ -15,12 +15,13 @@ interrupt times out every following cell. :class:`RobustExecute` replaces it in
   ``training_timeout`` seconds; the short limit keeps an endless loop elsewhere from costing
   minutes per submission. The limits count the CPU time of the kernel's whole process tree
   (``vae_grader.kernel_clock``), so a busy machine cannot make a correct cell run out of time; a
-  wall-clock backstop (``backstop_factor`` times the limit) stops a cell that sleeps or blocks.
+  wall-clock backstop (``backstop_factor`` times the limit) stops whatever else runs on.
   Past its limit the kernel is interrupted; if the cell does not stop within ``interrupt_grace``
   seconds, the kernel is replaced as above. The cell gets a "ran longer than the grader's limit
-  of N s of computing" (or "of wall time while computing only ...") error. A cell stopped by the backstop while its kernel was waiting
-  for a CPU (starved by the machine) is no fault of the student's: the rest of the submission is
-  flagged for the instructor instead of graded.
+  of N s of computing" (or "... while idle: it slept or waited") error: a kernel idle, neither
+  computing nor waiting for a CPU, for as long as the cell's limit is stopped then. A cell stopped by
+  the backstop while its kernel was waiting for a CPU (starved by the machine) is no fault of the
+  student's: the rest of the submission is flagged for the instructor instead of graded.
 * **Start-up is not the student's**: each new kernel imports ``warm_imports`` (Keras, the course
   package) before the first cell, so the set-up cell's imports cost it nothing.
 * **Test cells are never run in the student's kernel.** For each visible or hidden test cell the
@@ -441,8 +442,9 @@ class RobustExecute(JudgedCells, KernelRecovery, OutputLimits, KernelCalls, Exec
             return f"ran longer than the grader's limit of {limit} s"
         if clock is not None and clock.verdict == SLEPT:
             return (
-                f"ran longer than the grader's limit of {clock.wall_limit:.0f} s of wall time while "
-                f"computing only {clock.cpu_used:.1f} s (it slept or waited)"
+                f"ran longer than the grader's limit of {limit} s while idle: it slept or waited "
+                f"for {clock.idle:.0f} s of its {clock.wall:.0f} s, computing only "
+                f"{clock.cpu_used:.1f} s"
             )
         return f"ran longer than the grader's limit of {limit} s of computing (CPU time)"
 

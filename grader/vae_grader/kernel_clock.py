@@ -6,12 +6,19 @@ verdict idle and loaded. What the kernel computes is counted over its whole proc
 sandbox's ``bwrap``, the kernel, every process it started; processes that ended and were waited
 for are counted through their parent's ``children`` times), from the start of the cell.
 
-A cell that sleeps or blocks uses no CPU, so a wall-clock *backstop* (a multiple of the CPU limit)
-still stops it. When only the backstop fires, the tree's run-queue wait tells the two cases apart
-(``/proc/<pid>/task/<tid>/schedstat``, the time threads were ready to run but got no CPU, the
-time a cgroup's CPU quota held them back included): a kernel that waited for CPU a large part of
-the time was starved by the machine, which is not the student's doing, and its submission is
-flagged, never zeroed; a kernel that was not waiting slept or blocked, which is.
+A cell that sleeps or blocks uses no CPU, so the clock also watches for *idleness*: a stretch of
+wall time in which the tree neither computed nor waited for a CPU (its run-queue wait,
+``/proc/<pid>/task/<tid>/schedstat``, the time threads were ready to run but got no CPU, the time a
+cgroup's CPU quota held them back included) and no thread of it was runnable or in disk sleep
+(``R`` or ``D`` in ``/proc/<pid>/task/<tid>/stat``). A kernel starved by a busy machine is
+runnable and waiting the whole time, so it is never idle; one idle for as long as the cell's CPU
+limit slept or blocked, which is the student's doing, and is stopped then.
+
+A wall-clock *backstop* (a multiple of the CPU limit) stops what is neither: there the run-queue
+wait tells the cases apart. A kernel that waited for CPU a large part of the time was starved by
+the machine, which is not the student's doing, and its submission is flagged, never zeroed; a
+kernel that was not waiting slept or blocked. Where the host publishes no schedstat the clock
+never judges idleness and the backstop alone decides.
 """
 
 from __future__ import annotations
@@ -84,6 +91,19 @@ class ProcessTree:
         self._waited = max(self._waited, total)
         return self._waited
 
+    def busy_now(self) -> bool:
+        """True when a thread of the tree is running or ready to run (``R``) or in disk sleep
+        (``D``, paging or reading a file): not asleep of its own accord."""
+        for member in self._processes():
+            for stat in Path(f"/proc/{member.pid}/task").glob("*/stat"):
+                try:
+                    state = stat.read_text().rsplit(")", 1)[1].split()[0]
+                except (OSError, IndexError):
+                    continue
+                if state in ("R", "D"):
+                    return True
+        return False
+
 
 @dataclass
 class CellClock:
@@ -100,8 +120,19 @@ class CellClock:
     wait_start: float | None = None
     cpu_used: float = 0.0
     waited: float | None = None
+    idle: float = 0.0
+    """Wall seconds since the tree was last seen computing, waiting for a CPU or runnable."""
+    busy_fraction: float = 0.05
+    """Between two readings the tree counts as busy when its CPU time plus run-queue wait grew by
+    at least this fraction of the wall time between them (a sleeping kernel: 0.1 %; a busy one on
+    a machine at load 28: 91 %; docs/load.md)."""
     verdict: str | None = None
     """The first limit that ran out; it stays, however long the interrupt takes after."""
+
+    _last: tuple[float, float] | None = field(default=None, init=False, repr=False)
+    """(wall, CPU + wait) at the latest reading."""
+    _busy_at: float = field(default=0.0, init=False, repr=False)
+    """Wall time the tree was last seen busy."""
 
     def __post_init__(self) -> None:
         if self.tree is not None:
@@ -123,8 +154,16 @@ class CellClock:
             return
         self.cpu_used = max(self.cpu_used, self.tree.cpu_seconds() - self.cpu_start)
         now = self.tree.waited_seconds()
-        if now is not None and self.wait_start is not None:
-            self.waited = now - self.wait_start
+        if now is None or self.wait_start is None:
+            return
+        self.waited = now - self.wait_start
+        wall, spent = self.wall, self.cpu_used + self.waited
+        if self._last is not None:
+            grew = spent - self._last[1] >= self.busy_fraction * (wall - self._last[0])
+            if grew or self.tree.busy_now():
+                self._busy_at = wall
+        self._last = (wall, spent)
+        self.idle = wall - self._busy_at
 
     def expired(self) -> str | None:
         """``CPU``, ``SLEPT`` or ``STARVED`` once a limit ran out (see :func:`why_stopped`), else None."""
@@ -135,6 +174,7 @@ class CellClock:
         self.verdict = why_stopped(
             cpu=self.cpu_used if self.tree is not None else wall,
             waited=self.waited,
+            idle=self.idle,
             wall=wall,
             cpu_limit=self.cpu_limit,
             wall_limit=self.wall_limit,
@@ -151,17 +191,22 @@ def why_stopped(
     cpu_limit: float | None,
     wall_limit: float | None,
     starved_fraction: float,
+    idle: float = 0.0,
 ) -> str | None:
     """Which limit a cell ran past, from what its kernel got: the decision alone, for tests.
 
     The CPU limit comes first: past it the student's code computed too long, however busy the
-    machine. Past the wall-clock backstop with CPU to spare, the cell was starved when its threads
+    machine. Idle (neither computing, nor waiting for a CPU, nor runnable) for as long as the CPU
+    limit, the cell slept or blocked. Past the wall-clock backstop with CPU to spare, the cell was
+    starved when its threads
     waited for a CPU at least ``starved_fraction`` of the wall time; otherwise it slept or blocked.
     Where the host does not publish the wait (``waited`` None) the machine gets the benefit of the
     doubt: flagged for the instructor rather than zeroed.
     """
     if cpu_limit is not None and cpu > cpu_limit:
         return CPU
+    if cpu_limit is not None and idle > cpu_limit:
+        return SLEPT
     if wall_limit is not None and wall > wall_limit:
         if waited is None or waited >= starved_fraction * wall:
             return STARVED
