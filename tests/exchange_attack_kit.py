@@ -46,6 +46,32 @@ def honest_world() -> Iterator[CourseWorld]:
     world.remove()
 
 
+def between_attacks(request, *course_folders: str) -> Iterator[None]:
+    """The body of an autouse fixture: after each test that used the module's ``world``, put it
+    back to the honest submissions alone and remove ``course_folders``."""
+    if "world" not in request.fixturenames:
+        yield
+        return
+    world = request.getfixturevalue("world")
+    yield
+    back_to_honest(world, *course_folders)
+
+
+def replace_course_folder(exchange: Path, helper_source: str) -> tuple[str, ...]:
+    """The command a student runs to put her own course folder in the exchange in place of the
+    instructor's: the released files copied over, a ``helper.py`` of hers added, all writable."""
+    q = shlex.quote
+    return (
+        "sh",
+        "-c",
+        f"set -e; cd {q(str(exchange))}; mv {COURSE_ID} .{COURSE_ID}-old; "
+        f"mkdir -p {COURSE_ID}/inbound {COURSE_ID}/feedback {COURSE_ID}/outbound; "
+        f"cp -r .{COURSE_ID}-old/outbound/{ASSIGNMENT} {COURSE_ID}/outbound/; "
+        f"echo {q(helper_source)} > {COURSE_ID}/outbound/{ASSIGNMENT}/helper.py; "
+        f"chmod -R a+rwX {COURSE_ID}",
+    )
+
+
 def back_to_honest(world: CourseWorld, *course_folders: str) -> None:
     """Remove every inbound entry planted after the honest ones, and the given course folders."""
     for name in set(os.listdir(inbound(world))) - world.honest:

@@ -26,7 +26,7 @@ from exchange_attack_kit import (
     PRIVATE_NOTE,
     as_student,
     assert_no_source_in_submitted,
-    back_to_honest,
+    between_attacks,
     collect,
     honest_world,
     inbound,
@@ -50,12 +50,7 @@ def world():
 @pytest.fixture(autouse=True)
 def clean_state(request: pytest.FixtureRequest):
     """Each attack starts from the honest submissions alone and an empty submitted/ folder."""
-    if "world" not in request.fixturenames:
-        yield
-        return
-    world = request.getfixturevalue("world")
-    yield
-    back_to_honest(world, "submitted")
+    yield from between_attacks(request, "submitted")
 
 
 def refusal(world: CourseWorld, output: str, entry: str, reason: str) -> str:

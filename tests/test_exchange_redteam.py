@@ -23,13 +23,14 @@ from exchange_attack_kit import (
     NOTEBOOK,
     as_student,
     assert_no_source_in_submitted,
-    back_to_honest,
+    between_attacks,
     collect,
     honest_world,
     inbound,
     mark,
     marks,
     plant_entry,
+    replace_course_folder,
     stamp,
     submitted,
 )
@@ -46,13 +47,12 @@ def world():
 
 @pytest.fixture(autouse=True)
 def clean_state(request: pytest.FixtureRequest):
-    if "world" not in request.fixturenames:
+    for _ in between_attacks(request, "submitted", "feedback"):
         yield
-        return
-    world = request.getfixturevalue("world")
-    yield
-    back_to_honest(world, "submitted", "feedback")
-    shutil.rmtree(world.exchange / COURSE_ID / "feedback", ignore_errors=True)
+    if "world" in request.fixturenames:
+        shutil.rmtree(
+            request.getfixturevalue("world").exchange / COURSE_ID / "feedback", ignore_errors=True
+        )
 
 
 # ---- 1. the exchange's course folder, renamed away and replaced by a student --------------------
@@ -82,15 +82,7 @@ def test_course_folder_in_the_exchange_cannot_be_hijacked(fresh_world: CourseWor
     print(f"\nexchange root mode: {oct(stat.S_IMODE(ex.stat().st_mode))}")
     problems = []
     hijack = world.run(
-        alice,
-        "sh",
-        "-c",
-        f"set -e; cd {q(str(ex))}; mv {COURSE_ID} .{COURSE_ID}-old; "
-        f"mkdir -p {COURSE_ID}/inbound {COURSE_ID}/feedback {COURSE_ID}/outbound; "
-        f"cp -r .{COURSE_ID}-old/outbound/{ASSIGNMENT} {COURSE_ID}/outbound/; "
-        f"echo 'print(\"alice runs code as you\")' > {COURSE_ID}/outbound/{ASSIGNMENT}/helper.py; "
-        f"chmod -R a+rwX {COURSE_ID}",
-        check=False,
+        alice, *replace_course_folder(ex, 'print("alice runs code as you")'), check=False
     )
     if hijack.returncode == 0:
         problems.append(f"alice renamed {ex}/{COURSE_ID} and made her own in its place")
@@ -127,15 +119,7 @@ def test_replaced_course_folder_is_refused_by_every_command(fresh_world: CourseW
     ex = world.exchange
     assert stat.S_IMODE(ex.stat().st_mode) == 0o1777  # what StickyReleaseAssignment left
     ex.chmod(0o777)
-    world.run(
-        alice,
-        "sh",
-        "-c",
-        f"set -e; cd {q(str(ex))}; mv {COURSE_ID} .{COURSE_ID}-old; "
-        f"mkdir -p {COURSE_ID}/inbound {COURSE_ID}/feedback {COURSE_ID}/outbound; "
-        f"cp -r .{COURSE_ID}-old/outbound/{ASSIGNMENT} {COURSE_ID}/outbound/; "
-        f"echo 'print(1)' > {COURSE_ID}/outbound/{ASSIGNMENT}/helper.py; chmod -R a+rwX {COURSE_ID}",
-    )
+    world.run(alice, *replace_course_folder(ex, "print(1)"))
     for student, command, args in (
         (carol, "fetch_assignment", ()),
         (bob, "submit", ()),
