@@ -28,8 +28,7 @@ $(STAMP): requirements.txt pyproject.toml grader/pyproject.toml scripts/setup.sh
 	VENV=$(VENV) bash scripts/setup.sh
 
 # JAX and PyTorch, each from its exact-pinned file (requirements.txt plus that backend). make test
-# needs JAX only: CI runs the `backends` tests on TensorFlow and JAX; PyTorch's are run where
-# `make backends` installed it (docs/backends.md, "What CI runs").
+# installs both: CI runs the `backends` tests on all three (docs/backends.md, "What CI runs").
 backends: $(JAX_STAMP) $(TORCH_STAMP)
 
 $(JAX_STAMP): $(STAMP) requirements-jax.txt
@@ -43,7 +42,7 @@ $(TORCH_STAMP): $(STAMP) requirements-torch.txt
 demo: $(STAMP)
 	$(PY) -m vae_grader.demo
 
-test: $(STAMP) $(JAX_STAMP)
+test: $(STAMP) $(JAX_STAMP) $(TORCH_STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The fast layer: only tests that start no other program (tests/conftest.py, --in-process: a test that

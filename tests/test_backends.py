@@ -8,9 +8,8 @@ Two claims, each per backend (docs/backends.md):
   (``VAE_KERNEL_BACKEND``), scores full marks: the kernel's ``.keras`` files are judged by the
   grader's verdict process on its own backend, TensorFlow.
 
-CI runs TensorFlow and JAX (``make test`` installs JAX first), so either missing where ``CI`` is set
-fails the test; PyTorch costs CI the most (docs/backends.md, "What CI runs") and is tested where
-``make backends`` installed it, skipped with that reason elsewhere.
+CI runs all three (``make test`` installs JAX and PyTorch first), so a missing one where ``CI`` is
+set fails the test; elsewhere it is skipped with the command that installs it.
 """
 
 from __future__ import annotations
@@ -28,7 +27,7 @@ from vae_grader.paths import MASTER, tool_env
 pytestmark = [pytest.mark.backends, pytest.mark.slow]
 
 _MODULE = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
-CI_BACKENDS = ("tensorflow", "jax")
+CI_BACKENDS = ("tensorflow", "jax", "torch")
 """The backends CI runs: a missing one fails there instead of skipping."""
 
 
@@ -104,7 +103,7 @@ def test_a_kernel_on_another_backend_is_graded_in_full_by_the_tensorflow_grader(
     [
         ("jax", "true", "fail"),
         ("jax", "", "skip"),
-        ("torch", "true", "skip"),
+        ("torch", "true", "fail"),
         ("torch", "", "skip"),
     ],
 )

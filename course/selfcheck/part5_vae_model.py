@@ -112,7 +112,8 @@ def _stand_in_layers() -> dict[str, type]:
     class CheckerSampling(_Replacement):
         def call(self, *inputs: Any, **kwargs: Any) -> Any:
             z_mean, z_log_var = keras.tree.flatten(inputs)
-            return z_mean + np.array(SAMPLER_MIX, "float32") * z_log_var
+            # keras.ops, not NumPy's *: on PyTorch a NumPy array times a tensor is refused.
+            return z_mean + keras.ops.multiply(np.array(SAMPLER_MIX, "float32"), z_log_var)
 
     class CheckerLossLayer(_Replacement):
         def call(self, *inputs: Any, **kwargs: Any) -> Any:
