@@ -40,7 +40,7 @@ $(TORCH_STAMP): $(STAMP) requirements-torch.txt
 	touch $@
 
 demo: $(STAMP)
-	$(PY) -m vae_grader.demo
+	$(PY) -m vae_grader.apps.demo
 
 test: $(STAMP) $(JAX_STAMP) $(TORCH_STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -52,20 +52,20 @@ test-fast: $(STAMP)
 	$(PY) -m pytest tests --in-process -p no:nbval -o addopts="-ra --strict-markers --durations=5" $(PYTEST_ARGS)
 
 release: $(STAMP)
-	$(PY) -m vae_grader.release
+	$(PY) -m vae_grader.apps.release
 
 benchmark: $(STAMP)
-	$(PY) -m vae_grader.benchmark
+	$(PY) -m measure.benchmark
 
 # Plain sequential `nbgrader autograde` against the Dask path, same students, one run (docs/dask-grading.md).
 throughput: $(STAMP)
-	$(PY) -m vae_grader.throughput
+	$(PY) -m measure.throughput
 
 # The speed study behind the student budget (docs/measurements.md, "Speed of the student's run"): throughput of
 # each setting, then today's default and the 2017 settings trained side by side (about 45 min).
 study: $(STAMP)
-	$(PY) -m vae_grader.study throughput
-	$(PY) -m vae_grader.study side-by-side
+	$(PY) -m measure.study throughput
+	$(PY) -m measure.study side-by-side
 
 clean:
 	rm -rf submitted autograded/vae feedback gradebook.db exports watch-state.json

@@ -12,7 +12,7 @@ Environment variables (all optional):
   VAE_CELL_TIMEOUT      CPU seconds one cell may compute during autograding; default 60
   VAE_TRAINING_TIMEOUT  CPU seconds the training cell (or a student cell calling .fit) may compute; default 180
   VAE_SANDBOX           set to off to grade without the bubblewrap sandbox (not recommended);
-                        `python -m vae_grader.sandbox --overhead 5` measures what it costs
+                        `python -m measure.sandbox_overhead 5` measures what it costs
 """
 
 import os
@@ -33,7 +33,7 @@ c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 
 # Autograding executes student notebooks with the short, calibrated training budget
 # (course/budget.py): the grading kernel starts with VAE_MODE=grading unless set otherwise
-# (grader/vae_grader/environment.py). Loading this file changes no environment variable.
+# (grader/vae_grader/sandbox/environment.py). Loading this file changes no environment variable.
 
 # Time limits per cell: the training cell (and any cell calling .fit) gets its own, longer limit,
 # because at a flat 60 s it timed out in demo runs and cost correct submissions their training
@@ -45,7 +45,7 @@ c.RobustExecute.training_timeout = int(
 )  # cells that call .fit(
 c.Execute.interrupt_on_timeout = True
 
-# --- Feedback pages (grader/vae_grader/feedback.py) -------------------------------------
+# --- Feedback pages (grader/vae_grader/preprocessors/feedback.py) -------------------------------------
 # Feedback is rendered from the autograded notebooks, which hold the hidden tests; nbgrader alone
 # shows their source and quotes them in tracebacks (upstream #917, #1363). StudentFeedback removes
 # the hidden regions and cuts each error down to the message written for the student. It also makes
@@ -57,19 +57,19 @@ c.Execute.interrupt_on_timeout = True
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402
 from nbgrader.preprocessors import GetGrades  # noqa: E402
 
-from vae_grader.feedback import FEEDBACK_TEMPLATE, StudentFeedback  # noqa: E402
+from vae_grader.preprocessors.feedback import FEEDBACK_TEMPLATE, StudentFeedback  # noqa: E402
 
 c.GenerateFeedback.preprocessors = [GetGrades, StudentFeedback, CSSHTMLHeaderPreprocessor]
 # nbgrader's page, its index naming each entry's part and check instead of "Test cell" (feedback.py).
 c.HTMLExporter.merge(FEEDBACK_TEMPLATE)
 
-# --- Sandboxed grading kernel and robust execution (grader/vae_grader/sandbox.py, issues 5, 10) ----
+# --- Sandboxed grading kernel and robust execution (grader/vae_grader/sandbox/kernels.py, issues 5, 10) ----
 # Autograding runs student code. It runs in a bubblewrap sandbox built by allowlist on an empty
 # root: read-only /usr (and the /bin, /lib... links), two files of /etc plus a generated passwd,
 # the Python installation, the course package, $MNIST_NPZ; private size-limited /tmp, /dev/shm and
 # working folder holding only the files the release also has; no network; an environment of
 # allowlisted variables; the socket folder deleted once the kernel's sockets exist (no byte of the
-# grader's disk is writable). `python -m vae_grader.sandbox --show` lists it all. Without a working
+# grader's disk is writable). `python -m vae_grader.sandbox.kernels --show` lists it all. Without a working
 # `bwrap`, `nbgrader autograde` refuses with one line; VAE_SANDBOX=off grades without the sandbox
 # (the robust executor still applies). Everything below is measured; reasons are in the modules named.
 from nbconvert.preprocessors import ClearMetadataPreprocessor  # noqa: E402
@@ -85,16 +85,17 @@ from nbgrader.preprocessors import (  # noqa: E402
     SaveAutoGrades,
 )
 
-from vae_grader.execute import RobustExecute  # noqa: E402
-from vae_grader.flags import FlagForReview  # noqa: E402
-from vae_grader.intake import TolerantNotebookExporter, intake_hook  # noqa: E402
-from vae_grader.require_verdicts import RequireVerdicts  # noqa: E402
-from vae_grader.restructure import RepairSubmission  # noqa: E402
-from vae_grader.sandbox import GiB, MiB, refuse_unsandboxed_autograde  # noqa: E402
+from vae_grader.preprocessors.execute import RobustExecute  # noqa: E402
+from vae_grader.preprocessors.flags import FlagForReview  # noqa: E402
+from vae_grader.preprocessors.intake import TolerantNotebookExporter, intake_hook  # noqa: E402
+from vae_grader.preprocessors.require_verdicts import RequireVerdicts  # noqa: E402
+from vae_grader.preprocessors.restructure import RepairSubmission  # noqa: E402
+from vae_grader.sandbox.kernels import refuse_unsandboxed_autograde  # noqa: E402
+from vae_grader.sandbox.confine import GiB, MiB  # noqa: E402
 
 refuse_unsandboxed_autograde()  # only stops `nbgrader autograde`, never the other commands
 
-# Reading submissions (grader/vae_grader/intake.py, restructure.py): a file that is not a notebook, or a notebook
+# Reading submissions (grader/vae_grader/preprocessors/intake.py, restructure.py): a file that is not a notebook, or a notebook
 # under another name, still gets graded as far as it can be, with a note in its feedback; the
 # notebook's graded cells are put back in order from the gradebook before nbgrader's own checks.
 c.Autograde.exporter_class = TolerantNotebookExporter
@@ -107,9 +108,9 @@ c.Autograde.sanitize_preprocessors = [
     OverwriteCells,
     CheckCellMetadata,
 ]
-# Executing (grader/vae_grader/execute.py; flags.py marks what it could not run): survives kernel crashes and timeouts, caps output,
+# Executing (grader/vae_grader/preprocessors/execute.py; flags.py marks what it could not run): survives kernel crashes and timeouts, caps output,
 # flags what it could not run. Test cells never run in the student's kernel: the judge
-# (grader/vae_grader/judge.py) probes the kernel for data and scores it in this process.
+# (grader/vae_grader/judge/rulings.py) probes the kernel for data and scores it in this process.
 c.Autograde.autograde_preprocessors = [
     RobustExecute,
     IgnorePattern,
@@ -133,7 +134,7 @@ c.RobustExecute.submission_seconds = 900  # CPU s of all of one submission's cel
 # submission past 3600 s of wall time is flagged (docs/load.md).
 c.RobustExecute.backstop_factor = 10
 c.RobustExecute.submission_wall_seconds = 3600
-# The kernel's limits (grader/vae_grader/sandbox.py); 0 disables one.
+# The kernel's limits (grader/vae_grader/sandbox/kernels.py); 0 disables one.
 c.Sandbox.memory_limit = 8 * GiB  # RLIMIT_AS
 c.Sandbox.cpu_share = 1.0  # cores for the kernel's tree, by a cgroup quota where the host allows
 c.Sandbox.max_processes = 256  # RLIMIT_NPROC (threads count)
@@ -142,7 +143,7 @@ c.Sandbox.cpu_seconds = 1200  # RLIMIT_CPU for the kernel
 c.Sandbox.scratch_size = 512 * MiB  # each private tmpfs: /tmp, /dev/shm, the working folder
 c.Sandbox.kernel_uid = 0  # grading as root: kernel's uid (0: 100000 + pid mod 50000)
 c.Sandbox.socket_timeout = 120  # s for the kernel to open its sockets
-# The verdict process (grader/vae_grader/confined_judge.py): unpacks answers, loads models, judges.
+# The verdict process (grader/vae_grader/judge/confined.py): unpacks answers, loads models, judges.
 # Reasons for each value: docs/measurements.md, "What the limits rest on".
 c.ConfinedJudge.memory_limit = 3 * GiB  # resident memory; past it the verdict scores 0
 c.ConfinedJudge.address_space = 8 * GiB  # RLIMIT_AS backstop

@@ -98,8 +98,8 @@ class TrainingBudget:
 
 
 # Both budgets are chosen by measurement; the numbers behind them are in README ("Speed of the
-# student's run" for STUDENT, "Calibration" for GRADING), from `python -m vae_grader.study` and
-# `python -m vae_grader.calibrate`. STUDENT: batch 32, Adam peaking at 4e-3 after a 0.2-epoch warm-up
+# student's run" for STUDENT, "Calibration" for GRADING), from `python -m measure.study` and
+# `python -m measure.calibrate`. STUDENT: batch 32, Adam peaking at 4e-3 after a 0.2-epoch warm-up
 # and decaying to 0 over 6 epochs reached the 2017 run's val_loss target in under half its time (the
 # study's side by side). The 2017 settings are one environment away: VAE_EPOCHS=10 VAE_BATCH_SIZE=16
 # VAE_LEARNING_RATE=1e-3 VAE_SCHEDULE=constant VAE_WARMUP_EPOCHS=0.

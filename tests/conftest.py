@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 import pytest
 
-from vae_grader.pipeline import GradingRun, copy_course, run_pipeline
+from vae_grader.pipeline.grade_class import GradingRun, copy_course, run_pipeline
 from vae_grader.submissions import Submission
 
 
@@ -79,7 +79,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def chosen_students(config: pytest.Config) -> list[str]:
     names = [name for value in config.getoption("only") for name in value.split(",") if name]
     if names:
-        from vae_grader.demo import chosen_submissions
+        from vae_grader.apps.demo import chosen_submissions
 
         try:
             chosen_submissions(names)
@@ -143,7 +143,7 @@ def graded_course(
     request: pytest.FixtureRequest,
 ) -> GradedCourse:
     """Every demo and adversarial submission, graded once with plain nbgrader commands (see GradedCourse)."""
-    from vae_grader.demo import adversarial_submissions, demo_submissions
+    from vae_grader.apps.demo import adversarial_submissions, demo_submissions
 
     demo, adversarial = tuple(demo_submissions()), tuple(adversarial_submissions())
     chosen = set(chosen_students(request.config))

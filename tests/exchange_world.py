@@ -27,7 +27,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vae_grader.pipeline import copy_course
+from vae_grader.pipeline.grade_class import copy_course
 
 VENV_BIN = Path(sys.executable).parent
 COURSE_ID = "vae-mnist"

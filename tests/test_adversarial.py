@@ -25,10 +25,10 @@ import nbformat
 import pytest
 
 from vae_grader.paths import COURSE_ROOT, MASTER, RELEASE
-from vae_grader.pipeline import grading_workers
+from vae_grader.pipeline.cluster import grading_workers
 from vae_grader.notes import notes_of
-from vae_grader.restructure import Canonical, repair
-from vae_grader.scan import scan_source
+from vae_grader.preprocessors.restructure import Canonical, repair
+from vae_grader.preprocessors.scan import scan_source
 from vae_grader.submissions import PARTS, points_by_cell
 from vae_grader.submissions import test_cells as cells_of_part
 from vae_samples import adversarial
@@ -299,7 +299,7 @@ def _run_probe(course: Path, workdir: Path) -> dict:
     script = textwrap.dedent(f"""
         import asyncio, json
         from traitlets.config import Config
-        from vae_grader.sandbox import SandboxedKernelManager
+        from vae_grader.sandbox.kernels import SandboxedKernelManager
         config = Config()
         config.CourseDirectory.root = {str(course)!r}
         config.CourseDirectory.db_url = "sqlite:///{course}/gradebook.db"
@@ -339,7 +339,7 @@ def test_sandboxed_kernel_is_confined(tmp_path):
             "MNIST_NPZ is not set: the sandbox must show the offline MNIST copy (see conftest.py)"
         )
     course = tmp_path / "course"
-    # data.txt is released with the assignment: only released files are lent to the kernel (sandbox.released_files).
+    # data.txt is released with the assignment: only released files are lent to the kernel (confine.released_files).
     for relative in (
         "source/vae/vae.ipynb",
         "submitted/other/vae/vae.ipynb",
@@ -380,11 +380,12 @@ def test_sandboxed_kernel_is_confined(tmp_path):
 
 
 def test_autograde_refuses_without_bubblewrap(monkeypatch, capsys):
-    from vae_grader import sandbox
+    from vae_grader.sandbox import bwrap, environment
+    from vae_grader.sandbox import kernels as sandbox
 
-    monkeypatch.delenv(sandbox.SANDBOX_ENV, raising=False)
-    monkeypatch.setattr(sandbox.shutil, "which", lambda name: None)
-    sandbox.bwrap_problem.cache_clear()
+    monkeypatch.delenv(environment.SANDBOX_ENV, raising=False)
+    monkeypatch.setattr(bwrap.shutil, "which", lambda name: None)
+    bwrap.bwrap_problem.cache_clear()
     try:
         with pytest.raises(SystemExit) as stopped:
             sandbox.refuse_unsandboxed_autograde(["nbgrader", "autograde", "vae"])
@@ -394,14 +395,14 @@ def test_autograde_refuses_without_bubblewrap(monkeypatch, capsys):
         sandbox.refuse_unsandboxed_autograde(
             ["nbgrader", "generate_feedback", "vae"]
         )  # only autograde is refused
-        monkeypatch.setenv(sandbox.SANDBOX_ENV, "off")
+        monkeypatch.setenv(environment.SANDBOX_ENV, "off")
         sandbox.refuse_unsandboxed_autograde(["nbgrader", "autograde", "vae"])
     finally:
-        sandbox.bwrap_problem.cache_clear()
+        bwrap.bwrap_problem.cache_clear()
 
 
 def test_secrets_are_not_passed_to_the_kernel():
-    from vae_grader.sandbox import scrubbed_environment
+    from vae_grader.sandbox.environment import scrubbed_environment
 
     env = scrubbed_environment(
         {
@@ -522,7 +523,7 @@ def test_executor_survives_crashes_timeouts_and_forks_and_never_runs_test_cells(
     from traitlets.config import Config
 
     from vae_grader.notes import flags_of
-    from vae_grader.execute import RobustExecute
+    from vae_grader.preprocessors.execute import RobustExecute
 
     def cell(source, grade_id=None, grade=False):
         c = new_code_cell(source)
@@ -613,7 +614,7 @@ def test_exit_in_a_cell_costs_only_that_cell(tmp_path):
     from nbformat.v4 import new_code_cell, new_notebook
     from traitlets.config import Config
 
-    from vae_grader.execute import RobustExecute, asked_to_exit
+    from vae_grader.preprocessors.execute import RobustExecute, asked_to_exit
 
     check = "print('f() =', f())"
     sources = ["def f():\n    return 42", "exit()", check, "quit()", check, "exit()", check]

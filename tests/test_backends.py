@@ -21,7 +21,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from vae_grader.environment import BACKENDS, KERNEL_BACKEND_VAR
+from vae_grader.sandbox.environment import BACKENDS, KERNEL_BACKEND_VAR
 from vae_grader.paths import MASTER, tool_env
 
 pytestmark = [pytest.mark.backends, pytest.mark.slow]
@@ -82,8 +82,8 @@ def test_a_kernel_on_another_backend_is_graded_in_full_by_the_tensorflow_grader(
     backend, tmp_path, monkeypatch, course_env
 ):
     require_backend(backend)
-    from vae_grader.demo import chosen_submissions
-    from vae_grader.pipeline import copy_course, run_pipeline
+    from vae_grader.apps.demo import chosen_submissions
+    from vae_grader.pipeline.grade_class import copy_course, run_pipeline
 
     monkeypatch.setenv("KERAS_BACKEND", "tensorflow")  # the grader's, and so the verdicts'
     monkeypatch.setenv(KERNEL_BACKEND_VAR, backend)

@@ -119,10 +119,10 @@ def test_nbgrader_sets_the_variable_it_is_keyed_on():
 
 
 def test_the_study_trains_what_the_notebook_trains():
-    """`python -m vae_grader.study side-by-side` measures the student default through the same object."""
+    """`python -m measure.study side-by-side` measures the student default through the same object."""
     from dataclasses import replace
 
-    from vae_grader.study import CONFIGS, ORIGINAL, Config
+    from measure.study import CONFIGS, ORIGINAL, Config
 
     assert Config.of("new default", STUDENT).budget() == STUDENT
     # the default is the configuration the study measured side by side (README), not a neighbour of it
@@ -138,7 +138,7 @@ def test_steps_per_execution_changes_no_number_of_the_training():
     import keras
     import numpy as np
 
-    from vae_grader.benchmark import master_namespace
+    from measure.benchmark import master_namespace
 
     ns = master_namespace()
     x = np.random.default_rng(0).uniform(0, 1, (160, 28, 28, 1)).astype("float32")

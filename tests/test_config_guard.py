@@ -15,7 +15,7 @@ import nbformat
 import pytest
 
 from vae_grader.paths import nbgrader_command, tool_env
-from vae_grader.pipeline import copy_course
+from vae_grader.pipeline.grade_class import copy_course
 from vae_samples.kit import load_master_and_release
 
 

@@ -1,4 +1,4 @@
-"""The verdict process: confined, bounded, and never a pass by default (``vae_grader.confined_judge``).
+"""The verdict process: confined, bounded, and never a pass by default (``vae_grader.judge.confined``).
 
 Each test starts a real verdict process (bubblewrap, a few seconds for Keras's import) and judges a
 real answer of a correct encoder, with the limits turned down until that verdict is past them:
@@ -14,8 +14,8 @@ import sys
 import pytest
 
 from course import probing, selfcheck
-from vae_grader import judge
-from vae_grader.confined_judge import ConfinedJudge
+from vae_grader.judge import rulings as judge
+from vae_grader.judge.confined import ConfinedJudge
 
 pytestmark = pytest.mark.sandbox
 
@@ -109,7 +109,7 @@ def test_a_process_that_dies_mid_verdict_is_a_flagged_zero(answer, monkeypatch) 
 
 def test_the_verdict_process_sees_only_its_allowlist(tmp_path) -> None:
     """No course folder, gradebook or submission: the grader package and the course package only."""
-    from vae_grader.confined_judge import VerdictSandbox
+    from vae_grader.judge.confined import VerdictSandbox
 
     paths = {a.target for a in VerdictSandbox().allowed_paths() if a.kind in ("ro", "rw")}
     import course

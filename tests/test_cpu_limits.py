@@ -20,8 +20,8 @@ import nbformat
 import psutil
 import pytest
 
-from vae_grader.cpu_share import KernelCgroup, share_problem
-from vae_grader.kernel_clock import CPU, SLEPT, STARVED, CellClock, ProcessTree, why_stopped
+from vae_grader.sandbox.cpu_share import KernelCgroup, share_problem
+from vae_grader.kernel.clock import CPU, SLEPT, STARVED, CellClock, ProcessTree, why_stopped
 from vae_grader.notes import flags_of
 
 LIMITS = dict(cpu_limit=60.0, wall_limit=600.0, starved_fraction=0.25)
@@ -139,7 +139,7 @@ def _notebook(*sources: str) -> nbformat.NotebookNode:
 
 
 def _grade(tmp_path: Path, nb, **traits):
-    from vae_grader.execute import RobustExecute
+    from vae_grader.preprocessors.execute import RobustExecute
 
     work = tmp_path / "vae"
     work.mkdir(exist_ok=True)

@@ -22,10 +22,10 @@ import nbformat
 import pytest
 from nbgrader.api import Gradebook
 
-from vae_grader.cluster import PipelineError, grading_client
-from vae_grader.course_folder import course_config
-from vae_grader.dask_runs import autograde_on_cluster
-from vae_grader.grading_task import (
+from vae_grader.pipeline.cluster import PipelineError, grading_client
+from vae_grader.pipeline.course_folder import course_config
+from vae_grader.pipeline.dask_runs import autograde_on_cluster
+from vae_grader.pipeline.grading_task import (
     CourseBundle,
     GradedSubmission,
     GradeRecord,
@@ -33,10 +33,10 @@ from vae_grader.grading_task import (
     NotebookRecord,
     read_tree,
 )
-from vae_grader.gradebook_writer import record_graded, record_ungradable
-from vae_grader.nbgrader_runs import run_nbgrader
+from vae_grader.pipeline.gradebook_writer import record_graded, record_ungradable
+from vae_grader.pipeline.nbgrader_runs import run_nbgrader
 from vae_grader.paths import ASSIGNMENT, COURSE_ROOT, NOTEBOOK, tool_env
-from vae_grader.pipeline import copy_course
+from vae_grader.pipeline.grade_class import copy_course
 from vae_grader.submissions import points_by_cell
 
 # The stand-in graders below run in the cluster's worker processes, which cannot import this file.
@@ -146,8 +146,8 @@ def test_a_task_carries_the_course_and_the_submission_as_bytes(course):
 def test_a_task_carries_what_is_not_a_file_by_its_kind_never_by_its_content(tmp_path):
     """Links, hard links and pipes in submitted/ reach the worker as what they are, so the worker's intake
     refuses them with the note it gives in the central course, and nothing they lead to is read."""
-    from vae_grader.grading_task import NotAFile, read_submission, write_submission
-    from vae_grader.intake import refuse_entries
+    from vae_grader.pipeline.grading_task import NotAFile, read_submission, write_submission
+    from vae_grader.preprocessors.intake import refuse_entries
 
     secret = tmp_path / "gradebook.db"
     secret.write_bytes(b"every student's grades")
@@ -260,7 +260,15 @@ def test_the_demo_command_says_so_in_one_line_and_exits_2():
     address = f"tcp://127.0.0.1:{free_port()}"
     started = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-m", "vae_grader.demo", "--only", "untouched", "--scheduler", address],
+        [
+            sys.executable,
+            "-m",
+            "vae_grader.apps.demo",
+            "--only",
+            "untouched",
+            "--scheduler",
+            address,
+        ],
         capture_output=True,
         text=True,
         env=tool_env(),
@@ -277,8 +285,8 @@ def test_the_demo_command_says_so_in_one_line_and_exits_2():
 def test_the_due_date_travels_with_the_task(course):
     """The due date lives only in the central gradebook; the worker's must have it for nbgrader's
     late-submission plugins."""
-    from vae_grader.dask_runs import due_date
-    from vae_grader.worker_grading import prepared_course
+    from vae_grader.pipeline.dask_runs import due_date
+    from vae_grader.pipeline.worker_grading import prepared_course
 
     config = course_config(course)
     with Gradebook(config.db_url, course_id=config.course_id) as gb:

@@ -24,7 +24,7 @@ from distributed import Client
 from nbgrader.api import Gradebook
 
 from vae_grader.paths import ASSIGNMENT, tool_env
-from vae_grader.pipeline import copy_course, course_config, run_pipeline
+from vae_grader.pipeline.grade_class import copy_course, course_config, run_pipeline
 
 pytestmark = pytest.mark.slow
 
@@ -111,7 +111,7 @@ def grading_started(folder: Path, seen: dict[Path, float]) -> str | None:
 
 
 def test_two_dask_workers_grade_the_manifest_and_survive_one_killed(tmp_path, cluster, course_env):
-    from vae_grader.demo import demo_submissions
+    from vae_grader.apps.demo import demo_submissions
 
     address, workers, addresses = cluster
     submissions = [s for s in demo_submissions() if s.student in STUDENTS]

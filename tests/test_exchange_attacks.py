@@ -467,7 +467,7 @@ def test_collect_refuses_when_the_course_configuration_breaks(tmp_path: Path):
     import subprocess
 
     from vae_grader.paths import nbgrader_command, tool_env
-    from vae_grader.pipeline import copy_course
+    from vae_grader.pipeline.grade_class import copy_course
 
     root = copy_course(tmp_path / "course")
     with (root / "nbgrader_config.py").open("a") as fh:

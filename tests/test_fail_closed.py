@@ -32,11 +32,12 @@ from nbformat.notebooknode import from_dict  # noqa: E402
 
 from course import probing, selfcheck  # noqa: E402
 from course.checks import Outcome  # noqa: E402
-from vae_grader import hidden, judge  # noqa: E402
-from vae_grader.judged_cells import VERDICTS  # noqa: E402
+from vae_grader.judge import hidden  # noqa: E402
+from vae_grader.judge import rulings as judge
+from vae_grader.kernel.judged_cells import VERDICTS  # noqa: E402
 from vae_grader.notes import flags_of  # noqa: E402
 from vae_grader.paths import MASTER  # noqa: E402
-from vae_grader.require_verdicts import RequireVerdicts  # noqa: E402
+from vae_grader.preprocessors.require_verdicts import RequireVerdicts  # noqa: E402
 
 JUDGED = sorted(selfcheck.PROBES) + sorted(hidden.VERDICTS)
 

@@ -3,7 +3,7 @@
 Each sample student's notebook is built exactly as the pipeline builds it (release + master +
 substitution), its code cells are run here in one namespace (test cells skipped, as the grader
 skips them), and then every graded cell the variant touches is probed and judged with the same
-probe and verdict the grader uses (``course.selfcheck`` / ``vae_grader.hidden``). Asserted per
+probe and verdict the grader uses (``course.selfcheck`` / ``vae_grader.judge.hidden``). Asserted per
 cell: the points the manifest expects, and for every mistake in the catalogue
 (``vae_samples.demo.CATALOGUE``) that the failure message names its cause.
 
@@ -30,7 +30,7 @@ from nbgrader import utils  # noqa: E402
 
 from course import probing, selfcheck  # noqa: E402
 from course.checks import Outcome  # noqa: E402
-from vae_grader import hidden  # noqa: E402
+from vae_grader.judge import hidden  # noqa: E402
 from vae_grader.submissions import PARTS, Submission  # noqa: E402
 from vae_grader.submissions import test_cells as cells_of  # noqa: E402
 from vae_samples import demo  # noqa: E402
@@ -422,7 +422,7 @@ def test_each_loss_slip_is_told_apart_from_the_others(message, formula) -> None:
     """On the hidden test's batches every slip's loss matches its own diagnosis and no other one
     (on each batch where it differs from the right loss: the textbook half-sum equals the text's mean
     for 2 latent dimensions, and one batch has another size)."""
-    from vae_grader import hidden_probes
+    from vae_grader.judge import hidden_probes
 
     told = 0
     for inputs in hidden_probes.loss_batches():

@@ -1,8 +1,8 @@
 """The same verdict at home and in grading: every visible self-check judged both ways, in this process.
 
 At home the notebook's self-check cell (``selfcheck.encoder(build_encoder)``, ...) runs probe and verdict in
-the student's kernel; in grading the grader sends ``vae_grader.judge.probe_code`` into the kernel and judges
-the answer with ``vae_grader.judge.verdict``. Both are run here on each demo student's namespace (built as
+the student's kernel; in grading the grader sends ``vae_grader.judge.rulings.probe_code`` into the kernel and judges
+the answer with ``vae_grader.judge.rulings.verdict``. Both are run here on each demo student's namespace (built as
 tests/test_fair_grading.py builds it: the student's cells run in this process, training on 64 images) and
 must give the same points, the same checks passed and the same messages (numbers aside: a probe that draws
 random numbers draws afresh each time it runs).
@@ -33,7 +33,7 @@ from course import probing, selfcheck  # noqa: E402
 from course.checks import Outcome, SelfCheckFailed  # noqa: E402
 from course.selfcheck import part7_training as part7  # noqa: E402
 from test_fair_grading import TRAINING_IMAGES, _code_cells, _run, run_cell  # noqa: E402
-from vae_grader import judge  # noqa: E402
+from vae_grader.judge import rulings as judge  # noqa: E402
 from vae_grader.cells import require_cell  # noqa: E402
 from vae_samples import demo  # noqa: E402
 from vae_samples.kit import load_master_and_release  # noqa: E402
@@ -322,7 +322,7 @@ def test_a_relu_before_the_sigmoid_is_named_in_part_7() -> None:
             "no decoded pixel is below 0.5" in f and "stuck at sigmoid(0)" in f and "(part 3)" in f
             for f in outcome.failures
         ), outcome.failures
-    from vae_grader.hidden.training import diagnose_training
+    from vae_grader.judge.hidden.training import diagnose_training
 
     stuck = np.full((4, 28, 28, 1), 0.5)
     assert "(part 3)" in diagnose_training(stuck, namespace["decoder"])
@@ -342,7 +342,8 @@ def test_a_loss_layer_without_add_loss_costs_part_4_only_in_part_5() -> None:
     namespace = _master_namespace(_NO_ADD_LOSS)
     home, grading = _both("test_vae_model", namespace)
     assert home.full and grading.full, (home, grading)
-    from vae_grader import hidden, hidden_probes
+    from vae_grader.judge import hidden
+    from vae_grader.judge import hidden_probes
 
     spec = hidden.probe_spec("test_vae_model_hidden")
     data = probing.unpack(probing.pack(selfcheck.run_probe(spec, namespace)))

@@ -25,8 +25,8 @@ from nbgrader.converters.base import BaseConverter
 from nbgrader.coursedir import CourseDirectory
 from traitlets.config import Config
 
-from vae_grader.feedback import FEEDBACK_TEMPLATE, StudentFeedback
-from vae_grader.intake import intake_hook, load_submission
+from vae_grader.preprocessors.feedback import FEEDBACK_TEMPLATE, StudentFeedback
+from vae_grader.preprocessors.intake import intake_hook, load_submission
 from vae_grader.notes import flags_of, notes_of
 
 MASTER_SECRET = "MASTER_SOLUTION_LINE = 42"

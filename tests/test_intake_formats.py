@@ -22,9 +22,13 @@ import nbgrader
 import pytest
 from nbconvert.exporters import HTMLExporter
 
-from vae_grader import intake
-from vae_grader.feedback import StudentFeedback
-from vae_grader.intake import SubmittedNotebook, TolerantNotebookExporter, load_submission
+from vae_grader.preprocessors import intake
+from vae_grader.preprocessors.feedback import StudentFeedback
+from vae_grader.preprocessors.intake import (
+    SubmittedNotebook,
+    TolerantNotebookExporter,
+    load_submission,
+)
 from vae_grader.notes import flags_of, notes_of, render_notes
 from vae_grader.paths import MASTER
 

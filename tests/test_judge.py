@@ -19,7 +19,9 @@ from nbgrader import utils
 
 from course import probing, selfcheck
 from course.architecture import model_signature, shape_before_flattening
-from vae_grader import hidden, hidden_probes, judge
+from vae_grader.judge import hidden
+from vae_grader.judge import hidden_probes
+from vae_grader.judge import rulings as judge
 from vae_grader.paths import MASTER
 
 

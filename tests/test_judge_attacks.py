@@ -38,9 +38,10 @@ import numpy as np
 import pytest
 
 from course import model_file, probing, selfcheck
-from vae_grader import hidden, judge
+from vae_grader.judge import hidden
+from vae_grader.judge import rulings as judge
 from vae_grader.paths import MASTER
-from vae_grader.sandbox import ENV_NAMES, ENV_PREFIXES
+from vae_grader.sandbox.environment import ENV_NAMES, ENV_PREFIXES
 from vae_samples import adversarial
 
 # --- what must never reach a student ------------------------------------------------------------------
@@ -62,7 +63,7 @@ def hidden_region_lines() -> list[str]:
 
 
 HIDDEN_VERDICT_SECRETS = (
-    # Expected values and names that exist only in grader/vae_grader/hidden/ (the verdicts), as their
+    # Expected values and names that exist only in grader/vae_grader/judge/hidden/ (the verdicts), as their
     # sources spell them. Not "494,244" or "56,385": a correct notebook prints its own parameter counts that way
     # (the encoder and decoder cells do), and a failing one is told the expected count by design.
     "494_244",
@@ -98,10 +99,10 @@ KERNEL_SET_VARIABLES = frozenset(
 
 
 def test_hidden_secrets_are_what_the_grader_holds():
-    """The search list is real: every hidden line is in the master, every verdict secret in vae_grader.hidden."""
+    """The search list is real: every hidden line is in the master, every verdict secret in vae_grader.judge.hidden."""
     lines = hidden_region_lines()
     assert len(lines) >= 8 and any("check_here" in line for line in lines), lines
-    # vae_grader.hidden is a package (one module per part): read all of its modules.
+    # vae_grader.judge.hidden is a package (one module per part): read all of its modules.
     modules = sorted(Path(hidden.__file__).parent.glob("*.py"))
     assert Path(hidden.__file__) in modules and len(modules) > 1, modules
     source = "\n".join(module.read_text() for module in modules)
@@ -603,7 +604,7 @@ def test_interpreter_dump_leaks_nothing(graded_course):
 @pytest.mark.slow
 def test_crash_loop_stays_in_budget(graded_course):
     """Eight kernel deaths: the replays stop at max_restarts and the whole submission within its time budget."""
-    from vae_grader.execute import RobustExecute
+    from vae_grader.preprocessors.execute import RobustExecute
 
     result = graded_course.run.results["repeated_crashes"]
     budget = RobustExecute.submission_seconds.default_value

@@ -14,16 +14,24 @@ from setuptools import find_packages
 from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
-from vae_grader import cells, environment, paths, sandbox
-from vae_grader.intake import SubmittedNotebook, TolerantNotebookExporter
-from vae_grader.restructure import _visible_lines
+from vae_grader import cells
+
+from vae_grader.sandbox import environment
+
+from vae_grader import paths
+
+from vae_grader.sandbox import kernels as sandbox
+from vae_grader.preprocessors.intake import SubmittedNotebook, TolerantNotebookExporter
+from vae_grader.preprocessors.restructure import _visible_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_the_sandbox_is_a_registered_kernel_provisioner():
     found = {ep.name: ep.value for ep in entry_points(group="jupyter_client.kernel_provisioners")}
-    assert found.get(sandbox.PROVISIONER_NAME) == "vae_grader.sandbox:SandboxProvisioner", found
+    assert found.get(sandbox.PROVISIONER_NAME) == "vae_grader.sandbox.kernels:SandboxProvisioner", (
+        found
+    )
 
 
 def test_sandboxed_kernels_are_chosen_through_the_kernel_spec():
@@ -102,7 +110,7 @@ def test_sample_submissions_are_test_data_not_package_code():
     students = _distributed_packages(ROOT)
     grader = _distributed_packages(ROOT / "grader")
     assert "course" in students and "vae_grader" in grader, (students, grader)
-    assert "vae_grader.hidden" in grader, (
+    assert "vae_grader.judge.hidden" in grader, (
         "the hidden verdicts (a subpackage) must ship in the grader wheel"
     )
     assert not any(name.split(".")[0] == paths.SAMPLES for name in students | grader)
@@ -155,3 +163,75 @@ def test_import_course_chooses_no_backend():
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "None"
+
+
+# The grader's folders, lowest layer first: a module may import from its own layer or a lower one.
+LAYERS = ("base", "sandbox", "judge", "kernel", "preprocessors", "pipeline", "apps")
+
+
+def _grader_imports() -> dict[str, set[str]]:
+    """Every vae_grader module and the vae_grader or measure modules it imports, at any depth of
+    the file (the late imports inside functions included)."""
+    package = ROOT / "grader"
+    modules = {}
+    for path in (package / "vae_grader").rglob("*.py"):
+        parts = list(path.relative_to(package).with_suffix("").parts)
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                for alias in node.names:
+                    full = f"{node.module}.{alias.name}"
+                    deps.add(full if full in modules else node.module)
+            elif isinstance(node, ast.Import):
+                deps.update(alias.name for alias in node.names)
+        graph[name] = {d for d in deps if d.split(".")[0] in ("vae_grader", "measure")} - {name}
+    return graph
+
+
+def _layer(module: str) -> int:
+    parts = module.split(".")
+    return LAYERS.index(parts[1]) if len(parts) > 2 and parts[1] in LAYERS else 0
+
+
+def test_the_grader_imports_only_downwards_and_never_in_a_cycle():
+    graph = _grader_imports()
+    assert len(graph) > 50 and sum(map(len, graph.values())) > 100  # the graph was really read
+    upward = [
+        f"{m} ({LAYERS[_layer(m)]}) imports {d} ({LAYERS[_layer(d)]})"
+        for m, deps in graph.items()
+        for d in deps
+        if d in graph and _layer(d) > _layer(m)
+    ]
+    assert not upward, "\n".join(upward)
+    measuring = [
+        f"{m} imports {d}" for m, deps in graph.items() for d in deps if d.startswith("measure")
+    ]
+    assert not measuring, "the grader wheel must not need the measuring tools: " + "; ".join(
+        measuring
+    )
+    cycles, state = [], {}
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = "open"
+        for dep in graph[module] & graph.keys():
+            if state.get(dep) == "open":
+                cycles.append(" -> ".join(path[path.index(dep) :] + [module, dep]))
+            elif dep not in state:
+                visit(dep, path + [module])
+        state[module] = "done"
+
+    for module in graph:
+        if module not in state:
+            visit(module, [])
+    assert not cycles, "\n".join(cycles)
+
+
+def test_a_layer_check_that_can_fail():
+    """The check above sees an upward import and a cycle when there is one."""
+    assert _layer("vae_grader.preprocessors.execute") > _layer("vae_grader.kernel.calls")
+    assert _layer("vae_grader.paths") == 0 and _layer("vae_grader.apps.demo") == len(LAYERS) - 1
+    graph = _grader_imports()
+    assert "vae_grader.kernel.calls" in graph["vae_grader.preprocessors.execute"]

@@ -25,8 +25,8 @@ os.environ.setdefault("VAE_MODE", "grading")
 
 from course import model_file, probing, selfcheck, training_budget  # noqa: E402
 from course.selfcheck import part7_training as part7  # noqa: E402
-from vae_grader import hidden  # noqa: E402
-from vae_grader.hidden import training as hidden_training  # noqa: E402
+from vae_grader.judge import hidden  # noqa: E402
+from vae_grader.judge.hidden import training as hidden_training  # noqa: E402
 
 LOG_VAR = -4.0
 """The attack's constant z_log_var: the best of -8, -4, -2 and 0 for the PCA's sampled loss (measured)."""

@@ -17,10 +17,15 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from vae_grader import demo
-from vae_grader.feedback import NOT_ATTEMPTED, StudentFeedback, strip_ansi, student_message
+from vae_grader.apps import demo
+from vae_grader.preprocessors.feedback import (
+    NOT_ATTEMPTED,
+    StudentFeedback,
+    strip_ansi,
+    student_message,
+)
 from vae_grader.paths import ASSIGNMENT, COURSE_ROOT, MASTER, NOTEBOOK, RELEASE
-from vae_grader.pipeline import run_pipeline
+from vae_grader.pipeline.grade_class import run_pipeline
 from vae_grader.cells import require_cell
 from vae_grader.submissions import PARTS, points_by_cell
 from vae_grader.submissions import test_cells as cells_of_part
@@ -142,7 +147,7 @@ def test_manifest_file_is_in_sync():
     expected = demo.manifest() + "\n"
     assert MANIFEST_FILE.is_file() and MANIFEST_FILE.read_text() == expected, (
         "tests/vae_samples/demo_manifest.md is out of date: run "
-        "`python -m vae_grader.demo --manifest > tests/vae_samples/demo_manifest.md`"
+        "`python -m vae_grader.apps.demo --manifest > tests/vae_samples/demo_manifest.md`"
     )
 
 
@@ -290,7 +295,7 @@ def test_no_feedback_page_shows_a_hidden_test_line(graded_course):
     master, release = nbformat.read(MASTER, as_version=4), nbformat.read(RELEASE, as_version=4)
     secrets = hidden_test_lines(master, release)
     # The hidden regions now hold only the call of the grader's check (two lines a cell, 8 cells: 16
-    # measured); the verdicts themselves live in vae_grader.hidden, which tests/test_judge_attacks.py
+    # measured); the verdicts themselves live in vae_grader.judge.hidden, which tests/test_judge_attacks.py
     # searches for in every page.
     assert len(secrets) >= 16, "the hidden-test line extraction found suspiciously few lines"
     pages = sorted((graded_course.run.course_root / "feedback").glob(f"*/{ASSIGNMENT}/*.html"))
@@ -346,7 +351,7 @@ def test_grade_csv_has_every_student(graded_course):
 def test_rerun_gives_the_same_scores_and_forgets_removed_students(tmp_path, course_env):
     """Re-running regrades (nbgrader skips existing outputs without --force) and drops students that
     left the set from the folders, the gradebook and the CSV. Uses the quick-to-grade untouched release."""
-    from vae_grader.pipeline import copy_course, course_config, gradebook
+    from vae_grader.pipeline.grade_class import copy_course, course_config, gradebook
 
     untouched = next(s for s in SUBMISSIONS if s.student == "untouched")
     extra = dataclasses.replace(untouched, student="leaves_later")
@@ -376,7 +381,12 @@ def test_every_part_has_points_in_the_master():
 def test_grading_workers_come_from_the_environment_or_the_machine(monkeypatch):
     import psutil
 
-    from vae_grader.cluster import MEMORY_PER_WORKER, PipelineError, grading_workers, usable_cores
+    from vae_grader.pipeline.cluster import (
+        MEMORY_PER_WORKER,
+        PipelineError,
+        grading_workers,
+        usable_cores,
+    )
 
     monkeypatch.setenv("VAE_GRADING_WORKERS", "3")
     assert grading_workers() == 3
@@ -395,7 +405,7 @@ def test_training_cells_get_the_long_time_limit():
     from nbformat.v4 import new_code_cell
     from traitlets.config import Config
 
-    from vae_grader.execute import RobustExecute
+    from vae_grader.preprocessors.execute import RobustExecute
 
     config = Config()
     config.Execute.timeout = 60
@@ -427,7 +437,7 @@ def test_training_cells_get_the_long_time_limit():
 
 
 def test_demo_only_refuses_an_unknown_sample_in_one_line():
-    from vae_grader.demo import chosen_submissions, main
+    from vae_grader.apps.demo import chosen_submissions, main
 
     with pytest.raises(SystemExit) as refused:
         main(["--only", "complet", "complete"])

@@ -22,7 +22,7 @@ from nbgrader.api import Gradebook
 
 from postgres_server import PostgresServer, postgres_problem, postgres_server
 from vae_grader.paths import tool_env
-from vae_grader.pipeline import copy_course, course_config, run_pipeline
+from vae_grader.pipeline.grade_class import copy_course, course_config, run_pipeline
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -51,7 +51,7 @@ def test_the_course_reads_its_gradebook_url_from_the_environment(postgres_course
 
 
 def test_a_class_graded_into_postgresql_gets_the_manifest_scores(postgres_course):
-    from vae_grader.demo import demo_submissions
+    from vae_grader.apps.demo import demo_submissions
 
     root, url = postgres_course
     submissions = [s for s in demo_submissions() if s.student in STUDENTS]
@@ -83,7 +83,7 @@ def test_a_regrade_leaves_one_row_per_student_and_cell_in_postgresql(postgres_co
     each student's rows instead of adding to them."""
     from sqlalchemy import create_engine, text
 
-    from vae_grader.demo import demo_submissions
+    from vae_grader.apps.demo import demo_submissions
 
     root, url = postgres_course
     submissions = [s for s in demo_submissions() if s.student in ("untouched", "half_done")]

@@ -23,7 +23,7 @@ import pytest
 from nbformat.notebooknode import from_dict
 
 from course import probing
-from vae_grader import judge
+from vae_grader.judge import rulings as judge
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 AS_LIMIT = 4_000_000_000
@@ -236,8 +236,8 @@ def _result(text):
 def test_require_verdicts_never_lets_a_cell_exceed_its_verdict(outputs) -> None:
     from nbgrader import utils
 
-    from vae_grader.judged_cells import VERDICTS
-    from vae_grader.require_verdicts import RequireVerdicts
+    from vae_grader.kernel.judged_cells import VERDICTS
+    from vae_grader.preprocessors.require_verdicts import RequireVerdicts
 
     nb = _nb_with([_test_cell("test_manifold_hidden", 3, outputs)])
     resources = {VERDICTS: {"test_manifold_hidden": 0.5}, "nbgrader": {"student": "s"}}
@@ -251,8 +251,8 @@ def test_require_verdicts_with_a_duplicated_grade_id() -> None:
     copy with full-marks outputs must not ride on it."""
     from nbgrader import utils
 
-    from vae_grader.judged_cells import VERDICTS
-    from vae_grader.require_verdicts import RequireVerdicts
+    from vae_grader.kernel.judged_cells import VERDICTS
+    from vae_grader.preprocessors.require_verdicts import RequireVerdicts
 
     nb = _nb_with(
         [
@@ -609,7 +609,7 @@ def test_overlapping_zip_members_in_the_probe_archive() -> None:
 
 @pytest.fixture(scope="module")
 def confined():
-    from vae_grader.confined_judge import ConfinedJudge
+    from vae_grader.judge.confined import ConfinedJudge
 
     judge_ = ConfinedJudge(cpu_seconds=30, wall_seconds=90, memory_limit=2 * 2**30)
     yield judge_

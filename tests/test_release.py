@@ -10,7 +10,7 @@ import pytest
 from nbclient import NotebookClient
 
 from vae_grader.paths import MASTER, RELEASE
-from vae_grader.release import clean_notebook, generate_release, is_clean
+from vae_grader.apps.release import clean_notebook, generate_release, is_clean
 from vae_grader.cells import Markers, hidden_test_markers, require_cell, solution_markers
 from vae_grader.submissions import PARTS
 

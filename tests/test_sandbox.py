@@ -25,7 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from vae_grader import sandbox
+from vae_grader.sandbox import bwrap, confine, environment
+from vae_grader.sandbox import kernels as sandbox
 from vae_grader.paths import COURSE_ROOT
 
 CANARY = f"vae-canary-{os.getpid()}"
@@ -188,7 +189,7 @@ async def _run_kernel(course: Path, workdir: Path, canaries: list[Path]) -> dict
 @pytest.fixture(scope="module")
 def probed(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """One sandboxed kernel, started with canaries around it; what it saw and did (see _PROBE)."""
-    problem = sandbox.bwrap_problem()
+    problem = bwrap.bwrap_problem()
     if problem:
         pytest.fail(f"the sandbox tests need bubblewrap: {problem}")
     if not os.environ.get("MNIST_NPZ"):
@@ -205,7 +206,7 @@ def probed(tmp_path_factory: pytest.TempPathFactory) -> dict:
             "NBGRADER_DB_URL": f"postgresql://grader:{SECRET}@db/vae",
         }
     )
-    os.environ.pop(sandbox.SANDBOX_ENV, None)
+    os.environ.pop(environment.SANDBOX_ENV, None)
     try:
         record = asyncio.run(_run_kernel(course, workdir, canaries))
     finally:
@@ -324,7 +325,9 @@ def test_canaries_on_the_host_are_invisible(probed):
 def test_the_kernel_environment_is_the_allowlist(probed):
     env = probed["environ"]
     outside = sorted(
-        k for k in env if k not in sandbox.ENV_NAMES and not k.startswith(sandbox.ENV_PREFIXES)
+        k
+        for k in env
+        if k not in environment.ENV_NAMES and not k.startswith(environment.ENV_PREFIXES)
     )
     assert not outside, f"variables outside the allowlist: {outside}"
     assert (
@@ -395,7 +398,7 @@ def test_interrupt_reaches_the_kernel(probed):
 
 
 def test_environment_is_filtered_by_allowlist():
-    env = sandbox.allowed_environment(
+    env = environment.allowed_environment(
         {
             "PATH": "/bin",
             "VAE_MODE": "grading",
@@ -431,12 +434,12 @@ def test_released_files_rule(tmp_path):
     (work / "link.csv").symlink_to("/etc/hostname")
     (release / "missing.csv").write_text("x")
     # Not: the notebook, the hidden file, the symlink, a file only the release has, one only the work has.
-    assert sandbox.released_files(work, release) == [Path("a.csv"), Path("sub/b.csv")]
-    assert sandbox.released_files(work, tmp_path / "no-release") == []
+    assert confine.released_files(work, release) == [Path("a.csv"), Path("sub/b.csv")]
+    assert confine.released_files(work, tmp_path / "no-release") == []
     # A symlinked folder in the working copy is not followed either.
     shutil.rmtree(work / "sub")
     (work / "sub").symlink_to(tmp_path / "release" / "sub")
-    assert sandbox.released_files(work, release) == [Path("a.csv")]
+    assert confine.released_files(work, release) == [Path("a.csv")]
 
 
 @pytest.mark.sandbox

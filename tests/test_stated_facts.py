@@ -26,7 +26,8 @@ from course.checks import run_checks
 from course.selfcheck import part5_vae_model as part5
 from course.selfcheck import part6_data as part6
 from course.stand_ins import ProbeDecoder, stand_in_decoder, stand_in_encoder
-from vae_grader import hidden, hidden_probes
+from vae_grader.judge import hidden
+from vae_grader.judge import hidden_probes
 from vae_grader.paths import MASTER
 from vae_samples.kit import solution_source
 

@@ -29,7 +29,7 @@ from traitlets.config import Config
 
 from course.checks import MESSAGE_WIDTH, Outcome, SelfCheckFailed
 from course.selfcheck import report
-from vae_grader.feedback import FEEDBACK_TEMPLATE, StudentFeedback, index_name
+from vae_grader.preprocessors.feedback import FEEDBACK_TEMPLATE, StudentFeedback, index_name
 from vae_grader import submissions
 from vae_grader.submissions import PARTS, points_by_cell
 

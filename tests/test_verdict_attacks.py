@@ -27,7 +27,8 @@ import numpy as np
 import pytest
 
 from course import probing, selfcheck
-from vae_grader import hidden, hidden_probes
+from vae_grader.judge import hidden
+from vae_grader.judge import hidden_probes
 from vae_samples import adversarial
 from vae_samples.kit import load_master_and_release
 
@@ -162,8 +163,8 @@ def test_static_scan_and_fit_detection_survive_a_deeply_nested_expression():
     code (5453c3c: autograde crashed in RepairSubmission, no grade and no feedback page)."""
     import nbformat
 
-    from vae_grader.scan import scan_notebook
-    from vae_grader.time_limits import trains
+    from vae_grader.preprocessors.scan import scan_notebook
+    from vae_grader.kernel.time_limits import trains
 
     for source in (adversarial.DEEP_EXPRESSION, "x = " + "-" * 100_000 + "1\n"):
         cell = nbformat.v4.new_code_cell(source)
@@ -197,7 +198,7 @@ def grade_ids(nb) -> list[str]:
 def test_intake_reads_an_nbformat_3_notebook(tmp_path, master_and_release):
     """nbformat 3 (worksheets) is a notebook format nbformat itself upgrades; its graded cells must be
     read (5453c3c: 'no cell list', every part 0 and the notebook flagged)."""
-    from vae_grader.intake import load_submission
+    from vae_grader.preprocessors.intake import load_submission
 
     nb = load_submission(str(submitted(tmp_path, "nbformat_v3", master_and_release)))
     assert {"encoder", "sampling", "decoder", "loss_layer", "vae_model", "data"} <= set(
@@ -208,7 +209,7 @@ def test_intake_reads_an_nbformat_3_notebook(tmp_path, master_and_release):
 def test_intake_refuses_a_notebook_nested_too_deeply_with_a_note(tmp_path, master_and_release):
     """200,000 levels of metadata: refused like a file that is not JSON, with the note the student
     reads (5453c3c: RecursionError out of json.loads, autograde exited 1, no feedback page)."""
-    from vae_grader.intake import load_submission
+    from vae_grader.preprocessors.intake import load_submission
     from vae_grader.notes import notes_of
 
     nb = load_submission(str(submitted(tmp_path, "deep_metadata", master_and_release)))
@@ -227,9 +228,9 @@ def test_reading_and_scanning_a_huge_literal_is_bounded(tmp_path, master_and_rel
         f"""
         import resource
         resource.setrlimit(resource.RLIMIT_AS, (1500 * 2**20, 1500 * 2**20))
-        from vae_grader.intake import load_submission
-        from vae_grader.scan import scan_notebook
-        from vae_grader.time_limits import trains
+        from vae_grader.preprocessors.intake import load_submission
+        from vae_grader.preprocessors.scan import scan_notebook
+        from vae_grader.kernel.time_limits import trains
         nb = load_submission({str(path)!r})
         scan_notebook(nb)
         for cell in nb.cells:
@@ -249,7 +250,7 @@ def test_intake_of_millions_of_empty_cells_is_bounded(tmp_path, master_and_relea
     path = submitted(tmp_path, "many_cells_notebook", master_and_release)
     script = textwrap.dedent(
         f"""
-        from vae_grader.intake import load_submission
+        from vae_grader.preprocessors.intake import load_submission
         load_submission({str(path)!r})
         """
     )

@@ -1,4 +1,4 @@
-"""Grading on submission (``python -m vae_grader.watch``).
+"""Grading on submission (``python -m vae_grader.apps.watch``).
 
 The fast test checks what a round decides from the state file alone. The end-to-end test is the
 course as students meet it (tests/exchange_world.py: real, separate Unix users): two students
@@ -20,7 +20,7 @@ import psutil
 import pytest
 from nbgrader.api import Gradebook
 
-from vae_grader.watch import STATE_FILE, WatchState, to_grade, to_release
+from vae_grader.apps.watch import STATE_FILE, WatchState, to_grade, to_release
 
 
 def stamp(root: Path, student: str, when: str) -> None:
@@ -73,7 +73,7 @@ def test_students_get_feedback_without_the_instructor_and_a_resubmission_regrade
         world.nbgrader(emil, "submit", ASSIGNMENT)  # as handed out: 0 points
 
         def start_watch() -> subprocess.Popen:
-            argv = [sys.executable, "-m", "vae_grader.watch", "--course", str(world.course)]
+            argv = [sys.executable, "-m", "vae_grader.apps.watch", "--course", str(world.course)]
             return subprocess.Popen(
                 world.command(world.instructor, argv + ["--interval", "2", "--workers", "2"]),
                 cwd=world.course,
@@ -107,7 +107,7 @@ def test_students_get_feedback_without_the_instructor_and_a_resubmission_regrade
             world.instructor,
             sys.executable,
             "-m",
-            "vae_grader.watch",
+            "vae_grader.apps.watch",
             "--course",
             str(world.course),
             "--once",

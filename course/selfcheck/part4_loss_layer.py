@@ -1,6 +1,6 @@
 """Part 4's self-check: the loss layer passes x through and adds one loss, cross-entropy plus weighted KL.
 
-``loss_layer_result`` is also the hidden probes' way to call the layer (``vae_grader.hidden_probes``), so
+``loss_layer_result`` is also the hidden probes' way to call the layer (``vae_grader.judge.hidden_probes``), so
 visible and hidden checks read a loss the same way. The verdict names the usual slip in the KL term
 (``_kl_slip``) when the loss matches one, and the usual slips in the cross-entropy (``_reconstruction_slip``).
 """

@@ -6,7 +6,7 @@ shape of one image included), and the number of images. The verdict reads the dt
 the pixel range from those images itself. The number of images is the one fact the kernel states: it can only
 fail the check (a wrong count), never pass it, since the images must be there and be MNIST's own, at
 the rows sent, scaled to [0, 1] (compared with MNIST read where the verdict runs). The hidden test
-compares the images with MNIST read by the grader (``vae_grader.hidden.training.verdict_data``).
+compares the images with MNIST read by the grader (``vae_grader.judge.hidden.training.verdict_data``).
 """
 
 from __future__ import annotations

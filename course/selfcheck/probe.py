@@ -3,7 +3,7 @@
 A probe runs in the student's kernel and its verdict in the grader's process; a model crosses that gap
 only as ``.keras`` bytes (``course.probing``). Saving (``_model_step``) and loading (``_load``) live
 together so that both ends of the round trip change together; the hidden probes and verdicts
-(``vae_grader.hidden_probes``, ``vae_grader.hidden``) use the same steps.
+(``vae_grader.judge.hidden_probes``, ``vae_grader.judge.hidden``) use the same steps.
 """
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ def samples(module: str) -> ModuleType:
     """``vae_samples.<module>`` (``demo``, ``adversarial``, ``kit``): the sample submissions.
 
     They are test data, kept in the course's tests/ folder rather than in this package; the
-    commands that grade them (``python -m vae_grader.demo``, ``vae_grader.benchmark``) load them
+    commands that grade them (``python -m vae_grader.apps.demo``, ``measure.benchmark``) load them
     here, which puts tests/ on ``sys.path`` once (at its end: nothing installed is shadowed).
     """
     if not (TESTS / SAMPLES / "__init__.py").is_file():

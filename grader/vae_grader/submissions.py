@@ -1,7 +1,7 @@
 """What the grading pipeline takes in: a submission to grade and the points it must score.
 
-:func:`vae_grader.pipeline.run_pipeline` grades a list of :class:`Submission` and the grade table
-(:mod:`vae_grader.report`) compares each one's points with its ``expected``, so this type and the
+:func:`vae_grader.pipeline.grade_class.run_pipeline` grades a list of :class:`Submission` and the grade table
+(:mod:`vae_grader.pipeline.report`) compares each one's points with its ``expected``, so this type and the
 notebook's layout it speaks of (the graded parts, their test cells, the master's points) belong to
 the grader. The submissions themselves (the demo set and the adversarial corpus) are test data:
 they live in the course's tests/ folder (package ``vae_samples``, loaded by

@@ -19,7 +19,7 @@ unanswered and score 0. Only ``crash_after_training`` trains (twice: the crash a
 forces a replay). :data:`ESCAPES` lists the cases that attack the machine rather than the grade
 (their cells print one ``ESCAPE-...`` line per attempt), which tests/test_adversarial.py checks.
 
-The tests of this corpus live in tests/test_adversarial.py; ``python -m vae_grader.demo``
+The tests of this corpus live in tests/test_adversarial.py; ``python -m vae_grader.apps.demo``
 grades it together with the demo set.
 """
 
@@ -1175,7 +1175,7 @@ NO_CODE_ATTACKS = (
 # --- verdicts that raise, unbounded loads, kernel-stated facts, odd formats -----------------
 # Each case below is written as a student could write it from the release notebook, the student package
 # and the probe code its kernel receives (the hidden probes' source, SALT included, is exec'd in the
-# kernel: ``vae_grader.judge.probe_code``). ``expected`` is the FAIR grade, what the grader should give
+# kernel: ``vae_grader.judge.rulings.probe_code``). ``expected`` is the FAIR grade, what the grader should give
 # once it is fixed: 0 for every cell no solution code stands behind. What the grader of 5453c3c gave
 # is recorded per case in GRADES_BEFORE_CONFINED_JUDGE (the evidence that these were holes).
 #
@@ -1593,7 +1593,7 @@ history.history = {"loss": [0.25] * budget.epochs, "val_loss": [0.25] * budget.e
 
 def huge_literal(elements: int = 20_000_000) -> str:
     """40 MB of valid Python: ast.parse needs ~1 kB an element (4 MB of source: 1.9 GB and 7 s measured), in the
-    grader process, for the static scan (vae_grader.scan) and again for calls_fit (vae_grader.time_limits).
+    grader process, for the static scan (vae_grader.preprocessors.scan) and again for calls_fit (vae_grader.kernel.time_limits).
     Built when the case is built (not at import: it is 40 MB)."""
     return "numbers = [" + "0," * elements + "]\n"
 
@@ -1611,7 +1611,7 @@ def add_generated_cell_after(
 
 DEEP_EXPRESSION = "total = " + "+".join(["1"] * 200_000) + "\n"
 """Valid Python (a student might generate such a line): ast.parse raises RecursionError on it, which the
-static scan (vae_grader.scan) and calls_fit (vae_grader.time_limits) do not catch (only SyntaxError)."""
+static scan (vae_grader.preprocessors.scan) and calls_fit (vae_grader.kernel.time_limits) do not catch (only SyntaxError)."""
 
 
 def nbformat_v3(base: Builder) -> Builder:
@@ -2019,7 +2019,7 @@ VERDICT_ATTACKS_NO_CODE = (
 
 GRADES_BEFORE_CONFINED_JUDGE: dict[str, str] = {
     # What the grader of 5453c3c gave, graded one case at a time with plain nbgrader (the pipeline of
-    # vae_grader.pipeline, one worker) on this project's 2-core machine, 2026-12-07, inside a memory cgroup
+    # vae_grader.pipeline.grade_class, one worker) on this project's 2-core machine, 2026-12-07, inside a memory cgroup
     # capped at 6-7 GB (grader and kernel together; the kernel ran unsandboxed so that it imported
     # 5453c3c's course package). "grader RSS" is the autograde process's peak resident memory; a normal
     # FAST notebook peaks at 0.8 GB there (pca_not_trained) and 1.4 GB for grader and kernel together.

@@ -7,7 +7,7 @@ once. Each has one plausible mistake in one graded part. The expected points ARE
 by grading (tests/test_pipeline.py asserts every cell exactly). Points per cell are read from the
 master, never written here.
 
-Render the manifest with ``python -m vae_grader.demo --manifest > tests/vae_samples/demo_manifest.md``
+Render the manifest with ``python -m vae_grader.apps.demo --manifest > tests/vae_samples/demo_manifest.md``
 (that file is its output, kept in sync by a test).
 """
 
