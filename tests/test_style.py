@@ -7,7 +7,15 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CODE = ["course", "grader", "tests", "conftest.py", "nbgrader_config.py", "student_config"]
+CODE = [
+    "course",
+    "grader",
+    "measure",
+    "tests",
+    "conftest.py",
+    "nbgrader_config.py",
+    "student_config",
+]
 MASTER = "source/vae/vae.ipynb"
 RELEASE = "release/vae/vae.ipynb"
 
