@@ -65,20 +65,8 @@ from pathlib import Path
 from traitlets import Float, Integer, List, Unicode
 from traitlets.config import LoggingConfigurable
 
-from vae_grader.sandbox.bwrap import (  # noqa: F401  (bwrap_problem re-exported: the sandbox's public name)
-    SYSTEM_PATHS,
-    bwrap_problem,
-    bwrap_supports,
-    namespace_flags,
-)
-from vae_grader.sandbox.environment import (  # noqa: F401  (re-exported: the sandbox's public names)
-    ENV_NAMES,
-    ENV_PREFIXES,
-    SANDBOX_ENV,
-    allowed_environment,
-    sandbox_disabled,
-    scrubbed_environment,
-)
+from vae_grader.sandbox.bwrap import SYSTEM_PATHS, bwrap_problem, bwrap_supports, namespace_flags
+from vae_grader.sandbox.environment import SANDBOX_ENV, allowed_environment
 
 GiB = 2**30
 MiB = 2**20
