@@ -75,8 +75,9 @@ def grading_client(address: str | None = None, workers: int | None = None) -> It
         with client:
             yield client
         return
-    # worker-saturation 1.0: a worker holds only the task it runs, so its death is blamed on that
-    # task alone (dask_runs grades any other suspect again alone).
+    # worker-saturation 1.0: once a class has more students than twice the threads (Dask queues
+    # only such large task groups), a worker holds only the task it runs, so its death is blamed
+    # on that task alone; dask_runs grades any other suspect again alone.
     with dask.config.set(
         {
             "distributed.scheduler.allowed-failures": ALLOWED_FAILURES,

@@ -128,14 +128,23 @@ def autograde_on_cluster(
             course=course,
             submission=read_submission(root / "submitted" / student / ASSIGNMENT),
         )
-        return client.submit(grade, task, key=f"autograde-{student}-{time.time_ns()}", pure=False)
+        # One task group ("autograde": Dask's key_split stops at the number), so that with more
+        # students than twice the threads the scheduler queues them (cluster.grading_client).
+        return client.submit(grade, task, key=f"autograde-{time.time_ns()}-{student}", pure=False)
 
-    def record(student: str, future) -> None:
-        """Write the student's one record from its finished ``future`` and print its line."""
+    suspects: list[str] = []
+
+    def record(student: str, future, alone: bool) -> None:
+        """Write the student's one record from its finished ``future`` and print its line; a task
+        given up by the scheduler (``KilledWorker``) that was not graded ``alone`` is only noted
+        in ``suspects``, to be graded again alone."""
         where = ""
         try:
             graded = future.result()
         except KilledWorker as error:
+            if not alone:
+                suspects.append(student)  # maybe only graded beside the real killer
+                return
             errors[student] = killed_reason(error)
             seconds[student] = time.monotonic() - started
             record_ungradable(root, config, student, errors[student])
@@ -168,22 +177,18 @@ def autograde_on_cluster(
 
     futures = {submit(student): student for student in students}
     say(f"[{elapsed()}] {len(students)} student(s) sent to the Dask scheduler {address}")
-    suspects: list[str] = []
     try:
         if progress:
             progress.start()
         for future in as_completed(futures, loop=client.loop):
-            if future.status == "error" and isinstance(future.exception(), KilledWorker):
-                suspects.append(futures[future])  # maybe only graded beside the real killer
-                continue
-            record(futures[future], future)
+            record(futures[future], future, alone=False)
         # A worker's death counts against every task it held, so a student graded beside a killer
         # can be blamed for its deaths: each suspect is graded again alone on the cluster, and only
         # one that kills its workers there too is flagged.
         for student in suspects:
             say(f"[{elapsed()}] {student}: its workers died; graded again alone")
             future = submit(student)
-            record(student, future)  # waits for it
+            record(student, future, alone=True)  # waits for it
     except OSError as error:  # the connection itself (distributed's CommClosedError is an OSError)
         raise lost_scheduler(address, error) from None
     finally:
