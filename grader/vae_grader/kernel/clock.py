@@ -24,6 +24,7 @@ never judges idleness and the backstop alone decides.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,7 +33,8 @@ import psutil
 CPU = "cpu"
 """The cell computed past its CPU-time limit: the student's code did."""
 SLEPT = "slept"
-"""Only the wall-clock backstop fired and the kernel was not waiting for CPU: it slept or blocked."""
+"""The kernel was idle as long as the CPU limit, or only the wall-clock backstop fired and it was not
+waiting for CPU: it slept or blocked."""
 STARVED = "starved"
 """Only the wall-clock backstop fired and the kernel spent much of it waiting for a CPU: the machine's doing."""
 
@@ -74,18 +76,26 @@ class ProcessTree:
         self._cpu = max(self._cpu, total)
         return self._cpu
 
+    def _thread_files(self, name: str) -> Iterator[str]:
+        """The text of ``/proc/<pid>/task/<tid>/<name>`` for every thread of the tree still there."""
+        for member in self._processes():
+            for path in Path(f"/proc/{member.pid}/task").glob(f"*/{name}"):
+                try:
+                    yield path.read_text()
+                except OSError:
+                    continue
+
     def waited_seconds(self) -> float | None:
         """Seconds the tree's threads were ready to run but not running (summed over threads), or
         None where the kernel does not publish schedstat."""
         published = False
         total = 0.0
-        for member in self._processes():
-            for stat in Path(f"/proc/{member.pid}/task").glob("*/schedstat"):
-                try:
-                    total += int(stat.read_text().split()[1]) / 1e9
-                    published = True
-                except (OSError, IndexError, ValueError):
-                    continue
+        for text in self._thread_files("schedstat"):
+            try:
+                total += int(text.split()[1]) / 1e9
+                published = True
+            except (IndexError, ValueError):
+                continue
         if not published:
             return None
         self._waited = max(self._waited, total)
@@ -94,14 +104,10 @@ class ProcessTree:
     def busy_now(self) -> bool:
         """True when a thread of the tree is running or ready to run (``R``) or in disk sleep
         (``D``, paging or reading a file): not asleep of its own accord."""
-        for member in self._processes():
-            for stat in Path(f"/proc/{member.pid}/task").glob("*/stat"):
-                try:
-                    state = stat.read_text().rsplit(")", 1)[1].split()[0]
-                except (OSError, IndexError):
-                    continue
-                if state in ("R", "D"):
-                    return True
+        for text in self._thread_files("stat"):
+            fields = text.rsplit(")", 1)[-1].split()
+            if fields and fields[0] in ("R", "D"):
+                return True
         return False
 
 
@@ -149,7 +155,7 @@ class CellClock:
         return self.cpu_used if self.tree is not None else self.wall
 
     def read(self) -> None:
-        """Renew ``cpu_used`` and ``waited`` from the tree."""
+        """Renew ``cpu_used``, ``waited`` and ``idle`` from the tree."""
         if self.tree is None:
             return
         self.cpu_used = max(self.cpu_used, self.tree.cpu_seconds() - self.cpu_start)
@@ -198,8 +204,8 @@ def why_stopped(
     The CPU limit comes first: past it the student's code computed too long, however busy the
     machine. Idle (neither computing, nor waiting for a CPU, nor runnable) for as long as the CPU
     limit, the cell slept or blocked. Past the wall-clock backstop with CPU to spare, the cell was
-    starved when its threads
-    waited for a CPU at least ``starved_fraction`` of the wall time; otherwise it slept or blocked.
+    starved when its threads waited for a CPU at least ``starved_fraction`` of the wall time;
+    otherwise it slept or blocked.
     Where the host does not publish the wait (``waited`` None) the machine gets the benefit of the
     doubt: flagged for the instructor rather than zeroed.
     """
