@@ -12,8 +12,7 @@ it was on died (``KilledWorker``) is graded once more, alone on the cluster, aft
 worker's death counts against every task the worker held, so a student merely graded beside a
 killer must not be blamed. One that kills its workers alone too, or that raised in the grader, is
 recorded at 0 points, flagged for manual grading with the reason; the other students are
-unaffected. Losing the scheduler stops the run with
-one line naming its address.
+unaffected. Losing the scheduler stops the run with one line naming its address.
 """
 
 from __future__ import annotations
@@ -139,24 +138,23 @@ def autograde_on_cluster(
         given up by the scheduler (``KilledWorker``) that was not graded ``alone`` is only noted
         in ``suspects``, to be graded again alone."""
         where = ""
+        ungradable = None
         try:
             graded = future.result()
         except KilledWorker as error:
             if not alone:
                 suspects.append(student)  # maybe only graded beside the real killer
                 return
-            errors[student] = killed_reason(error)
-            seconds[student] = time.monotonic() - started
-            record_ungradable(root, config, student, errors[student])
+            ungradable = killed_reason(error)
         except Exception as error:
             if client.status != "running" or isinstance(error, FutureCancelledError):
                 raise lost_scheduler(address, error) from None
             # the grader itself failed on this submission
-            errors[student] = (
-                f"the grader failed: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
-            )
+            ungradable = f"the grader failed: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+        if ungradable is not None:
+            errors[student] = ungradable
             seconds[student] = time.monotonic() - started
-            record_ungradable(root, config, student, errors[student])
+            record_ungradable(root, config, student, ungradable)
         else:
             where = f" on {graded.worker}"
             seconds[student] = graded.seconds
