@@ -3,11 +3,14 @@
     python -m measure.load_test                      # wall-clock limits, then CPU-time limits
     python -m measure.load_test --limits cpu --busy 16 --students complete infinite_loop_cell
     taskset -c 0 python -m measure.load_test --busy 8   # on one core of a shared machine
+    taskset -c 1 python -m measure.load_test --limits cpu --graders 7   # 8 graders on one core
 
 Each run grades the chosen demo students with plain nbgrader (``vae_grader.pipeline.grade_class``) in a
 scratch copy of the course, one at a time, first on the idle machine, then beside ``--busy``
 processes that each burn a core (``--memory-mb`` adds a process that keeps touching that much
-memory). Two kinds of limits are compared in one command:
+memory), or beside ``--graders`` other graders that grade the same students over and over, each
+``nbgrader autograde`` in a scratch course of its own (``taskset -c 1 ... --graders 7``: eight
+graders on one core). Two kinds of limits are compared in one command:
 
 * ``wall``: the limits as they were, in wall-clock seconds, with no warm-up imports and no CPU
   share (``RobustExecute.limit_clock = "wall"``, ``warm_imports = []``, ``Sandbox.cpu_share = 0``);
@@ -25,6 +28,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -53,6 +57,8 @@ _MEMORY = (
 class Outcome:
     limits: str
     load: str
+    root: Path
+    """The scratch course it was graded in."""
     scores: dict[str, dict[str, float]]
     """student -> grade_id -> points."""
     seconds: dict[str, float]
@@ -65,10 +71,80 @@ _RUNNING: list[subprocess.Popen] = []
 
 
 def _terminated(*_) -> None:
-    for process in _RUNNING:
-        if process.poll() is None:
-            process.kill()
+    _stop_all(_RUNNING)
     raise SystemExit(143)
+
+
+_GRADER = (
+    "from measure.load_test import grade_repeatedly\n"
+    "grade_repeatedly({root!r}, {students!r}, {seconds})\n"
+)
+
+
+def grade_repeatedly(root: str, students: list[str], seconds: int) -> None:
+    """A grader as load: grades ``students`` of the course ``root`` with plain nbgrader, in a scratch
+    course of its own (the worker's side of the class pipeline), again and again for ``seconds``."""
+    from vae_grader.paths import ASSIGNMENT
+    from vae_grader.pipeline.grading_task import CourseBundle, GradingTask, read_submission
+    from vae_grader.pipeline.worker_grading import grade_task
+
+    course = Path(root)
+    tasks = [
+        GradingTask(
+            s, CourseBundle.of(course), read_submission(course / "submitted" / s / ASSIGNMENT)
+        )
+        for s in students
+    ]
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        for task in tasks:
+            grade_task(task)
+
+
+def _stop_all(started: list[subprocess.Popen]) -> None:
+    """Kill every load process with everything it started (each leads a session of its own)."""
+    for process in started:
+        if process.poll() is None:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        process.wait()
+    started.clear()
+
+
+@contextmanager
+def grader_load(processes: int, root: Path, students: list[str], seconds: int) -> Iterator[str]:
+    """``processes`` graders grading ``students`` of ``root`` over and over (:func:`grade_repeatedly`),
+    each ending by itself after ``seconds``, all killed with their kernels on leaving."""
+    started = _RUNNING
+    scratch = Path(tempfile.mkdtemp(prefix="vae-load-graders-"))
+
+    def stop() -> None:
+        _stop_all(started)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+    atexit.register(stop)
+    try:
+        for n in range(processes):
+            tmp = scratch / str(n)
+            tmp.mkdir()
+            code = _GRADER.format(root=str(root), students=students, seconds=seconds)
+            started.append(
+                subprocess.Popen(
+                    [sys.executable, "-c", code],
+                    start_new_session=True,
+                    env={**os.environ, "TMPDIR": str(tmp)},
+                    cwd=Path(__file__).resolve().parent.parent,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+        time.sleep(20)  # their kernels start and their training begins before the measured grading
+        yield f"{processes} other graders"
+    finally:
+        stop()
+        atexit.unregister(stop)
 
 
 @contextmanager
@@ -78,11 +154,7 @@ def busy_load(processes: int, memory_mb: int, seconds: int) -> Iterator[str]:
     started = _RUNNING
 
     def stop() -> None:
-        for process in started:
-            if process.poll() is None:
-                process.kill()
-            process.wait()
-        started.clear()
+        _stop_all(started)
 
     atexit.register(stop)
     try:
@@ -123,6 +195,7 @@ def grade(students: list[str], limits: str, load: str) -> Outcome:
     return Outcome(
         limits,
         load,
+        root,
         {s: dict(run.results[s].scores) for s in students},
         {s: run.results[s].autograde_seconds for s in students},
         {s: run.results[s].needs_manual_grade for s in students},
@@ -193,6 +266,12 @@ def main(argv: list[str] | None = None) -> int:
         help="busy-loop processes beside the grader (default: 8 per core)",
     )
     parser.add_argument(
+        "--graders",
+        type=int,
+        default=0,
+        help="load with this many other graders of the same students instead of busy loops",
+    )
+    parser.add_argument(
         "--memory-mb", type=int, default=0, help="memory one more process keeps touching"
     )
     parser.add_argument(
@@ -212,8 +291,13 @@ def main(argv: list[str] | None = None) -> int:
     outcomes: list[Outcome] = []
     for limits in ("wall", "cpu") if args.limits == "both" else (args.limits,):
         load_average = os.getloadavg()[0]
-        outcomes.append(grade(args.students, limits, f"idle (load avg {load_average:.1f})"))
-        with busy_load(args.busy, args.memory_mb, args.load_seconds) as load:
+        idle = grade(args.students, limits, f"idle (load avg {load_average:.1f})")
+        outcomes.append(idle)
+        if args.graders:
+            loaded = grader_load(args.graders, idle.root, args.students, args.load_seconds)
+        else:
+            loaded = busy_load(args.busy, args.memory_mb, args.load_seconds)
+        with loaded as load:
             time.sleep(5)  # let the load build up before nbgrader starts
             outcomes.append(grade(args.students, limits, load))
     print()

@@ -20,7 +20,7 @@ import nbformat
 import psutil
 import pytest
 
-from vae_grader.sandbox.cpu_share import KernelCgroup, share_problem
+from vae_grader.sandbox.cpu_share import KernelCgroup, share_problem, thread_pools
 from vae_grader.kernel.clock import CPU, SLEPT, STARVED, CellClock, ProcessTree, why_stopped
 from vae_grader.notes import flags_of
 
@@ -122,6 +122,20 @@ def test_the_tree_counts_children_that_ended() -> None:
     finally:
         parent.kill()
         parent.wait()
+
+
+@pytest.mark.parametrize(
+    "cores, env, expected",
+    [
+        (1.0, {}, "1"),
+        (2.5, {}, "2"),
+        (0.05, {}, "1"),
+        (1.0, {"OMP_NUM_THREADS": "4"}, "4"),  # the instructor's own setting is kept
+        (0, {}, None),  # no share: the libraries' own default
+    ],
+)
+def test_openmp_pool_follows_the_kernels_share(cores, env, expected) -> None:
+    assert thread_pools(cores, env).get("OMP_NUM_THREADS") == expected
 
 
 # --- a real kernel ------------------------------------------------------------------------------------
@@ -265,3 +279,29 @@ def test_a_kernel_cannot_take_more_cpu_than_its_share(tmp_path, monkeypatch) -> 
     periods = max(p for p, _ in throttled)
     assert periods > 0, "the quota never held the kernel back"
     assert 0 < rate < 0.05 * 1.3, f"{rate:.3f} cores for a kernel allowed 0.05"
+
+
+@pytest.mark.sandbox
+def test_a_kernel_s_thread_pools_follow_its_share(tmp_path, monkeypatch) -> None:
+    """A kernel allowed one core gets an OpenMP pool of one (PyTorch included, where it is installed);
+    a pool the instructor set is kept."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    code = (
+        "import os\n"
+        "print(os.environ.get('OMP_NUM_THREADS'))\n"
+        "try:\n"
+        "    import torch\n"
+        "    print(torch.get_num_threads())\n"
+        "except ImportError:\n"
+        "    print('no-torch')\n"
+    )
+    for host in (None, "3"):
+        if host:
+            monkeypatch.setenv("OMP_NUM_THREADS", host)
+        out, _ = _grade(tmp_path, _notebook(code), timeout=60)
+        cell = _code(out)[0]
+        printed = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+        variable, pool = printed.split()
+        # torch caps its pool at the machine's cores, whatever the variable says
+        expected = ("1", "1") if host is None else ("3", str(min(3, os.cpu_count() or 1)))
+        assert (variable, pool if pool != "no-torch" else expected[1]) == expected, printed

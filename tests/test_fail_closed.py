@@ -39,7 +39,7 @@ from vae_grader.notes import flags_of  # noqa: E402
 from vae_grader.paths import MASTER  # noqa: E402
 from vae_grader.preprocessors.require_verdicts import RequireVerdicts  # noqa: E402
 
-JUDGED = sorted(selfcheck.PROBES) + sorted(hidden.VERDICTS)
+JUDGED = sorted(selfcheck.PROBES) + sorted(hidden.PARTS)
 
 
 class Reads(dict):

@@ -31,6 +31,7 @@ from nbgrader import utils  # noqa: E402
 from course import probing, selfcheck  # noqa: E402
 from course.checks import Outcome  # noqa: E402
 from vae_grader.judge import hidden  # noqa: E402
+from vae_grader.judge.hidden import loss as hidden_loss  # noqa: E402
 from vae_grader.submissions import PARTS, Submission  # noqa: E402
 from vae_grader.submissions import test_cells as cells_of  # noqa: E402
 from vae_samples import demo  # noqa: E402
@@ -416,7 +417,9 @@ def test_each_cell_scores_what_the_manifest_says_and_names_the_cause(
 
 
 @pytest.mark.parametrize(
-    "message,formula", hidden.LOSS_SLIPS, ids=[m.split(":")[0][:40] for m, _ in hidden.LOSS_SLIPS]
+    "message,formula",
+    hidden_loss.LOSS_SLIPS,
+    ids=[m.split(":")[0][:40] for m, _ in hidden_loss.LOSS_SLIPS],
 )
 def test_each_loss_slip_is_told_apart_from_the_others(message, formula) -> None:
     """On the hidden test's batches every slip's loss matches its own diagnosis and no other one
@@ -426,15 +429,18 @@ def test_each_loss_slip_is_told_apart_from_the_others(message, formula) -> None:
 
     told = 0
     for inputs in hidden_probes.loss_batches():
-        terms = hidden.loss_terms(*inputs)
-        right = hidden.reference_vae_loss(*inputs)[0]
+        terms = hidden_loss.loss_terms(*inputs)
+        right = hidden_loss.reference_vae_loss(*inputs)[0]
         if abs(formula(terms) - right) <= 1e-4 * max(1.0, abs(right)):
             continue
-        assert hidden.diagnose_loss(formula(terms), terms) == message
+        assert hidden_loss.diagnose_loss(formula(terms), terms) == message
         told += 1
     assert told >= 1, "no batch of the hidden test tells this slip from the right loss"
-    right = hidden.reference_vae_loss(*hidden_probes.loss_batches()[0])[0]
-    assert hidden.diagnose_loss(right, hidden.loss_terms(*hidden_probes.loss_batches()[0])) is None
+    right = hidden_loss.reference_vae_loss(*hidden_probes.loss_batches()[0])[0]
+    assert (
+        hidden_loss.diagnose_loss(right, hidden_loss.loss_terms(*hidden_probes.loss_batches()[0]))
+        is None
+    )
 
 
 def test_canonical_form_costs_far_less_than_a_second(complete) -> None:

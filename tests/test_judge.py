@@ -8,6 +8,7 @@ earn the same verdict and that nbgrader reads the judge's outputs as the intende
 from __future__ import annotations
 
 import base64
+import inspect
 import io
 
 import keras
@@ -210,7 +211,8 @@ def test_every_test_cell_of_the_master_is_judged_with_its_points() -> None:
 
 def test_the_points_table_lists_the_hidden_checks() -> None:
     intro = nbformat.read(MASTER, as_version=4).cells[0].source
-    for grade_id, (part, _, _) in hidden_probes.PROBES.items():
+    for grade_id, spec in hidden.PARTS.items():
+        part = spec.part
         row = next(line for line in intro.splitlines() if line.startswith(f"| {part} |"))
         total, _, items = row.split("|")[4].partition(
             ":"
@@ -273,6 +275,34 @@ def test_a_grader_without_mnist_flags_instead_of_failing_the_student(
     def no_mnist():
         raise OSError("no MNIST here")
 
-    monkeypatch.setattr(hidden, "mnist", no_mnist)
+    monkeypatch.setattr(judge, "mnist", no_mnist)
     with pytest.raises(judge.GraderError, match="MNIST could not be read by the grader"):
         judge.verdict(judge.judged("test_training_hidden"), {})
+
+
+def test_each_part_is_declared_once_per_side_and_the_sides_agree() -> None:
+    """The student package's table (``selfcheck.PROBES``) and the grader's (``hidden.PARTS``) name the same
+    parts with the same numbers, in the notebook's order; every other list of parts derives from them."""
+    from vae_grader.submissions import PARTS
+
+    visible = {grade_id.removeprefix("test_"): p.part for grade_id, p in selfcheck.PROBES.items()}
+    secret = {
+        grade_id.removeprefix("test_").removesuffix("_hidden"): p.part
+        for grade_id, p in hidden.PARTS.items()
+    }
+    assert visible == secret
+    assert list(visible.values()) == list(range(1, len(visible) + 1))
+    assert PARTS == tuple(visible)
+    master = nbformat.read(MASTER, as_version=4)
+    graded = [
+        c.metadata["nbgrader"]["grade_id"]
+        for c in master.cells
+        if c.metadata.get("nbgrader", {}).get("grade")
+    ]
+    assert graded == [cell for part in PARTS for cell in (f"test_{part}", f"test_{part}_hidden")]
+    for spec in [*selfcheck.PROBES.values(), *hidden.PARTS.values()]:
+        assert list(inspect.signature(spec.probe).parameters) == list(spec.names), spec
+    for grade_id, spec in hidden.PARTS.items():
+        # the probe code sends hidden_probes' source and calls the function by its name there
+        assert getattr(hidden_probes, spec.probe.__name__) is spec.probe, grade_id
+        assert f"{spec.probe.__name__}, None)" in judge.probe_code(judge.judged(grade_id), 7)

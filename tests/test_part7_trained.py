@@ -38,7 +38,7 @@ LOG_VAR = -4.0
 def _pca() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mean image, the first two principal directions (2, 784) and the s.d. of the scores, from the images the
     grading budget trains on."""
-    x_train, _ = hidden.mnist()
+    x_train, _ = hidden_training.mnist()
     images = (x_train[: training_budget().train_images] / 255.0).reshape(-1, 784)
     mean = images.mean(axis=0)
     _, singular, directions = np.linalg.svd(images - mean, full_matrices=False)
@@ -172,7 +172,7 @@ def probe_data(encoder, decoder, val_loss: float | None = None) -> dict:
     forgery, computed with the checker's own function); a number: a history invented to look good."""
     budget = training_budget()
     if val_loss is None:
-        _, x_test = hidden.mnist()
+        _, x_test = hidden_training.mnist()
         x_val = (x_test[: budget.val_images] / 255.0).astype("float32")[..., None]
         terms = part7.validation_terms(encoder, decoder, x_val, budget.batch_size)
         val_loss = terms.reconstruction + part7.KL_WEIGHT * terms.kl
@@ -210,12 +210,12 @@ def test_the_pca_attack_reconstructs_like_a_trained_vae(pca_dense) -> None:
 
     encoder = _load(pca_dense, "encoder", "the trained encoder")
     decoder = _load(pca_dense, "decoder", "the trained decoder")
-    _, x_test = hidden.mnist()
+    _, x_test = hidden_training.mnist()
     quality = (x_test[:200] / 255.0).astype("float32")[..., None]
     ratio = reconstruction_report(quality, _numpy(decoder(encoder(quality)[0]))).ratio
     x_val = (x_test[: training_budget().val_images] / 255.0).astype("float32")[..., None]
     reached = hidden_training.sampled_reconstruction(encoder, decoder, x_val)
-    assert ratio < hidden.RATIO_THRESHOLD, ratio
+    assert ratio < hidden_training.RATIO_THRESHOLD, ratio
     assert reached <= part7.TRAINED_RECONSTRUCTION, reached
 
 
@@ -349,7 +349,7 @@ def test_the_trained_master_passes_with_margin(trained_master) -> None:
     budget = training_budget()
     encoder = _load(trained_master, "encoder", "the trained encoder")
     decoder = _load(trained_master, "decoder", "the trained decoder")
-    _, x_test = hidden.mnist()
+    _, x_test = hidden_training.mnist()
     x_val = (x_test[: budget.val_images] / 255.0).astype("float32")[..., None]
     terms = part7.validation_terms(encoder, decoder, x_val, budget.batch_size)
     # Seed 0 measured: reconstruction term 0.2141 against the threshold 0.25; history within 0.30 %.
@@ -395,7 +395,7 @@ def test_a_history_of_a_part4_slip_still_matches(trained_master, scale, kl_weigh
     budget = training_budget()
     encoder = _load(trained_master, "encoder", "the trained encoder")
     decoder = _load(trained_master, "decoder", "the trained decoder")
-    _, x_test = hidden.mnist()
+    _, x_test = hidden_training.mnist()
     x_val = (x_test[: budget.val_images] / 255.0).astype("float32")[..., None]
     terms = part7.validation_terms(encoder, decoder, x_val, budget.batch_size)
     # 0.3 % off: Keras's own draw of the noise (the largest difference measured on the master).

@@ -95,7 +95,7 @@ PROBES: dict[str, Probe] = {
     "test_decoder": Probe(3, ("build_decoder",), probe_decoder, verdict_decoder),
     "test_loss_layer": Probe(4, ("CustomVariationalLayer",), probe_loss_layer, verdict_loss_layer),
     "test_vae_model": Probe(5, ("build_vae",), probe_vae_model, verdict_vae_model),
-    "test_data": Probe(6, ("x_train", "x_test"), probe_data, verdict_data),
+    "test_data": Probe(6, ("x_train", "x_test"), probe_data, verdict_data, reads_mnist=True),
     "test_training": Probe(
         7,
         ("history", "encoder", "decoder"),
@@ -103,6 +103,7 @@ PROBES: dict[str, Probe] = {
         verdict_training,
         probe_training_diagnosis,
         TRAINING_CAUSES,
+        reads_mnist=True,
     ),
     "test_manifold": Probe(8, ("manifold", "build_manifold"), probe_manifold, verdict_manifold),
 }

@@ -30,6 +30,8 @@ class Probe:
     """When a name is missing: a cause code read from the notebook's other names (``cause.json``)."""
     causes: Mapping[str, str] = field(default_factory=dict)
     """The message for each cause code, kept here: the kernel only names a code, never the text shown."""
+    reads_mnist: bool = False
+    """The verdict compares with MNIST (the grader reads it first, so a missing file flags the cell)."""
 
 
 def _load(data: dict[str, Any], key: str, what: str) -> Any:

@@ -15,17 +15,11 @@ from dataclasses import dataclass, field
 
 import nbformat
 
-# Graded test cells per part, in notebook order; the points come from the master's metadata.
-PARTS = (
-    "encoder",
-    "sampling",
-    "decoder",
-    "loss_layer",
-    "vae_model",
-    "data",
-    "training",
-    "manifold",
-)
+from course import selfcheck
+
+PARTS = tuple(grade_id.removeprefix("test_") for grade_id in selfcheck.PROBES)
+"""The parts in notebook order, named as their test cells are (``test_<part>``, ``test_<part>_hidden``);
+the points come from the master's metadata."""
 
 
 def test_cells(part: str) -> tuple[str, str]:

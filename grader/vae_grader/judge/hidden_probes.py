@@ -205,16 +205,3 @@ def probe_manifold_hidden(build_manifold: Any) -> dict[str, Any]:
     if smooth is not None and smooth.dtype != object:
         rec["smooth_image"] = smooth.astype(np.float32)
     return rec.data
-
-
-PROBES = {
-    "test_encoder_hidden": (1, ("build_encoder",), "probe_encoder_hidden"),
-    "test_sampling_hidden": (2, ("Sampling",), "probe_sampling_hidden"),
-    "test_decoder_hidden": (3, ("build_decoder",), "probe_decoder_hidden"),
-    "test_loss_layer_hidden": (4, ("CustomVariationalLayer",), "probe_loss_layer_hidden"),
-    "test_vae_model_hidden": (5, ("build_vae",), "probe_vae_model_hidden"),
-    "test_data_hidden": (6, ("preprocess", "x_train", "x_test"), "probe_data_hidden"),
-    "test_training_hidden": (7, ("encoder", "decoder"), "probe_training_hidden"),
-    "test_manifold_hidden": (8, ("build_manifold",), "probe_manifold_hidden"),
-}
-"""grade_id -> (part, names the probe reads from the notebook, probe function name)."""

@@ -29,6 +29,7 @@ from course import probing, selfcheck
 from course.checks import Outcome
 from vae_grader.judge import hidden
 from vae_grader.judge import hidden_probes
+from vae_grader.judge.hidden.training import mnist
 
 POINTS_DIGITS = 6
 """Points are rounded once, where a verdict is reached, to this many decimals; the cell's partial score and the
@@ -54,8 +55,8 @@ def judged(grade_id: str | None) -> Judged | None:
     """The test cell ``grade_id`` if the judge scores it, else None."""
     if grade_id in selfcheck.PROBES:
         return Judged(grade_id, selfcheck.PROBES[grade_id].part, False)
-    if grade_id in hidden_probes.PROBES:
-        return Judged(grade_id, hidden_probes.PROBES[grade_id][0], True)
+    if grade_id in hidden.PARTS:
+        return Judged(grade_id, hidden.PARTS[grade_id].part, True)
     return None
 
 
@@ -67,11 +68,12 @@ def new_salt() -> int:
 def probe_code(test: Judged, salt: int = 0) -> str:
     """The code sent to the student's kernel for ``test``: it only computes and emits data."""
     if test.hidden:
+        spec = hidden.PARTS[test.grade_id]
         source = inspect.getsource(hidden_probes) + (
             f"\nSALT = {int(salt)}\n"
             "from course.selfcheck import Probe as _Probe, run_probe as _run_probe\n"
-            f"_part, _names, _function = PROBES[{test.grade_id!r}]\n"
-            "probing.emit(_run_probe(_Probe(_part, _names, globals()[_function], None), user_ns))\n"
+            f"_probe = _Probe({spec.part}, {spec.names!r}, {spec.probe.__name__}, None)\n"
+            "probing.emit(_run_probe(_probe, user_ns))\n"
         )
     else:
         source = (
@@ -131,8 +133,11 @@ def answer(outputs: list[NotebookNode]) -> tuple[dict | None, str | None]:
     return (None, problem) if blob is None else unpacked(blob)
 
 
-NEEDS_MNIST = frozenset({"test_data", "test_data_hidden", "test_training", "test_training_hidden"})
-"""Cells whose verdict compares with MNIST read by the grader itself."""
+def reads_mnist(test: Judged) -> bool:
+    """Whether ``test``'s verdict compares with MNIST, read by the grader itself."""
+    if test.hidden:
+        return hidden.PARTS[test.grade_id].reads_mnist
+    return selfcheck.PROBES[test.grade_id].reads_mnist
 
 
 class GraderError(RuntimeError):
@@ -140,9 +145,9 @@ class GraderError(RuntimeError):
 
 
 def verdict(test: Judged, data: dict, salt: int = 0) -> Outcome:
-    if test.grade_id in NEEDS_MNIST:
+    if reads_mnist(test):
         try:
-            hidden.mnist()
+            mnist()
         except Exception as exc:  # MnistDataError and whatever a broken file raises
             raise GraderError(f"MNIST could not be read by the grader: {exc}") from exc
     if test.hidden:

@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
 import os
 import signal
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,6 +80,26 @@ def _parent() -> tuple[Path, int] | str:
         return parent, 1
     except OSError as exc:
         return f"no cgroup could be made for the kernels ({exc.strerror or exc}: {exc.filename})"
+
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS",)
+"""The thread-pool sizes that follow the kernel's share: OpenMP's, which sizes PyTorch's intra-op pool and
+NumPy's OpenBLAS (TensorFlow and XLA size their own pools and ignore it)."""
+
+
+def thread_pools(cores: float, env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` with OpenMP's pool sized to a kernel allowed ``cores`` CPUs, unless ``env`` sets it.
+
+    OpenMP sizes its pool to the machine's cores and waits for every thread at each parallel region;
+    in a quota of one core, a thread descheduled by the quota stalls the others at every step of a
+    small convolution (PyTorch trained this course's model at 5 images/s with the machine's pool and
+    116 with one thread: docs/backends.md). A pool the size of the share wastes nothing.
+    """
+    merged = dict(env)
+    if cores > 0:
+        for name in THREAD_VARIABLES:
+            merged.setdefault(name, str(max(1, math.floor(cores))))
+    return merged
 
 
 def share_problem() -> str | None:

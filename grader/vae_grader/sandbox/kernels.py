@@ -27,7 +27,7 @@ from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning import LocalProvisioner
 from traitlets import default
 
-from vae_grader.sandbox.cpu_share import KernelCgroup, share_problem
+from vae_grader.sandbox.cpu_share import KernelCgroup, share_problem, thread_pools
 
 from vae_grader.sandbox.bwrap import bwrap_problem
 from vae_grader.sandbox.confine import Allowed, ETC_GENERATED, Sandbox, describe
@@ -118,7 +118,8 @@ class SandboxProvisioner(LocalProvisioner):
 
     async def launch_kernel(self, cmd: list[str], **kwargs):
         self.sandbox.lend_connection_file()
-        kwargs["env"] = self.sandbox.kernel_environment(kwargs.get("env") or os.environ)
+        env = thread_pools(self.sandbox.cpu_share, kwargs.get("env") or os.environ)
+        kwargs["env"] = self.sandbox.kernel_environment(env)
         # Keep the kernel's own stdout/stderr (not cell output: ipykernel sends that over ZMQ) out of
         # the grader's log, but remember its end: it says why a kernel died.
         kwargs["stdout"] = subprocess.PIPE

@@ -9,101 +9,80 @@ notebook's points table.
 
 One module per part, or per pair of parts judged from the same kind of data: ``models`` (parts 1, 3
 and 5), ``sampling`` (2), ``loss`` (4), ``training`` (6 and 7, both against MNIST), ``manifold`` (8).
-This module maps each hidden cell's grade id to its verdict and re-exports the names the rest of the
-grader, the tests and the master notebook's hidden cells use (``vae_grader.judge.hidden.check_here``).
+This module declares each hidden cell once (:data:`PARTS`: its probe, verdict and inputs), judges it
+(:func:`judge`) and runs it in the master notebook (:func:`check_here`); the other names live in the part
+modules, where callers import them from.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from course.checks import Check, Outcome
 from course.selfcheck import Probe
 from course.selfcheck import judge as _judge
 from vae_grader.judge import hidden_probes as hp
-from vae_grader.judge.hidden.loss import (
-    KL_WEIGHT,
-    LOSS_SLIPS,
-    diagnose_loss,
-    loss_terms,
-    reference_vae_loss,
-    verdict_loss_layer,
-)
+from vae_grader.judge.hidden.loss import verdict_loss_layer
 from vae_grader.judge.hidden.manifold import verdict_manifold
-from vae_grader.judge.hidden.models import (
-    CONV,
-    DECODER_LAYERS,
-    ENCODER_LAYERS,
-    verdict_decoder,
-    verdict_encoder,
-    verdict_vae_model,
-)
+from vae_grader.judge.hidden.models import verdict_decoder, verdict_encoder, verdict_vae_model
 from vae_grader.judge.hidden.sampling import verdict_sampling
-from vae_grader.judge.hidden.training import (
-    RATIO_THRESHOLD,
-    UNTRAINED_SPREAD,
-    diagnose_training,
-    mnist,
-    verdict_data,
-    verdict_training,
-)
-
-__all__ = [
-    "CONV",
-    "DECODER_LAYERS",
-    "ENCODER_LAYERS",
-    "KL_WEIGHT",
-    "LOSS_SLIPS",
-    "RATIO_THRESHOLD",
-    "SALTED",
-    "UNTRAINED_SPREAD",
-    "VERDICTS",
-    "check_here",
-    "diagnose_loss",
-    "diagnose_training",
-    "judge",
-    "loss_terms",
-    "mnist",
-    "probe_spec",
-    "reference_vae_loss",
-    "verdict_data",
-    "verdict_decoder",
-    "verdict_encoder",
-    "verdict_loss_layer",
-    "verdict_manifold",
-    "verdict_sampling",
-    "verdict_training",
-    "verdict_vae_model",
-]
+from vae_grader.judge.hidden.training import verdict_data, verdict_training
 
 
-VERDICTS: Mapping[str, Callable[..., list[Check]]] = {
-    "test_encoder_hidden": verdict_encoder,
-    "test_sampling_hidden": verdict_sampling,
-    "test_decoder_hidden": verdict_decoder,
-    "test_loss_layer_hidden": verdict_loss_layer,
-    "test_vae_model_hidden": verdict_vae_model,
-    "test_data_hidden": verdict_data,
-    "test_training_hidden": verdict_training,
-    "test_manifold_hidden": verdict_manifold,
+@dataclass(frozen=True)
+class HiddenPart:
+    """One hidden test cell, declared once: everything else about it (what the judge scores, the code
+    sent to the kernel, which verdicts need MNIST) is read from :data:`PARTS`."""
+
+    part: int
+    names: tuple[str, ...]
+    """What the probe reads from the student's notebook, in its arguments' order."""
+    probe: Callable[..., dict[str, Any]]
+    """A function of :mod:`vae_grader.judge.hidden_probes`, the only source sent into the kernel."""
+    verdict: Callable[..., list[Check]]
+    salted: bool = False
+    """Its inputs are drawn afresh for every probe (``hidden_probes.SALT``); the verdict takes ``salt``."""
+    reads_mnist: bool = False
+    """Its verdict compares with MNIST, read by the grader itself."""
+
+
+PARTS: Mapping[str, HiddenPart] = {
+    "test_encoder_hidden": HiddenPart(
+        1, ("build_encoder",), hp.probe_encoder_hidden, verdict_encoder
+    ),
+    "test_sampling_hidden": HiddenPart(
+        2, ("Sampling",), hp.probe_sampling_hidden, verdict_sampling, salted=True
+    ),
+    "test_decoder_hidden": HiddenPart(
+        3, ("build_decoder",), hp.probe_decoder_hidden, verdict_decoder
+    ),
+    "test_loss_layer_hidden": HiddenPart(
+        4, ("CustomVariationalLayer",), hp.probe_loss_layer_hidden, verdict_loss_layer, salted=True
+    ),
+    "test_vae_model_hidden": HiddenPart(
+        5, ("build_vae",), hp.probe_vae_model_hidden, verdict_vae_model
+    ),
+    "test_data_hidden": HiddenPart(
+        6, ("preprocess", "x_train", "x_test"), hp.probe_data_hidden, verdict_data, reads_mnist=True
+    ),
+    "test_training_hidden": HiddenPart(
+        7, ("encoder", "decoder"), hp.probe_training_hidden, verdict_training, reads_mnist=True
+    ),
+    "test_manifold_hidden": HiddenPart(
+        8, ("build_manifold",), hp.probe_manifold_hidden, verdict_manifold
+    ),
 }
-
-
-SALTED = ("test_sampling_hidden", "test_loss_layer_hidden")
-"""Hidden cells whose inputs the grader draws afresh for every probe (``hidden_probes.SALT``)."""
+"""The hidden test cells by grade_id."""
 
 
 def probe_spec(grade_id: str, salt: int = 0) -> Probe:
     """The hidden cell ``grade_id`` as a :class:`course.selfcheck.Probe`, its verdict judging the inputs of ``salt``."""
-    part, names, function = hp.PROBES[grade_id]
-    verdict = (
-        functools.partial(VERDICTS[grade_id], salt=salt)
-        if grade_id in SALTED
-        else VERDICTS[grade_id]
-    )
-    return Probe(part, names, getattr(hp, function), verdict)
+    spec = PARTS[grade_id]
+    verdict = functools.partial(spec.verdict, salt=salt) if spec.salted else spec.verdict
+    return Probe(spec.part, spec.names, spec.probe, verdict)
 
 
 def judge(grade_id: str, data: dict[str, Any], salt: int = 0) -> Outcome:
