@@ -18,8 +18,9 @@ goes into the notes (``vae_grader.notes``).
 from __future__ import annotations
 
 import copy
+import functools
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
@@ -145,71 +146,98 @@ def _metadata_changed(cell: NotebookNode, canonical: Canonical) -> bool:
     return "points" in meta and meta.get("points") not in (None, 0, 0.0)
 
 
+@dataclass
+class _Match:
+    """What :func:`repair` found in a submission: which cells are the locked cells (or copies of them),
+    which cell answers each solution cell, and the cells that were candidates for an answer."""
+
+    canon: list[Canonical]
+    hidden: Markers
+    role: dict[int, tuple[str, str]] = field(default_factory=dict)
+    """Cell index -> ("locked", name) or ("copy", name)."""
+    assigned: dict[str, int] = field(default_factory=dict)
+    """Solution cell name -> the index of the cell that answers it."""
+    candidates: list[int] = field(default_factory=list)
+
+    @functools.cached_property
+    def by_name(self) -> dict[str, Canonical]:
+        return {c.name: c for c in self.canon}
+
+    @functools.cached_property
+    def locked(self) -> list[Canonical]:
+        return [c for c in self.canon if c.locked]
+
+    @functools.cached_property
+    def templates(self) -> dict[str, set[str]]:
+        return {c.name: c.template() for c in self.canon if c.solution and not c.locked}
+
+    @functools.cached_property
+    def locked_lines(self) -> dict[str, set[str]]:
+        return {c.name: _visible_lines(c.source, self.hidden) for c in self.locked}
+
+    def looks_like_solution(self, lines: set[str]) -> bool:
+        return any(_share(t, lines) >= SOLUTION_MATCH for t in self.templates.values())
+
+
 def repair(nb: NotebookNode, canon: list[Canonical], hidden: Markers | None = None) -> NotebookNode:
     """Rebuild ``nb``'s graded structure (see the module docstring); notes go into its metadata.
 
     ``hidden``: nbgrader's hidden-test markers (default: nbgrader's own defaults).
     """
-    hidden = hidden or hidden_test_markers()
-    by_name = {c.name: c for c in canon}
-    locked = [c for c in canon if c.locked]
-    solutions = [c for c in canon if c.solution and not c.locked]
-    templates = {c.name: c.template() for c in solutions}
-    locked_lines = {c.name: _visible_lines(c.source, hidden) for c in locked}
+    match = _Match(canon, hidden or hidden_test_markers())
+    _find_locked_cells(nb, match)
+    _find_answers(nb, match)
+    _note_findings(nb, match)
+    return _rebuild(nb, match)
 
-    def looks_like_solution(lines: set[str]) -> bool:
-        return any(_share(t, lines) >= SOLUTION_MATCH for t in templates.values())
 
-    # 1. What is each submitted cell? A cell tagged as a locked cell is that cell (whatever was
-    #    edited in it), unless it holds a solution cell's code (grade_ids swapped). An untagged (or
-    #    mis-tagged) cell that holds most of a locked cell's lines is that cell, or a copy of it.
-    role: dict[int, tuple[str, str]] = {}  # index -> ("locked", name) | ("copy", name)
+def _find_locked_cells(nb: NotebookNode, match: _Match) -> None:
+    """What is each submitted cell? A cell tagged as a locked cell is that cell (whatever was edited
+    in it), unless it holds a solution cell's code (grade_ids swapped). An untagged (or mis-tagged)
+    cell that holds most of a locked cell's lines is that cell, or a copy of it."""
+    role, locked_lines = match.role, match.locked_lines
     for i, cell in enumerate(nb.cells):
         claimed = grade_id(cell)
-        if claimed in locked_lines and not looks_like_solution(_lines(cell.source)):
+        if claimed in locked_lines and not match.looks_like_solution(_lines(cell.source)):
             role[i] = ("locked", claimed)
     for i, cell in enumerate(nb.cells):
         lines = _lines(cell.source)
-        if i in role or cell.cell_type != "code" or not lines or looks_like_solution(lines):
+        if i in role or cell.cell_type != "code" or not lines or match.looks_like_solution(lines):
             continue
         best = max(locked_lines, key=lambda name: _share(locked_lines[name], lines), default=None)
         if best is not None and _share(locked_lines[best], lines) >= LOCKED_COPY_MATCH:
             taken_locked = {name for kind, name in role.values() if kind == "locked"}
             role[i] = ("copy", best) if best in taken_locked else ("locked", best)
-    candidates = [
+    match.candidates = [
         i
         for i, cell in enumerate(nb.cells)
         if i not in role and cell.cell_type in ("code", "markdown", "raw")
     ]
+
+
+def _find_answers(nb: NotebookNode, match: _Match) -> None:
+    """Which cell answers each solution cell? Content first, then the metadata claim."""
+    templates, candidates, assigned = match.templates, match.candidates, match.assigned
     score = {
         (i, s): _share(templates[s], _lines(nb.cells[i].source))
         for i in candidates
         for s in templates
     }
 
-    # 2. Which cell answers each solution cell? Content first, then the metadata claim.
-    assigned: dict[str, int] = {}
+    def best_for(i: int, s: str) -> bool:
+        return score[(i, s)] >= SOLUTION_MATCH and score[(i, s)] >= max(
+            score[(i, other)] for other in templates
+        )
+
     for s in templates:
-        claimed = [
-            i
-            for i in candidates
-            if grade_id(nb.cells[i]) == s
-            and score[(i, s)] >= SOLUTION_MATCH
-            and score[(i, s)] >= max(score[(i, other)] for other in templates)
-        ]
+        claimed = [i for i in candidates if grade_id(nb.cells[i]) == s and best_for(i, s)]
         if claimed:
             assigned[s] = claimed[-1]  # the last copy is the one whose definitions win when run
     taken = set(assigned.values())
     for s in templates:
         if s in assigned:
             continue
-        free = [
-            i
-            for i in candidates
-            if i not in taken
-            and score[(i, s)] >= SOLUTION_MATCH
-            and score[(i, s)] >= max(score[(i, other)] for other in templates)
-        ]
+        free = [i for i in candidates if i not in taken and best_for(i, s)]
         if free:
             assigned[s] = max(free, key=lambda i: (score[(i, s)], i))
             taken.add(assigned[s])
@@ -221,7 +249,12 @@ def repair(nb: NotebookNode, canon: list[Canonical], hidden: Markers | None = No
             assigned[s] = claimed[-1]
             taken.add(assigned[s])
 
-    # 3. Notes on what was found.
+
+def _note_findings(nb: NotebookNode, match: _Match) -> None:
+    """A note in ``nb``'s metadata for everything :func:`repair` changed or put back."""
+    role, assigned, by_name = match.role, match.assigned, match.by_name
+    templates, locked_lines = match.templates, match.locked_lines
+    taken = set(assigned.values())
     seen_locked: dict[str, int] = {}
     for i, (kind, name) in sorted(role.items()):
         if kind == "copy":
@@ -275,7 +308,7 @@ def repair(nb: NotebookNode, canon: list[Canonical], hidden: Markers | None = No
                 f"The grading metadata of the cell {s} had been changed; it was graded with the original metadata.",
                 cell=s,
             )
-    for i in candidates:
+    for i in match.candidates:
         claimed = grade_id(nb.cells[i])
         if claimed in templates and assigned.get(claimed) != i and i not in taken:
             add_note(
@@ -284,7 +317,7 @@ def repair(nb: NotebookNode, canon: list[Canonical], hidden: Markers | None = No
                 "the others run as ordinary cells.",
                 cell=claimed,
             )
-    missing_tests = [c.name for c in locked if c.name not in seen_locked]
+    missing_tests = [c.name for c in match.locked if c.name not in seen_locked]
     missing_answers = [s for s in templates if s not in assigned]
     if not seen_locked and not assigned:
         add_note(
@@ -305,7 +338,7 @@ def repair(nb: NotebookNode, canon: list[Canonical], hidden: Markers | None = No
                 f"Solution cells missing from your notebook were put back unanswered, so their tests score 0: "
                 f"{', '.join(missing_answers)}.",
             )
-    for i in candidates:
+    for i in match.candidates:
         claimed = grade_id(nb.cells[i])
         if claimed is not None and claimed not in by_name:
             add_note(
@@ -313,10 +346,12 @@ def repair(nb: NotebookNode, canon: list[Canonical], hidden: Markers | None = No
                 f"A cell carried the unknown grading tag {claimed!r}; it was graded as an ordinary cell.",
             )
 
-    # 4. Rebuild: graded cells in the assignment's order, each followed by the student's own cells
-    #    that followed it in the submission.
-    anchor_of = {i: name for i, (kind, name) in role.items()}
-    anchor_of.update({i: s for s, i in assigned.items()})
+
+def _rebuild(nb: NotebookNode, match: _Match) -> NotebookNode:
+    """Graded cells in the assignment's order, each followed by the student's own cells that followed
+    it in the submission."""
+    anchor_of = {i: name for i, (kind, name) in match.role.items()}
+    anchor_of.update({i: s for s, i in match.assigned.items()})
     attached: dict[str | None, list[NotebookNode]] = {}
     current: str | None = None
     student_order: list[str] = []
@@ -329,28 +364,20 @@ def repair(nb: NotebookNode, canon: list[Canonical], hidden: Markers | None = No
         plain = copy.deepcopy(cell)
         plain.metadata.pop("nbgrader", None)
         attached.setdefault(current, []).append(plain)
-    rank = {c.name: k for k, c in enumerate(canon)}
+    rank = {c.name: k for k, c in enumerate(match.canon)}
     if [rank[n] for n in student_order] != sorted(rank[n] for n in student_order):
         add_note(
             nb,
             "Some graded cells were out of order in your notebook; they were run in the assignment's order.",
         )
     cells: list[NotebookNode] = list(attached.get(None, []))
-    for c in canon:
-        if c.solution and not c.locked and c.name in assigned:
-            cell = copy.deepcopy(nb.cells[assigned[c.name]])
+    for c in match.canon:
+        if c.solution and not c.locked and c.name in match.assigned:
+            cell = copy.deepcopy(nb.cells[match.assigned[c.name]])
         else:
-            cell = (
-                nbformat.v4.new_code_cell(source=c.source)
-                if c.cell_type == "code"
-                else nbformat.v4.new_markdown_cell(source=c.source)
-            )
+            cell = _new_cell(c.cell_type, c.source)
         if cell.cell_type != c.cell_type:
-            cell = (
-                nbformat.v4.new_code_cell(source=cell.source)
-                if c.cell_type == "code"
-                else nbformat.v4.new_markdown_cell(source=cell.source)
-            )
+            cell = _new_cell(c.cell_type, cell.source)
         if c.locked:
             cell.source = c.source
         cell.metadata["nbgrader"] = from_dict(c.metadata())
@@ -360,6 +387,12 @@ def repair(nb: NotebookNode, canon: list[Canonical], hidden: Markers | None = No
     repaired = copy.deepcopy(nb)
     repaired.cells = cells
     return repaired
+
+
+def _new_cell(cell_type: str, source: str) -> NotebookNode:
+    if cell_type == "code":
+        return nbformat.v4.new_code_cell(source=source)
+    return nbformat.v4.new_markdown_cell(source=source)
 
 
 class RepairSubmission(NbGraderPreprocessor):
