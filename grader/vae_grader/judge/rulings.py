@@ -60,6 +60,11 @@ def judged(grade_id: str | None) -> Judged | None:
     return None
 
 
+HIDDEN_PROBES_SOURCE = inspect.getsource(hidden_probes)
+"""The hidden probes' source, read once with the module it belongs to: the code sent to the kernel always
+matches the tables this process loaded, even if the file on disk changes while a class is graded."""
+
+
 def new_salt() -> int:
     """Fresh inputs for the salted hidden checks, unknown to the kernel until the probe arrives."""
     return secrets.randbelow(2**31)
@@ -69,7 +74,7 @@ def probe_code(test: Judged, salt: int = 0) -> str:
     """The code sent to the student's kernel for ``test``: it only computes and emits data."""
     if test.hidden:
         spec = hidden.PARTS[test.grade_id]
-        source = inspect.getsource(hidden_probes) + (
+        source = HIDDEN_PROBES_SOURCE + (
             f"\nSALT = {int(salt)}\n"
             "from course.selfcheck import Probe as _Probe, run_probe as _run_probe\n"
             f"_probe = _Probe({spec.part}, {spec.names!r}, {spec.probe.__name__}, None)\n"
