@@ -102,12 +102,19 @@ def grade_repeatedly(root: str, students: list[str], seconds: int) -> None:
 
 
 def _stop_all(started: list[subprocess.Popen]) -> None:
-    """Kill every load process with everything it started (each leads a session of its own)."""
+    """Kill every load process with everything it started, whatever session each part leads (a grader's
+    ``nbgrader autograde`` runs in a session of its own; its kernels end with it)."""
+    import psutil
+
     for process in started:
-        if process.poll() is None:
+        try:
+            tree = [psutil.Process(process.pid), *psutil.Process(process.pid).children(True)]
+        except psutil.NoSuchProcess:
+            tree = []
+        for member in tree:
             try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
+                member.kill()
+            except psutil.NoSuchProcess:
                 pass
         process.wait()
     started.clear()
