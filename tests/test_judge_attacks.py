@@ -465,6 +465,7 @@ def interpreter_dump_problems(root: Path, student: str = "interpreter_dump") -> 
         state["cwd"],
         os.path.dirname(course.__file__),
         state["environ"].get("MNIST_NPZ", "/nonexistent"),
+        os.path.realpath(state["environ"].get("MNIST_NPZ", "/nonexistent")),  # lent at both
     ]
     import sys
 

@@ -243,7 +243,9 @@ def _expected_roots(record: dict) -> list[Path]:
         roots += [Path(os.path.abspath(prefix)), Path(os.path.realpath(prefix))]
     roots += [
         Path(course.__file__).resolve().parent,
+        # lent at its given path and at its real one (a ../shared that is a link, say), as the prefixes
         Path(os.path.abspath(os.environ["MNIST_NPZ"])),
+        Path(os.path.realpath(os.environ["MNIST_NPZ"])),
         Path(os.path.realpath(record["workdir"])),
         Path(record["runtime"]),
     ]
