@@ -89,10 +89,9 @@ def grade_repeatedly(root: str, students: list[str], seconds: int) -> None:
     from vae_grader.pipeline.worker_grading import grade_task
 
     course = Path(root)
+    bundle = CourseBundle.of(course)
     tasks = [
-        GradingTask(
-            s, CourseBundle.of(course), read_submission(course / "submitted" / s / ASSIGNMENT)
-        )
+        GradingTask(s, bundle, read_submission(course / "submitted" / s / ASSIGNMENT))
         for s in students
     ]
     end = time.monotonic() + seconds
@@ -108,7 +107,8 @@ def _stop_all(started: list[subprocess.Popen]) -> None:
 
     for process in started:
         try:
-            tree = [psutil.Process(process.pid), *psutil.Process(process.pid).children(True)]
+            leader = psutil.Process(process.pid)
+            tree = [leader, *leader.children(recursive=True)]
         except psutil.NoSuchProcess:
             tree = []
         for member in tree:

@@ -92,8 +92,8 @@ def thread_pools(cores: float, env: Mapping[str, str]) -> dict[str, str]:
 
     OpenMP sizes its pool to the machine's cores and waits for every thread at each parallel region;
     in a quota of one core, a thread descheduled by the quota stalls the others at every step of a
-    small convolution (PyTorch trained this course's model at 5 images/s with the machine's pool and
-    116 with one thread: docs/backends.md). A pool the size of the share wastes nothing.
+    small convolution (measured with PyTorch: docs/backends.md, "Training throughput per backend").
+    A pool the size of the share wastes nothing.
     """
     merged = dict(env)
     if cores > 0:
