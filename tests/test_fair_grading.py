@@ -425,10 +425,10 @@ def test_each_loss_slip_is_told_apart_from_the_others(message, formula) -> None:
     """On the hidden test's batches every slip's loss matches its own diagnosis and no other one
     (on each batch where it differs from the right loss: the textbook half-sum equals the text's mean
     for 2 latent dimensions, and one batch has another size)."""
-    from vae_grader.judge import hidden_probes
+    from vae_grader.judge.hidden import inputs as probe_inputs
 
     told = 0
-    for inputs in hidden_probes.loss_batches():
+    for inputs in probe_inputs.loss_batches():
         terms = hidden_loss.loss_terms(*inputs)
         right = hidden_loss.reference_vae_loss(*inputs)[0]
         if abs(formula(terms) - right) <= 1e-4 * max(1.0, abs(right)):
@@ -436,9 +436,9 @@ def test_each_loss_slip_is_told_apart_from_the_others(message, formula) -> None:
         assert hidden_loss.diagnose_loss(formula(terms), terms) == message
         told += 1
     assert told >= 1, "no batch of the hidden test tells this slip from the right loss"
-    right = hidden_loss.reference_vae_loss(*hidden_probes.loss_batches()[0])[0]
+    right = hidden_loss.reference_vae_loss(*probe_inputs.loss_batches()[0])[0]
     assert (
-        hidden_loss.diagnose_loss(right, hidden_loss.loss_terms(*hidden_probes.loss_batches()[0]))
+        hidden_loss.diagnose_loss(right, hidden_loss.loss_terms(*probe_inputs.loss_batches()[0]))
         is None
     )
 

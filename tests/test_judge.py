@@ -8,8 +8,13 @@ earn the same verdict and that nbgrader reads the judge's outputs as the intende
 from __future__ import annotations
 
 import base64
+import builtins
 import inspect
 import io
+import symtable
+import textwrap
+from collections.abc import Callable
+from typing import Any
 
 import keras
 import nbformat
@@ -21,7 +26,7 @@ from nbgrader import utils
 from course import probing, selfcheck
 from course.architecture import model_signature, shape_before_flattening
 from vae_grader.judge import hidden
-from vae_grader.judge import hidden_probes
+from vae_grader.judge.hidden import inputs as probe_inputs
 from vae_grader.judge import rulings as judge
 from vae_grader.paths import MASTER
 
@@ -95,11 +100,11 @@ def test_equivalent_encoders_earn_every_point(build) -> None:
     keras.utils.set_random_seed(0)
     assert shape_before_flattening(build(2)) == (14, 14, 64)
     visible = selfcheck.judge(
-        selfcheck.PROBES["test_encoder"], _round_trip(selfcheck.probe_encoder(build))
+        selfcheck.PROBES["test_encoder"], _round_trip(selfcheck.PROBES["test_encoder"].probe(build))
     )
     assert visible.full, visible.failures
     outcome = hidden.judge(
-        "test_encoder_hidden", _round_trip(hidden_probes.probe_encoder_hidden(build))
+        "test_encoder_hidden", _round_trip(hidden.PARTS["test_encoder_hidden"].probe(build))
     )
     assert outcome.full and outcome.points == 3, outcome.failures
 
@@ -108,7 +113,7 @@ def test_a_different_encoder_loses_the_architecture_points_with_the_reason() -> 
     outcome = hidden.judge(
         "test_encoder_hidden",
         _round_trip(
-            hidden_probes.probe_encoder_hidden(
+            hidden.PARTS["test_encoder_hidden"].probe(
                 lambda latent_dim: functional_encoder(latent_dim, stride=1)
             )
         ),
@@ -120,7 +125,7 @@ def test_a_different_encoder_loses_the_architecture_points_with_the_reason() -> 
 def test_a_lambda_encoder_is_not_a_model() -> None:
     outcome = selfcheck.judge(
         selfcheck.PROBES["test_encoder"],
-        _round_trip(selfcheck.probe_encoder(lambda d: lambda x: (x, x))),
+        _round_trip(selfcheck.PROBES["test_encoder"].probe(lambda d: lambda x: (x, x))),
     )
     assert (
         outcome.points == 0 and "should return a keras.Model, not function" in outcome.failures[0]
@@ -135,7 +140,8 @@ def test_a_model_with_a_lambda_layer_is_refused_by_safe_loading() -> None:
         return keras.Model(image, [layers.Dense(latent_dim)(x), layers.Dense(latent_dim)(x)])
 
     outcome = selfcheck.judge(
-        selfcheck.PROBES["test_encoder"], _round_trip(selfcheck.probe_encoder(sneaky))
+        selfcheck.PROBES["test_encoder"],
+        _round_trip(selfcheck.PROBES["test_encoder"].probe(sneaky)),
     )
     assert outcome.points == 0 and "built-in layers and activations only" in outcome.failures[0]
 
@@ -147,12 +153,14 @@ def test_decoder_checks_catch_the_wrong_last_activation() -> None:
     ):
         outcome = selfcheck.judge(
             selfcheck.PROBES["test_decoder"],
-            _round_trip(selfcheck.probe_decoder(lambda d, s: decoder(d, s, last))),
+            _round_trip(selfcheck.PROBES["test_decoder"].probe(lambda d, s: decoder(d, s, last))),
         )
         assert outcome.points == 0 and phrase in outcome.failures[0], (last, outcome.failures)
     outcome = hidden.judge(
         "test_decoder_hidden",
-        _round_trip(hidden_probes.probe_decoder_hidden(lambda d, s: decoder(d, s, "softmax"))),
+        _round_trip(
+            hidden.PARTS["test_decoder_hidden"].probe(lambda d, s: decoder(d, s, "softmax"))
+        ),
     )
     assert outcome.points == 1, outcome  # the layers fail, the arguments are used
 
@@ -254,11 +262,12 @@ def test_the_master_passes_the_salted_checks_for_any_inputs(
 ) -> None:
     """The grader draws the sampler's and loss layer's inputs afresh per probe: correct code passes whatever they are."""
     namespace = _master_namespace("sampling", "loss_layer")
-    monkeypatch.setattr(hidden_probes, "SALT", salt)
-    for grade_id, name, probe in (
-        ("test_sampling_hidden", "Sampling", hidden_probes.probe_sampling_hidden),
-        ("test_loss_layer_hidden", "CustomVariationalLayer", hidden_probes.probe_loss_layer_hidden),
+    for grade_id, name in (
+        ("test_sampling_hidden", "Sampling"),
+        ("test_loss_layer_hidden", "CustomVariationalLayer"),
     ):
+        probe = hidden.PARTS[grade_id].probe
+        monkeypatch.setitem(probe.__globals__, "SALT", salt)  # what probe_code sets in the kernel
         outcome = hidden.judge(grade_id, _round_trip(probe(namespace[name])), salt)
         assert outcome.full, (grade_id, salt, outcome.failures)
         wrong_salt = hidden.judge(grade_id, _round_trip(probe(namespace[name])), salt + 1)
@@ -303,6 +312,28 @@ def test_each_part_is_declared_once_per_side_and_the_sides_agree() -> None:
     for spec in [*selfcheck.PROBES.values(), *hidden.PARTS.values()]:
         assert list(inspect.signature(spec.probe).parameters) == list(spec.names), spec
     for grade_id, spec in hidden.PARTS.items():
-        # the probe code sends hidden_probes' source and calls the function by its name there
-        assert getattr(hidden_probes, spec.probe.__name__) is spec.probe, grade_id
-        assert f"{spec.probe.__name__}, None)" in judge.probe_code(judge.judged(grade_id), 7)
+        # The kernel gets ``inputs`` and the probe with its helpers, nothing else of the part's module: each
+        # global name they read must be defined there (or be a builtin), and the call names the probe.
+        code = judge.probe_code(judge.judged(grade_id), 7)
+        assert f"{spec.probe.__name__}, None)" in code
+        defined = (
+            set(vars(probe_inputs)) | set(dir(builtins)) | {fn.__name__ for fn in spec.helpers}
+        )
+        for fn in (*spec.helpers, spec.probe):
+            assert _global_names(fn) <= defined, (
+                grade_id,
+                fn.__name__,
+                _global_names(fn) - defined,
+            )
+
+
+def _global_names(fn: Callable[..., Any]) -> set[str]:
+    """The global names ``fn``'s source reads, its nested functions and lambdas included."""
+    table = symtable.symtable(textwrap.dedent(inspect.getsource(fn)), "<probe>", "exec")
+    found: set[str] = set()
+    pending = list(table.get_children())
+    while pending:
+        scope = pending.pop()
+        found |= {s.get_name() for s in scope.get_symbols() if s.is_global() and s.is_referenced()}
+        pending += scope.get_children()
+    return found

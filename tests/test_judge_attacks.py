@@ -37,7 +37,8 @@ import nbformat
 import numpy as np
 import pytest
 
-from course import model_file, probing, selfcheck
+from course import model_file, probing
+from course.selfcheck.probe import load_saved
 from vae_grader.judge import hidden
 from vae_grader.judge import rulings as judge
 from vae_grader.paths import MASTER
@@ -255,9 +256,9 @@ def test_pickle_bearing_archive_is_refused():
 
 
 def _load_refused(blob: bytes) -> str:
-    """The one-line failure selfcheck._load gives for a model blob (it must refuse)."""
+    """The one-line failure load_saved gives for a model blob (it must refuse)."""
     with pytest.raises(AssertionError) as caught:
-        selfcheck._load({probing.ERRORS: {}, "m.keras": blob}, "m", "build_encoder(2)")
+        load_saved({probing.ERRORS: {}, "m.keras": blob}, "m", "build_encoder(2)")
     return str(caught.value)
 
 

@@ -206,13 +206,13 @@ def test_the_pca_attack_reconstructs_like_a_trained_vae(pca_dense) -> None:
     """Why the architecture decides: by what its models compute, the PCA is as good as a short training
     (measured: error ratio 0.785, sampled reconstruction term 0.228, inside the master's 0.208-0.234)."""
     from course.quality import reconstruction_report
-    from course.selfcheck import _load, _numpy
+    from course.selfcheck.probe import load_saved, to_numpy
 
-    encoder = _load(pca_dense, "encoder", "the trained encoder")
-    decoder = _load(pca_dense, "decoder", "the trained decoder")
+    encoder = load_saved(pca_dense, "encoder", "the trained encoder")
+    decoder = load_saved(pca_dense, "decoder", "the trained decoder")
     _, x_test = hidden_training.mnist()
     quality = (x_test[:200] / 255.0).astype("float32")[..., None]
-    ratio = reconstruction_report(quality, _numpy(decoder(encoder(quality)[0]))).ratio
+    ratio = reconstruction_report(quality, to_numpy(decoder(encoder(quality)[0]))).ratio
     x_val = (x_test[: training_budget().val_images] / 255.0).astype("float32")[..., None]
     reached = hidden_training.sampled_reconstruction(encoder, decoder, x_val)
     assert ratio < hidden_training.RATIO_THRESHOLD, ratio
@@ -342,13 +342,13 @@ def trained_master() -> dict:
 
 @pytest.mark.slow
 def test_the_trained_master_passes_with_margin(trained_master) -> None:
-    from course.selfcheck import _load
+    from course.selfcheck.probe import load_saved
 
     visible, hidden_outcome = judge_both(trained_master)
     assert visible.full and hidden_outcome.full, (visible.failures, hidden_outcome.failures)
     budget = training_budget()
-    encoder = _load(trained_master, "encoder", "the trained encoder")
-    decoder = _load(trained_master, "decoder", "the trained decoder")
+    encoder = load_saved(trained_master, "encoder", "the trained encoder")
+    decoder = load_saved(trained_master, "decoder", "the trained decoder")
     _, x_test = hidden_training.mnist()
     x_val = (x_test[: budget.val_images] / 255.0).astype("float32")[..., None]
     terms = part7.validation_terms(encoder, decoder, x_val, budget.batch_size)
@@ -390,11 +390,11 @@ def test_a_history_that_is_not_these_models_fails_only_the_visible_check(trained
 )
 def test_a_history_of_a_part4_slip_still_matches(trained_master, scale, kl_weight, name) -> None:
     """A slip in part 4 changes what the history's val_loss measures; part 7 must not lose points for it."""
-    from course.selfcheck import _load
+    from course.selfcheck.probe import load_saved
 
     budget = training_budget()
-    encoder = _load(trained_master, "encoder", "the trained encoder")
-    decoder = _load(trained_master, "decoder", "the trained decoder")
+    encoder = load_saved(trained_master, "encoder", "the trained encoder")
+    decoder = load_saved(trained_master, "decoder", "the trained decoder")
     _, x_test = hidden_training.mnist()
     x_val = (x_test[: budget.val_images] / 255.0).astype("float32")[..., None]
     terms = part7.validation_terms(encoder, decoder, x_val, budget.batch_size)

@@ -27,7 +27,6 @@ from course.selfcheck import part5_vae_model as part5
 from course.selfcheck import part6_data as part6
 from course.stand_ins import ProbeDecoder, stand_in_decoder, stand_in_encoder
 from vae_grader.judge import hidden
-from vae_grader.judge import hidden_probes
 from vae_grader.paths import MASTER
 from vae_samples.kit import solution_source
 
@@ -199,8 +198,8 @@ VAE_SLIPS = {
 @pytest.mark.parametrize("variant", CORRECT_VAES)
 def test_correct_build_vae_variants_keep_every_point(master, variant) -> None:
     build = master["build_vae"] if variant == "master" else _build_vae(master, variant)
-    visible = _visible(VISIBLE, selfcheck.probe_vae_model(build))
-    hidden_outcome = _hidden(HIDDEN, hidden_probes.probe_vae_model_hidden(build))
+    visible = _visible(VISIBLE, part5.probe_vae_model(build))
+    hidden_outcome = _hidden(HIDDEN, hidden.PARTS["test_vae_model_hidden"].probe(build))
     assert visible.full and visible.points == 1, visible.failures
     assert hidden_outcome.full and hidden_outcome.points == 2, hidden_outcome.failures
 
@@ -209,8 +208,8 @@ def test_correct_build_vae_variants_keep_every_point(master, variant) -> None:
 def test_wiring_slips_are_found_on_the_graph_the_grader_rebuilt(master, variant) -> None:
     visible_points, hidden_points, phrase = VAE_SLIPS[variant]
     build = _build_vae(master, variant)
-    visible = _visible(VISIBLE, selfcheck.probe_vae_model(build))
-    hidden_outcome = _hidden(HIDDEN, hidden_probes.probe_vae_model_hidden(build))
+    visible = _visible(VISIBLE, part5.probe_vae_model(build))
+    hidden_outcome = _hidden(HIDDEN, hidden.PARTS["test_vae_model_hidden"].probe(build))
     assert (visible.points, hidden_outcome.points) == (visible_points, hidden_points)
     assert any(phrase in f for f in visible.failures + hidden_outcome.failures), (
         visible.failures,
@@ -275,14 +274,14 @@ def test_stated_shapes_without_arrays_earn_nothing() -> None:
 
 def test_part6_is_judged_on_the_images_received(mnist_raw) -> None:
     x_train, x_test = _arrays(mnist_raw)
-    assert _visible("test_data", selfcheck.probe_data(x_train, x_test)).full
-    unscaled = _visible("test_data", selfcheck.probe_data(*_arrays(mnist_raw, scale=1.0)))
+    assert _visible("test_data", part6.probe_data(x_train, x_test)).full
+    unscaled = _visible("test_data", part6.probe_data(*_arrays(mnist_raw, scale=1.0)))
     assert unscaled.points == 0 and "divide by 255" in unscaled.failures[0], unscaled
-    flat = _visible("test_data", selfcheck.probe_data(*_arrays(mnist_raw, channel=False)))
+    flat = _visible("test_data", part6.probe_data(*_arrays(mnist_raw, channel=False)))
     assert flat.points == 0 and "channel axis" in flat.failures[0], flat
-    as_float64 = _visible("test_data", selfcheck.probe_data(x_train.astype("float64"), x_test))
+    as_float64 = _visible("test_data", part6.probe_data(x_train.astype("float64"), x_test))
     assert as_float64.points == 0 and "expected float32" in as_float64.failures[0], as_float64
-    blank = _visible("test_data", selfcheck.probe_data(np.zeros_like(x_train), x_test))
+    blank = _visible("test_data", part6.probe_data(np.zeros_like(x_train), x_test))
     assert blank.points == 0, blank
 
 
@@ -325,7 +324,7 @@ def test_hidden_manifold_points(master, variant, points) -> None:
     """The demo's mistakes keep the batched and unscrambled points; only a loop of calls loses the batched one."""
     outcome = _hidden(
         "test_manifold_hidden",
-        hidden_probes.probe_manifold_hidden(_manifold_variant(master, variant)),
+        hidden.PARTS["test_manifold_hidden"].probe(_manifold_variant(master, variant)),
     )
     assert outcome.points == points, outcome.failures
 

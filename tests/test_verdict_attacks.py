@@ -28,7 +28,7 @@ import pytest
 
 from course import probing, selfcheck
 from vae_grader.judge import hidden
-from vae_grader.judge import hidden_probes
+from vae_grader.judge.hidden import inputs as probe_inputs
 from vae_samples import adversarial
 from vae_samples.kit import load_master_and_release
 
@@ -62,7 +62,7 @@ def forgers() -> dict:
 
 def probe_globals(salt: int) -> dict:
     """What a hidden probe's functions see as globals in the kernel (``judge.probe_code``)."""
-    found = dict(vars(hidden_probes))
+    found = dict(vars(probe_inputs))
     found["SALT"] = salt
     return found
 

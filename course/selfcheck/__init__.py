@@ -11,102 +11,63 @@ notebook too, so a student sees exactly the verdict the grader will reach.
 Nothing here solves a part: the expected values are shapes, ranges and formulas stated in the
 notebook's instructions.
 
-The package holds one module per part (``part1_encoder`` ... ``part8_manifold``: that part's probe,
-verdict and the measured constants they share) and ``probe``, the plumbing they all use. This module
-registers them (``PROBES``), runs and judges them, and makes the notebook's calls. The part modules
-are not named after the calls (``encoder``, ``sampling``, ...): importing a submodule sets the
-package attribute of its name, and would replace the call.
+The package holds one module per part, ``part<n>_<name>`` (``part1_encoder`` ... ``part8_manifold``):
+that part's probe, verdict and the measured constants they share, declared as ``CHECK``. ``probe``
+holds the plumbing they all use. This module finds the part modules (``PROBES``: a part is added by
+adding its module), runs and judges them, and makes the notebook's calls (``selfcheck.<name>``). The
+part modules are not named after the calls: importing a submodule sets the package attribute of its
+name, and would replace the call. Callers import a part's own names from its module.
 """
 
 from __future__ import annotations
 
+import importlib
+import inspect
+import pkgutil
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from course import probing
-from course.checks import Outcome, SelfCheckFailed, expect, fmt_shape, run_checks
+from course.checks import Outcome, SelfCheckFailed, expect, run_checks
+from course.selfcheck.probe import Probe
 
-# Re-exported (the ``name as name`` form): the grader, its hidden probes sent into the kernel, the tests
-# and the notebook reach all of these as ``course.selfcheck.<name>``.
-from course.selfcheck.probe import (
-    Probe as Probe,
-    _load as _load,
-    _model_step as _model_step,
-    _numpy as _numpy,
-)
-from course.selfcheck.part1_encoder import (
-    ENCODER_FEATURE_MAP as ENCODER_FEATURE_MAP,
-    probe_encoder as probe_encoder,
-    verdict_encoder as verdict_encoder,
-)
-from course.selfcheck.part2_sampling import (
-    SAMPLING_MEAN as SAMPLING_MEAN,
-    SAMPLING_MEAN_TOLERANCE as SAMPLING_MEAN_TOLERANCE,
-    SAMPLING_ROWS as SAMPLING_ROWS,
-    SAMPLING_SD_TOLERANCE as SAMPLING_SD_TOLERANCE,
-    SAMPLING_SYMBOLIC as SAMPLING_SYMBOLIC,
-    SAMPLING_VARIANCE as SAMPLING_VARIANCE,
-    probe_sampling as probe_sampling,
-    verdict_sampling as verdict_sampling,
-)
-from course.selfcheck.part3_decoder import (
-    EXTREME_CODE as EXTREME_CODE,
-    probe_decoder as probe_decoder,
-    verdict_decoder as verdict_decoder,
-)
-from course.selfcheck.part4_loss_layer import (
-    LOSS_CODE_LOG_VAR as LOSS_CODE_LOG_VAR,
-    LOSS_CODE_MEAN as LOSS_CODE_MEAN,
-    LOSS_TOLERANCE as LOSS_TOLERANCE,
-    _kl_slip as _kl_slip,
-    loss_layer_result as loss_layer_result,
-    probe_loss_layer as probe_loss_layer,
-    verdict_loss_layer as verdict_loss_layer,
-)
-from course.selfcheck.part5_vae_model import (
-    probe_vae_model as probe_vae_model,
-    verdict_vae_model as verdict_vae_model,
-)
-from course.selfcheck.part6_data import (
-    probe_data as probe_data,
-    verdict_data as verdict_data,
-)
-from course.selfcheck.part7_training import (
-    LEARNED as LEARNED,
-    TRAINING_CAUSES as TRAINING_CAUSES,
-    VALIDATION_SAMPLE as VALIDATION_SAMPLE,
-    probe_training as probe_training,
-    probe_training_diagnosis as probe_training_diagnosis,
-    reconstruction_loss as reconstruction_loss,
-    verdict_training as verdict_training,
-)
-from course.selfcheck.part8_manifold import (
-    _layout_problem as _layout_problem,
-    probe_manifold as probe_manifold,
-    verdict_manifold as verdict_manifold,
-)
+PART_MODULE = re.compile(r"part(?P<number>[1-9][0-9]*)_(?P<name>[a-z][a-z0-9_]*)")
+"""A part's module: ``part<number>_<name>``; its test cell is ``test_<name>``, its notebook call ``<name>``."""
 
 
-# --- the registry and the notebook's calls ----------------------------------------------------------
+class PartDeclarationError(ImportError):
+    """A part module that does not declare its part the way :func:`_discover` reads it."""
 
-PROBES: dict[str, Probe] = {
-    "test_encoder": Probe(1, ("build_encoder",), probe_encoder, verdict_encoder),
-    "test_sampling": Probe(2, ("Sampling",), probe_sampling, verdict_sampling),
-    "test_decoder": Probe(3, ("build_decoder",), probe_decoder, verdict_decoder),
-    "test_loss_layer": Probe(4, ("CustomVariationalLayer",), probe_loss_layer, verdict_loss_layer),
-    "test_vae_model": Probe(5, ("build_vae",), probe_vae_model, verdict_vae_model),
-    "test_data": Probe(6, ("x_train", "x_test"), probe_data, verdict_data, reads_mnist=True),
-    "test_training": Probe(
-        7,
-        ("history", "encoder", "decoder"),
-        probe_training,
-        verdict_training,
-        probe_training_diagnosis,
-        TRAINING_CAUSES,
-        reads_mnist=True,
-    ),
-    "test_manifold": Probe(8, ("manifold", "build_manifold"), probe_manifold, verdict_manifold),
-}
+
+def _discover() -> dict[str, Probe]:
+    """Every part module's ``CHECK``, by the grade_id of its test cell, in the order of the parts.
+
+    Adding a part is adding a module: nothing else here lists the parts.
+    """
+    found: dict[int, tuple[str, Probe]] = {}
+    for info in pkgutil.iter_modules(__path__):
+        match = PART_MODULE.fullmatch(info.name)
+        if match is None:
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        check = getattr(module, "CHECK", None)
+        number = int(match["number"])
+        if not isinstance(check, Probe) or check.part != number:
+            raise PartDeclarationError(
+                f"{module.__name__} must declare CHECK = Probe({number}, ...) for part {number}"
+            )
+        if number in found:
+            raise PartDeclarationError(
+                f"two modules declare part {number}: {info.name}, {found[number][0]}"
+            )
+        found[number] = (match["name"], check)
+    if sorted(found) != list(range(1, len(found) + 1)):
+        raise PartDeclarationError(f"the parts are not numbered 1..{len(found)}: {sorted(found)}")
+    return {f"test_{name}": check for _, (name, check) in sorted(found.items())}
+
+
+PROBES: dict[str, Probe] = _discover()
 """Visible self-check cells by grade_id (the grader judges the same cells with the same verdicts)."""
 
 
@@ -172,60 +133,39 @@ def _check(grade_id: str, namespace: Mapping[str, Any]) -> None:
     report(probe.part, judge_here(probe, namespace))
 
 
-def encoder(build_encoder: Callable[..., Any]) -> None:
-    """Part 1: build_encoder(2) and build_encoder(3) give the right inputs and outputs."""
-    _check("test_encoder", {"build_encoder": build_encoder})
+def _notebook_call(grade_id: str, probe: Probe) -> Callable[..., None]:
+    """The notebook's ``selfcheck.<name>(...)``: its parameters are the names the probe reads, its
+    docstring the first line of the part module's."""
+
+    def call(*args: Any, **kwargs: Any) -> None:
+        _check(grade_id, signature.bind(*args, **kwargs).arguments)
+
+    name = grade_id.removeprefix("test_")
+    signature = inspect.Signature(
+        [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in probe.names]
+    )
+    module = inspect.getmodule(probe.probe)
+    call.__name__ = call.__qualname__ = name
+    call.__signature__ = signature  # type: ignore[attr-defined]
+    call.__doc__ = (inspect.getdoc(module) or "").split("\n")[0]
+    return call
 
 
-def sampling(Sampling: type) -> None:
-    """Part 2: the sampling layer adds fresh noise with the right scale."""
-    _check("test_sampling", {"Sampling": Sampling})
-
-
-def decoder(build_decoder: Callable[..., Any]) -> None:
-    """Part 3: build_decoder(2, (14, 14, 64)) maps codes to 28x28x1 images in [0, 1]."""
-    _check("test_decoder", {"build_decoder": build_decoder})
-
-
-def loss_layer(CustomVariationalLayer: type) -> None:
-    """Part 4: the loss layer passes x through and adds the right loss."""
-    _check("test_loss_layer", {"CustomVariationalLayer": CustomVariationalLayer})
-
-
-def vae_model(build_vae: Callable[..., Any]) -> None:
-    """Part 5: build_vae wires stand-in parts into a compiled model with a loss."""
-    _check("test_vae_model", {"build_vae": build_vae})
-
-
-def data(x_train: Any, x_test: Any) -> None:
-    """Part 6: the preprocessed arrays have the right shape, type and range."""
-    _check("test_data", {"x_train": x_train, "x_test": x_test})
-
-
-def training(history: Any, encoder: Any, decoder: Any) -> None:
-    """Part 7: the history has the budget's epochs, and the trained model reconstructs far better than a fresh one."""
-    _check("test_training", {"history": history, "encoder": encoder, "decoder": decoder})
-
-
-def manifold(manifold: Any, build_manifold: Callable[..., Any]) -> None:
-    """Part 8: the manifold is one 420x420 image in [0, 1], and build_manifold puts each code in its tile."""
-    _check("test_manifold", {"manifold": manifold, "build_manifold": build_manifold})
-
+CALLS: dict[str, Callable[..., None]] = {
+    grade_id.removeprefix("test_"): _notebook_call(grade_id, probe)
+    for grade_id, probe in PROBES.items()
+}
+"""The notebook's calls by name (``selfcheck.encoder(build_encoder)``), one per part."""
+globals().update(CALLS)
 
 __all__ = [
+    "CALLS",
     "PROBES",
     "Probe",
     "SelfCheckFailed",
-    "decoder",
-    "data",
-    "encoder",
-    "fmt_shape",
     "judge",
-    "loss_layer",
-    "manifold",
+    "judge_here",
     "report",
     "run_probe",
-    "sampling",
-    "training",
-    "vae_model",
+    *CALLS,
 ]

@@ -13,13 +13,13 @@ from typing import Any
 
 from course import probing
 from course.checks import Check, expect, expect_shape
-from course.selfcheck.probe import _load, _model_step
+from course.selfcheck.probe import Probe, load_saved, model_step
 
 
 def probe_encoder(build_encoder: Callable[..., Any]) -> dict[str, Any]:
     rec = probing.Recorder()
-    _model_step(rec, "encoder_2", "build_encoder(2)", lambda: build_encoder(2))
-    _model_step(rec, "encoder_3", "build_encoder(3)", lambda: build_encoder(3))
+    model_step(rec, "encoder_2", "build_encoder(2)", lambda: build_encoder(2))
+    model_step(rec, "encoder_3", "build_encoder(3)", lambda: build_encoder(3))
     return rec.data
 
 
@@ -42,7 +42,7 @@ def verdict_encoder(data: dict[str, Any]) -> list[Check]:
     from course.architecture import shape_before_flattening
 
     def check() -> None:
-        enc = _load(data, "encoder_2", "build_encoder(2)")
+        enc = load_saved(data, "encoder_2", "build_encoder(2)")
         expect(
             len(enc.outputs) == 2,
             f"the encoder should have two outputs, [z_mean, z_log_var]; it has {len(enc.outputs)}",
@@ -70,7 +70,7 @@ def verdict_encoder(data: dict[str, Any]) -> list[Check]:
             "only the second convolution has stride 2 (28x28 -> 14x14), and every convolution uses "
             'padding="same"; the encoder then has 494,244 parameters, as the text says',
         )
-        enc3 = _load(data, "encoder_3", "build_encoder(3)")
+        enc3 = load_saved(data, "encoder_3", "build_encoder(3)")
         expect_shape(
             "z_mean from build_encoder(3)",
             enc3.outputs[0].shape,
@@ -79,3 +79,7 @@ def verdict_encoder(data: dict[str, Any]) -> list[Check]:
         )
 
     return [(2, "the encoder's inputs, outputs and feature map", check)]
+
+
+CHECK = Probe(1, ("build_encoder",), probe_encoder, verdict_encoder)
+"""The test cell ``test_encoder``: what the probe reads, the probe and its verdict."""

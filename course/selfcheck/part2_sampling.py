@@ -12,7 +12,7 @@ import numpy as np
 
 from course import probing
 from course.checks import Check, expect, expect_close, expect_ran, expect_shape
-from course.selfcheck.probe import _numpy
+from course.selfcheck.probe import Probe, to_numpy
 
 
 SAMPLING_ROWS = 2000
@@ -43,14 +43,15 @@ def probe_sampling(Sampling: type) -> dict[str, Any]:
             ("z_again", log_var),
         ):
             what = f"Sampling()([z_mean, z_log_var = {float(lv.flat[0]):.4g}])"
-            z = rec.attempt(what, lambda: _numpy(layer([z_mean[: len(lv)], lv])))
+            z = rec.attempt(what, lambda: to_numpy(layer([z_mean[: len(lv)], lv])))
             if z is not None:
                 rec[key] = z
     # Two fresh layers with the same seed: keras.random with the layer's SeedGenerator draws the same noise;
     # np.random (one global stream) or an unseeded keras.random call does not.
     for key in ("fresh_a", "fresh_b"):
         z = rec.attempt(
-            "a fresh Sampling(seed=1)", lambda: _numpy(Sampling(seed=1)([z_mean[:5], log_var[:5]]))
+            "a fresh Sampling(seed=1)",
+            lambda: to_numpy(Sampling(seed=1)([z_mean[:5], log_var[:5]])),
         )
         if z is not None:
             rec[key] = z
@@ -145,3 +146,7 @@ def verdict_sampling(data: dict[str, Any]) -> list[Check]:
         )
 
     return [(2, "the sampling layer's noise: scale, shape, freshness, seed", check)]
+
+
+CHECK = Probe(2, ("Sampling",), probe_sampling, verdict_sampling)
+"""The test cell ``test_sampling``: what the probe reads, the probe and its verdict."""

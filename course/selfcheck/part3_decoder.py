@@ -13,12 +13,12 @@ import numpy as np
 
 from course import probing
 from course.checks import Check, expect, expect_shape
-from course.selfcheck.probe import _load, _model_step, _numpy
+from course.selfcheck.probe import Probe, load_saved, model_step, to_numpy
 
 
 def probe_decoder(build_decoder: Callable[..., Any]) -> dict[str, Any]:
     rec = probing.Recorder()
-    _model_step(
+    model_step(
         rec, "decoder", "build_decoder(2, (14, 14, 64))", lambda: build_decoder(2, (14, 14, 64))
     )
     return rec.data
@@ -39,7 +39,7 @@ is exactly 0.5 = sigmoid(0) on every seed, since the sigmoid only ever sees valu
 
 def verdict_decoder(data: dict[str, Any]) -> list[Check]:
     def check() -> None:
-        dec = _load(data, "decoder", "build_decoder(2, (14, 14, 64))")
+        dec = load_saved(data, "decoder", "build_decoder(2, (14, 14, 64))")
         expect_shape(
             "the decoder's input",
             dec.inputs[0].shape,
@@ -60,7 +60,7 @@ def verdict_decoder(data: dict[str, Any]) -> list[Check]:
             [-EXTREME_CODE, EXTREME_CODE],
         ]
         codes = np.concatenate([np.random.default_rng(0).normal(0, 3, (16, 2)), extreme])
-        pixels = _numpy(dec(codes.astype("float32")))
+        pixels = to_numpy(dec(codes.astype("float32")))
         expect(
             bool(np.isfinite(pixels).all()) and pixels.min() >= 0.0 and pixels.max() <= 1.0,
             f"for codes between -{EXTREME_CODE:g} and {EXTREME_CODE:g} the decoded pixels range from "
@@ -81,3 +81,7 @@ def verdict_decoder(data: dict[str, Any]) -> list[Check]:
         )
 
     return [(2, "the decoder's input, output and pixel range", check)]
+
+
+CHECK = Probe(3, ("build_decoder",), probe_decoder, verdict_decoder)
+"""The test cell ``test_decoder``: what the probe reads, the probe and its verdict."""

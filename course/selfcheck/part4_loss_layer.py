@@ -1,6 +1,6 @@
 """Part 4's self-check: the loss layer passes x through and adds one loss, cross-entropy plus weighted KL.
 
-``loss_layer_result`` is also the hidden probes' way to call the layer (``vae_grader.judge.hidden_probes``), so
+``loss_layer_result`` is also the hidden probes' way to call the layer (``vae_grader.judge.hidden``), so
 visible and hidden checks read a loss the same way. The verdict names the usual slip in the KL term
 (``_kl_slip``) when the loss matches one, and the usual slips in the cross-entropy (``_reconstruction_slip``).
 """
@@ -13,7 +13,7 @@ import numpy as np
 
 from course import probing
 from course.checks import Check, expect, expect_close, expect_ran
-from course.selfcheck.probe import _numpy
+from course.selfcheck.probe import Probe, to_numpy
 
 
 def loss_layer_result(
@@ -24,11 +24,11 @@ def loss_layer_result(
     layer = rec.attempt(what, layer_class)
     if layer is None:
         return
-    out = rec.attempt(what, lambda: _numpy(layer(inputs)))
+    out = rec.attempt(what, lambda: to_numpy(layer(inputs)))
     if out is None:
         return
     rec[f"{key}.output"] = out
-    losses = rec.attempt(f"{what}.losses", lambda: [float(_numpy(v)) for v in layer.losses])
+    losses = rec.attempt(f"{what}.losses", lambda: [float(to_numpy(v)) for v in layer.losses])
     if losses is not None:
         rec[f"{key}.losses"] = np.asarray(losses, dtype=np.float64).reshape(-1)
 
@@ -165,3 +165,7 @@ def verdict_loss_layer(data: dict[str, Any]) -> list[Check]:
         )
 
     return [(2, "the loss layer's output and loss", check)]
+
+
+CHECK = Probe(4, ("CustomVariationalLayer",), probe_loss_layer, verdict_loss_layer)
+"""The test cell ``test_loss_layer``: what the probe reads, the probe and its verdict."""

@@ -30,7 +30,7 @@ import numpy as np
 
 from course import model_file, probing, untrusted
 from course.checks import Check, expect, expect_ran
-from course.selfcheck.probe import _model_step, _numpy
+from course.selfcheck.probe import Probe, model_step, to_numpy
 
 VISIBLE_SEED = 5
 """Seed of the given stand-ins' weights in the visible self-check (the hidden test uses its own)."""
@@ -74,7 +74,7 @@ def probe_vae_model(build_vae: Callable[..., Any]) -> dict[str, Any]:
     rec = probing.Recorder()
     encoder, decoder = given_stand_ins(VISIBLE_SEED)
     # Saved before anything runs it, so the file holds the given weights.
-    model = _model_step(
+    model = model_step(
         rec, "vae", "build_vae(encoder, decoder)", lambda: build_vae(encoder, decoder, seed=0)
     )
     if model is None:
@@ -241,7 +241,7 @@ def _received(vae: Any, layer: Any, images: np.ndarray) -> list[list[np.ndarray]
         # The node's own tensors: a nested model's ``.input`` is its inner Input, not what the VAE feeds it.
         tensors = list(node.input_tensors)
         out.append(
-            [_numpy(t) for t in keras.tree.flatten(keras.Model(vae.inputs, tensors)([images]))]
+            [to_numpy(t) for t in keras.tree.flatten(keras.Model(vae.inputs, tensors)([images]))]
         )
     return out
 
@@ -260,7 +260,7 @@ def _holding(vae: Any, given: Any) -> Any:
     """The layer of the VAE that is the given model (it holds the given weights), or None."""
     wanted = [np.asarray(w) for w in given.get_weights()]
     for layer in vae.layers:
-        values = [_numpy(w) for w in layer.weights]
+        values = [to_numpy(w) for w in layer.weights]
         if len(values) == len(wanted) and all(_close(v, w) for v, w in zip(values, wanted)):
             return layer
     return None
@@ -278,17 +278,17 @@ def vae_problem(vae: Any, seed: int) -> str | None:
         return f"the VAE's input has shape {shape}; expected (None, 28, 28, 1): keras.Input(shape=(28, 28, 1))"
     # The given weights, as the checker drew them, must be in the VAE and trainable.
     given = [np.asarray(w) for w in encoder.get_weights() + decoder.get_weights()]
-    trainable = [_numpy(w) for w in vae.trainable_weights]
-    every = [_numpy(w) for w in vae.weights]
+    trainable = [to_numpy(w) for w in vae.trainable_weights]
+    every = [to_numpy(w) for w in vae.weights]
     if not all(any(_close(v, w) for v in every) for w in given):
         return "build_vae should use the encoder and decoder it is given (call them on the input), not build new ones"
     if not all(any(_close(v, w) for v in trainable) for w in given):
         return "the given encoder and decoder must stay trainable inside the VAE (do not set trainable=False)"
     # Every tensor the checker can name, computed by the checker from the stand-ins it built itself.
     images = probe_images(seed)
-    z_mean, z_log_var = (_numpy(t) for t in encoder(images))
+    z_mean, z_log_var = (to_numpy(t) for t in encoder(images))
     z = z_mean + np.array(SAMPLER_MIX, "float32") * z_log_var
-    z_decoded = _numpy(decoder(z))
+    z_decoded = to_numpy(decoder(z))
     outer_encoder, outer_decoder = _holding(vae, encoder), _holding(vae, decoder)
     if outer_encoder is not None and not all(
         len(seen) == 1 and _close(seen[0], images) for seen in _received(vae, outer_encoder, images)
@@ -317,7 +317,7 @@ def vae_problem(vae: Any, seed: int) -> str | None:
     if len(outputs) != 1 or outputs[0] is not loss.output:
         return "the VAE's output should be the loss layer's output (one output, nothing else)"
     out = keras.tree.flatten(keras.Model(vae.inputs, outputs)([images]))
-    if not _close(_numpy(out[0]), images):
+    if not _close(to_numpy(out[0]), images):
         return "the VAE's output should be the loss layer's output (one output, nothing else)"
     return None
 
@@ -354,3 +354,7 @@ __all__ = [
     "verdict_vae_model",
     "with_checker_layers",
 ]
+
+
+CHECK = Probe(5, ("build_vae",), probe_vae_model, verdict_vae_model)
+"""The test cell ``test_vae_model``: what the probe reads, the probe and its verdict."""

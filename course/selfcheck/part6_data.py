@@ -17,6 +17,7 @@ import numpy as np
 
 from course import probing
 from course.checks import Check, expect, expect_shape
+from course.selfcheck.probe import Probe
 
 HEAD = 16
 SPREAD = 48
@@ -157,3 +158,7 @@ def verdict_data(data: dict[str, Any]) -> list[Check]:
             )
 
     return [(1, "x_train and x_test", check)]
+
+
+CHECK = Probe(6, ("x_train", "x_test"), probe_data, verdict_data, reads_mnist=True)
+"""The test cell ``test_data``: what the probe reads, the probe and its verdict."""

@@ -24,7 +24,7 @@ import numpy as np
 from course import probing
 from course.checks import Check, expect, expect_shape
 from course.selfcheck.part1_encoder import ENCODER_FEATURE_MAP, latent_hint
-from course.selfcheck.probe import _load, _model_step, _numpy
+from course.selfcheck.probe import Probe, load_saved, model_step, to_numpy
 
 
 def probe_training(history: Any, encoder: Any, decoder: Any) -> dict[str, Any]:
@@ -35,8 +35,8 @@ def probe_training(history: Any, encoder: Any, decoder: Any) -> dict[str, Any]:
             str(k): [float(v) for v in np.ravel(np.asarray(vals, dtype=np.float64))]
             for k, vals in logs.items()
         }
-    _model_step(rec, "encoder", "the trained encoder", lambda: encoder)
-    _model_step(rec, "decoder", "the trained decoder", lambda: decoder)
+    model_step(rec, "encoder", "the trained encoder", lambda: encoder)
+    model_step(rec, "decoder", "the trained decoder", lambda: decoder)
     trained = getattr(history, "model", None)  # the model vae.fit trained: Keras's History keeps it
     if _is_model(trained):
         ids = {id(w) for w in trained.weights}
@@ -135,7 +135,7 @@ class ValidationTerms:
         n = len(images)
         self._decoder, self._eps = decoder, eps
         self._z_mean, self._z_log_var = (
-            np.asarray(_numpy(t), np.float64) for t in encoder(images)[:2]
+            np.asarray(to_numpy(t), np.float64) for t in encoder(images)[:2]
         )
         self._x = images.reshape(n, -1).astype(np.float64)
         self._rng = np.random.default_rng(NOISE_SEED)
@@ -158,7 +158,7 @@ class ValidationTerms:
             z = self._z_mean + np.exp(power * self._z_log_var) * self._rng.standard_normal(
                 self._z_mean.shape
             )
-            p = _numpy(self._decoder(z.astype("float32"))).astype(np.float64).reshape(n, -1)
+            p = to_numpy(self._decoder(z.astype("float32"))).astype(np.float64).reshape(n, -1)
             p = np.clip(p, self._eps, 1 - self._eps)
             total += float(np.mean(-(self._x * np.log(p) + (1 - self._x) * np.log(1 - p))))
         return total / draws
@@ -292,7 +292,7 @@ def untrained_cause(
             f"the history's loss reached {min(last):.4g}, which a cross-entropy of images in [0, 1] never does: "
             "was it trained on images scaled to [0, 1] (part 6: divide by 255)?"
         )
-    stuck = stuck_output(_numpy(decoder(encoder(images)[0])), decoder)
+    stuck = stuck_output(to_numpy(decoder(encoder(images)[0])), decoder)
     if stuck is not None:
         return stuck
     if worse:
@@ -308,7 +308,7 @@ def reconstruction_loss(encoder: Any, decoder: Any, images: np.ndarray, eps: flo
     """Mean per-pixel binary cross-entropy of decoder(z_mean) against the images (computed by the checker)."""
     z_mean = encoder(images)[0]
     decoded = np.clip(
-        _numpy(decoder(z_mean)).astype(np.float64).reshape(len(images), -1), eps, 1 - eps
+        to_numpy(decoder(z_mean)).astype(np.float64).reshape(len(images), -1), eps, 1 - eps
     )
     x = images.reshape(len(images), -1).astype(np.float64)
     return float(np.mean(-(x * np.log(decoded) + (1 - x) * np.log(1 - decoded))))
@@ -349,8 +349,8 @@ def verdict_training(data: dict[str, Any]) -> list[Check]:
             f"the final val_loss is {final_val}: training diverged (a KL term with the "
             "wrong sign in part 4 does this)",
         )
-        encoder = _load(data, "encoder", "the trained encoder")
-        decoder = _load(data, "decoder", "the trained decoder")
+        encoder = load_saved(data, "encoder", "the trained encoder")
+        decoder = load_saved(data, "decoder", "the trained decoder")
         expect_shape(
             "the trained encoder's z_mean",
             encoder.outputs[0].shape,
@@ -408,3 +408,15 @@ def verdict_training(data: dict[str, Any]) -> list[Check]:
         expect(problem is None, problem or "")
 
     return [(2, "the training history and the loss it reached", check)]
+
+
+CHECK = Probe(
+    7,
+    ("history", "encoder", "decoder"),
+    probe_training,
+    verdict_training,
+    probe_training_diagnosis,
+    TRAINING_CAUSES,
+    reads_mnist=True,
+)
+"""The test cell ``test_training``: what the probe reads, the probe and its verdict."""

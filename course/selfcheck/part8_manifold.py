@@ -19,6 +19,7 @@ import numpy as np
 
 from course import probing
 from course.checks import Check, expect, expect_ran, expect_shape
+from course.selfcheck.probe import Probe
 
 
 def probe_manifold(manifold: Any, build_manifold: Callable[..., Any]) -> dict[str, Any]:
@@ -319,3 +320,7 @@ def verdict_manifold(data: dict[str, Any]) -> list[Check]:
         )
 
     return [(2, "the manifold image and its layout", check)]
+
+
+CHECK = Probe(8, ("manifold", "build_manifold"), probe_manifold, verdict_manifold)
+"""The test cell ``test_manifold``: what the probe reads, the probe and its verdict."""

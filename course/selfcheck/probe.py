@@ -1,9 +1,9 @@
 """What every self-check shares: the ``Probe`` record, and the steps that carry a model from the kernel to the verdict.
 
 A probe runs in the student's kernel and its verdict in the grader's process; a model crosses that gap
-only as ``.keras`` bytes (``course.probing``). Saving (``_model_step``) and loading (``_load``) live
+only as ``.keras`` bytes (``course.probing``). Saving (``model_step``) and loading (``load_saved``) live
 together so that both ends of the round trip change together; the hidden probes and verdicts
-(``vae_grader.judge.hidden_probes``, ``vae_grader.judge.hidden``) use the same steps.
+(``vae_grader.judge.hidden``) use the same steps.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ class Probe:
     """The verdict compares with MNIST (the grader reads it first, so a missing file flags the cell)."""
 
 
-def _load(data: dict[str, Any], key: str, what: str) -> Any:
+def load_saved(data: dict[str, Any], key: str, what: str) -> Any:
     """The model a probe saved under ``key``, or a failure that says why there is none."""
     expect_ran(data, what)
     if key + ".keras" not in data:
@@ -64,7 +64,7 @@ def _cause(exc: Exception) -> str:
     return (text[:cut] if len(text) > 100 and cut > 0 else text)[:120]
 
 
-def _model_step(rec: probing.Recorder, key: str, what: str, build: Callable[[], Any]) -> Any:
+def model_step(rec: probing.Recorder, key: str, what: str, build: Callable[[], Any]) -> Any:
     model = rec.attempt(what, build)
     if model is not None:
         import keras
@@ -77,7 +77,7 @@ def _model_step(rec: probing.Recorder, key: str, what: str, build: Callable[[], 
     return model
 
 
-def _numpy(value: Any) -> np.ndarray:
+def to_numpy(value: Any) -> np.ndarray:
     from keras import ops
 
     return np.asarray(ops.convert_to_numpy(value))

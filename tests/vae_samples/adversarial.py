@@ -1227,7 +1227,7 @@ def _sampling_hidden(g):  # part 2 hidden: the salted inputs, read from the prob
 def _loss_layer(g):  # part 4 self-check: fixed inputs
     half, quarter = np.full((2, 28, 28, 1), 0.5, "float32"), np.full((2, 28, 28, 1), 0.25, "float32")
     zeros = np.zeros((2, 2))
-    mean, log_var = np.array(_selfcheck.LOSS_CODE_MEAN), np.array(_selfcheck.LOSS_CODE_LOG_VAR)
+    mean, log_var = np.array(_selfcheck.part4_loss_layer.LOSS_CODE_MEAN), np.array(_selfcheck.part4_loss_layer.LOSS_CODE_LOG_VAR)
     return {"errors.json": {}, "zero_code.output": half, "code.output": half,
             "zero_code.losses": np.array([_loss(half, quarter, zeros, zeros)]),
             "code.losses": np.array([_loss(half, quarter, mean, log_var)])}

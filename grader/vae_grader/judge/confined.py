@@ -34,6 +34,7 @@ import sys
 import threading
 import time
 from collections import deque
+from pathlib import Path
 
 import psutil
 from traitlets import Integer
@@ -41,7 +42,11 @@ from traitlets.config import LoggingConfigurable
 
 from vae_grader.judge import rulings as judge
 from vae_grader.sandbox.confine import Allowed, GiB, MiB, Sandbox
-from vae_grader.sandbox.environment import sandbox_disabled, verdict_environment
+from vae_grader.sandbox.environment import (
+    sandbox_disabled,
+    student_package,
+    verdict_environment,
+)
 
 _FRAME = struct.Struct(">Q")
 MAX_REPLY_BYTES = 2**20
@@ -65,14 +70,36 @@ def read_frame(stream) -> bytes | None:
     return body if len(body) == size else None
 
 
+def grader_package() -> Path:
+    """The folder of the grader package this process imports (its real path, as lent)."""
+    spec = importlib.util.find_spec("vae_grader")
+    assert spec is not None and spec.submodule_search_locations
+    return Path(os.path.realpath(list(spec.submodule_search_locations)[0]))
+
+
+_WORKER = (
+    "import runpy, sys; sys.path[:0] = sys.argv[1:]; del sys.argv[1:]; "
+    "runpy.run_module('vae_grader.judge.verdict_worker', run_name='__main__', alter_sys=True)"
+)
+"""The verdict process's start: Python in isolated mode (no environment, no user site, no current folder on
+its path), with the folders of the two packages this process imports put first, so the verdicts it runs
+are the ones this process loaded its tables from, whichever copy an environment installs."""
+
+
+def worker_command() -> list[str]:
+    roots = [str(grader_package().parent)]
+    package = student_package()
+    if package is not None:
+        roots.append(str(package.parent))
+    return [sys.executable, "-I", "-c", _WORKER, *dict.fromkeys(roots)]
+
+
 class VerdictSandbox(Sandbox):
     """The kernel's allowlist (:class:`vae_grader.sandbox.confine.Sandbox`) for the verdict process: no working
     folder or sockets, the grader package lent read-only, and a user id apart from the kernel's."""
 
     def allowed_paths(self) -> list[Allowed]:
-        spec = importlib.util.find_spec("vae_grader")
-        assert spec is not None and spec.submodule_search_locations
-        package = os.path.realpath(list(spec.submodule_search_locations)[0])
+        package = str(grader_package())
         return [*super().allowed_paths(), Allowed("ro", package, package)]
 
     def kernel_ids(self) -> tuple[int, int]:
@@ -127,7 +154,7 @@ class ConfinedJudge(LoggingConfigurable):
     # --- the process --------------------------------------------------------------------------------
 
     def command(self) -> list[str]:
-        worker = [sys.executable, "-I", "-m", "vae_grader.judge.verdict_worker"]
+        worker = worker_command()
         if sandbox_disabled():
             from vae_grader.sandbox.confine import _LIMITS_LAUNCHER
 

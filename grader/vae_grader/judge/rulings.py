@@ -28,7 +28,8 @@ from nbformat.notebooknode import NotebookNode, from_dict
 from course import probing, selfcheck
 from course.checks import Outcome
 from vae_grader.judge import hidden
-from vae_grader.judge import hidden_probes
+from vae_grader.judge.hidden import inputs as probe_inputs
+from vae_grader.judge.hidden.part import HiddenPart
 from vae_grader.judge.hidden.training import mnist
 
 POINTS_DIGITS = 6
@@ -60,9 +61,15 @@ def judged(grade_id: str | None) -> Judged | None:
     return None
 
 
-HIDDEN_PROBES_SOURCE = inspect.getsource(hidden_probes)
-"""The hidden probes' source, read once with the module it belongs to: the code sent to the kernel always
-matches the tables this process loaded, even if the file on disk changes while a class is graded."""
+def _sent_source(spec: HiddenPart) -> str:
+    """What the kernel receives of a hidden part's module: its probe and the helpers it declares, nothing else."""
+    return "\n\n".join(inspect.getsource(fn) for fn in (*spec.helpers, spec.probe))
+
+
+PROBE_INPUTS_SOURCE = inspect.getsource(probe_inputs)
+PROBE_SOURCES = {grade_id: _sent_source(spec) for grade_id, spec in hidden.PARTS.items()}
+"""The sources sent for hidden probes, read once with the modules they belong to: the code sent to the kernel
+always matches the tables this process loaded, even if the files on disk change while a class is graded."""
 
 
 def new_salt() -> int:
@@ -74,9 +81,10 @@ def probe_code(test: Judged, salt: int = 0) -> str:
     """The code sent to the student's kernel for ``test``: it only computes and emits data."""
     if test.hidden:
         spec = hidden.PARTS[test.grade_id]
-        source = HIDDEN_PROBES_SOURCE + (
-            f"\nSALT = {int(salt)}\n"
-            "from course.selfcheck import Probe as _Probe, run_probe as _run_probe\n"
+        source = (
+            f"{PROBE_INPUTS_SOURCE}\nSALT = {int(salt)}\n\n{PROBE_SOURCES[test.grade_id]}\n\n"
+            "from course.selfcheck import run_probe as _run_probe\n"
+            "from course.selfcheck.probe import Probe as _Probe\n"
             f"_probe = _Probe({spec.part}, {spec.names!r}, {spec.probe.__name__}, None)\n"
             "probing.emit(_run_probe(_probe, user_ns))\n"
         )

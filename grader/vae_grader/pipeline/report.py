@@ -14,16 +14,10 @@ from collections.abc import Mapping, Sequence
 from vae_grader.pipeline.grade_class import GradingRun
 from vae_grader.submissions import PARTS, Submission, test_cells
 
-SHORT = {
-    "encoder": "enc",
-    "sampling": "samp",
-    "decoder": "dec",
-    "loss_layer": "loss",
-    "vae_model": "model",
-    "data": "data",
-    "training": "train",
-    "manifold": "manif",
-}
+
+def short(part: str) -> str:
+    """A part's column heading: the first word of its name, cut to five letters ("loss_layer" -> "loss")."""
+    return part.split("_")[0][:5]
 
 
 def part_points(scores: Mapping[str, float], part: str) -> float:
@@ -47,7 +41,7 @@ def _num(value: float) -> str:
 def grade_table(run: GradingRun, submissions: Sequence[Submission]) -> str:
     """A fixed-width table; failures to grade and mismatches are explained below it."""
     name_width = max([len("student"), *(len(s.student) for s in submissions)])
-    headers = [SHORT.get(part, part) for part in PARTS]
+    headers = [short(part) for part in PARTS]
     widths = [max(len(h), 5) for h in headers]
     lines = []
     head = f"{'student':<{name_width}}  " + "  ".join(f"{h:>{w}}" for h, w in zip(headers, widths))
@@ -86,7 +80,7 @@ def manifest_markdown(
     submissions: Sequence[Submission], max_points: Mapping[str, float], title: str
 ) -> str:
     """The manifest as Markdown: expected points per part and total, and why each lost cell is lost."""
-    parts_head = " | ".join(SHORT.get(part, part) for part in PARTS)
+    parts_head = " | ".join(short(part) for part in PARTS)
     out = [
         f"# {title}",
         "",

@@ -51,7 +51,6 @@ missing or does not work, ``nbgrader autograde`` refuses with one line (:func:`r
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import os
 import shutil
 import stat
@@ -66,7 +65,7 @@ from traitlets import Float, Integer, List, Unicode
 from traitlets.config import LoggingConfigurable
 
 from vae_grader.sandbox.bwrap import SYSTEM_PATHS, bwrap_problem, bwrap_supports, namespace_flags
-from vae_grader.sandbox.environment import SANDBOX_ENV, allowed_environment
+from vae_grader.sandbox.environment import SANDBOX_ENV, allowed_environment, student_package
 
 GiB = 2**30
 MiB = 2**20
@@ -466,11 +465,9 @@ class Sandbox(LoggingConfigurable):
                     Allowed("ro", f"/etc/{name}", os.path.join(self.runtime_dir, "etc", name))
                 )
         lent: list[str] = [*self._python_paths(), *self.visible_paths]
-        spec = importlib.util.find_spec(
-            "course"
-        )  # found, not imported: importing it sets environment defaults
-        if spec is not None and spec.submodule_search_locations:
-            lent.append(list(spec.submodule_search_locations)[0])
+        package = student_package()
+        if package is not None:
+            lent.append(str(package))
         mnist = os.environ.get("MNIST_NPZ", "").strip()
         if mnist:
             lent.append(mnist)

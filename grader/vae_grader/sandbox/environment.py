@@ -14,9 +14,11 @@ runs the student's code. ``VAE_KERNEL_BACKEND`` gives the kernel another backend
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 from collections.abc import Mapping
+from pathlib import Path
 
 SANDBOX_ENV = "VAE_SANDBOX"
 
@@ -56,11 +58,27 @@ def kernel_backend(env: Mapping[str, str] | None = None) -> str:
     return name
 
 
+def student_package() -> Path | None:
+    """The folder of the student package (``course``) this process imports, found without importing it
+    (importing it sets environment defaults); None where it is not importable."""
+    spec = importlib.util.find_spec("course")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
+
+
 def grading_kernel_environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment a grading kernel is started with (the sandbox then keeps only its allowlist):
-    the grading defaults, on the kernel's backend (:func:`kernel_backend`)."""
+    the grading defaults, on the kernel's backend (:func:`kernel_backend`), and ``PYTHONPATH`` naming the
+    folder of the student package the grader itself imports, so the kernel's probes and the grader's
+    verdicts come from one copy of it (not from whichever copy the environment happens to install)."""
     merged = with_defaults(GRADING_DEFAULTS, env)
     merged["KERAS_BACKEND"] = kernel_backend(merged)
+    package = student_package()
+    if package is None:
+        merged.pop("PYTHONPATH", None)
+    else:
+        merged["PYTHONPATH"] = str(package.parent)
     return merged
 
 
@@ -100,6 +118,7 @@ ENV_NAMES = frozenset(
         "PYTHONIOENCODING",
         "PYTHONUNBUFFERED",
         "PYTHONUTF8",
+        "PYTHONPATH",  # set by grading_kernel_environment to the student package's folder alone
         # the course package (course/data.py) and nbgrader (its FAQ: code may test NBGRADER_EXECUTION)
         "MNIST_NPZ",
         "NBGRADER_EXECUTION",

@@ -1,80 +1,59 @@
 """Verdicts of the hidden tests, computed in the grader's process from probe data.
 
-The probes (``vae_grader.judge.hidden_probes``) run in the student's kernel and hand back data: models
-saved in Keras's format, arrays, numbers. Everything here runs where no student code runs: models
+The probes run in the student's kernel and hand back data: models saved in Keras's format, arrays,
+numbers. Everything else here runs where no student code runs: models
 are loaded with ``safe_mode`` and only standard layers, and every reference value is computed
 here from the inputs the probe was given. Each hidden cell is split into checks with their own
 points (nbgrader's partial credit), so one slip does not cost a whole part; the split is in the
 notebook's points table.
 
-One module per part, or per pair of parts judged from the same kind of data: ``models`` (parts 1, 3
-and 5), ``sampling`` (2), ``loss`` (4), ``training`` (6 and 7, both against MNIST), ``manifold`` (8).
-This module declares each hidden cell once (:data:`PARTS`: its probe, verdict and inputs), judges it
-(:func:`judge`) and runs it in the master notebook (:func:`check_here`); the other names live in the part
-modules, where callers import them from.
+One module per part, or per group of parts judged from the same kind of data: ``models`` (parts 1,
+3 and 5), ``sampling`` (2), ``loss`` (4), ``training`` (6 and 7, both against MNIST), ``manifold`` (8).
+Each holds its parts' probes (sent into the kernel, with ``inputs``) and verdicts, and declares them
+as ``PARTS`` (:class:`~vae_grader.judge.hidden.part.HiddenPart`). This module finds them (:data:`PARTS`:
+adding a part is adding a module), names each cell after the student package's part of the same number,
+judges it (:func:`judge`) and runs it in the master notebook (:func:`check_here`); callers import a part's
+other names from its module.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+import importlib
+import pkgutil
+from collections.abc import Mapping
 from typing import Any
 
-from course.checks import Check, Outcome
-from course.selfcheck import Probe
-from course.selfcheck import judge as _judge
-from vae_grader.judge import hidden_probes as hp
-from vae_grader.judge.hidden.loss import verdict_loss_layer
-from vae_grader.judge.hidden.manifold import verdict_manifold
-from vae_grader.judge.hidden.models import verdict_decoder, verdict_encoder, verdict_vae_model
-from vae_grader.judge.hidden.sampling import verdict_sampling
-from vae_grader.judge.hidden.training import verdict_data, verdict_training
+from course import selfcheck
+from course.checks import Outcome
+from course.selfcheck.probe import Probe
+from vae_grader.judge.hidden.part import HiddenPart
 
 
-@dataclass(frozen=True)
-class HiddenPart:
-    """One hidden test cell, declared once: everything else about it (what the judge scores, the code
-    sent to the kernel, which verdicts need MNIST) is read from :data:`PARTS`."""
-
-    part: int
-    names: tuple[str, ...]
-    """What the probe reads from the student's notebook, in its arguments' order."""
-    probe: Callable[..., dict[str, Any]]
-    """A function of :mod:`vae_grader.judge.hidden_probes`, the only source sent into the kernel."""
-    verdict: Callable[..., list[Check]]
-    salted: bool = False
-    """Its inputs are drawn afresh for every probe (``hidden_probes.SALT``); the verdict takes ``salt``."""
-    reads_mnist: bool = False
-    """Its verdict compares with MNIST, read by the grader itself."""
+class PartDeclarationError(ImportError):
+    """Hidden parts that do not match the student package's parts."""
 
 
-PARTS: Mapping[str, HiddenPart] = {
-    "test_encoder_hidden": HiddenPart(
-        1, ("build_encoder",), hp.probe_encoder_hidden, verdict_encoder
-    ),
-    "test_sampling_hidden": HiddenPart(
-        2, ("Sampling",), hp.probe_sampling_hidden, verdict_sampling, salted=True
-    ),
-    "test_decoder_hidden": HiddenPart(
-        3, ("build_decoder",), hp.probe_decoder_hidden, verdict_decoder
-    ),
-    "test_loss_layer_hidden": HiddenPart(
-        4, ("CustomVariationalLayer",), hp.probe_loss_layer_hidden, verdict_loss_layer, salted=True
-    ),
-    "test_vae_model_hidden": HiddenPart(
-        5, ("build_vae",), hp.probe_vae_model_hidden, verdict_vae_model
-    ),
-    "test_data_hidden": HiddenPart(
-        6, ("preprocess", "x_train", "x_test"), hp.probe_data_hidden, verdict_data, reads_mnist=True
-    ),
-    "test_training_hidden": HiddenPart(
-        7, ("encoder", "decoder"), hp.probe_training_hidden, verdict_training, reads_mnist=True
-    ),
-    "test_manifold_hidden": HiddenPart(
-        8, ("build_manifold",), hp.probe_manifold_hidden, verdict_manifold
-    ),
-}
+def _discover() -> dict[str, HiddenPart]:
+    """Every module's ``PARTS``, by grade_id (``test_<name>_hidden``, ``<name>`` the student package's name
+    for the part of that number), in the order of the parts."""
+    found: dict[int, HiddenPart] = {}
+    for info in pkgutil.iter_modules(__path__):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        for spec in getattr(module, "PARTS", ()):
+            if spec.part in found:
+                raise PartDeclarationError(
+                    f"part {spec.part} is declared twice (again in {module.__name__})"
+                )
+            found[spec.part] = spec
+    visible = {probe.part: grade_id for grade_id, probe in selfcheck.PROBES.items()}
+    unknown = sorted(set(found) - set(visible))
+    if unknown:
+        raise PartDeclarationError(f"hidden tests for parts the notebook does not have: {unknown}")
+    return {f"{visible[number]}_hidden": found[number] for number in sorted(found)}
+
+
+PARTS: Mapping[str, HiddenPart] = _discover()
 """The hidden test cells by grade_id."""
 
 
@@ -86,7 +65,7 @@ def probe_spec(grade_id: str, salt: int = 0) -> Probe:
 
 
 def judge(grade_id: str, data: dict[str, Any], salt: int = 0) -> Outcome:
-    return _judge(probe_spec(grade_id, salt), data)
+    return selfcheck.judge(probe_spec(grade_id, salt), data)
 
 
 def check_here(grade_id: str, namespace: Mapping[str, Any]) -> None:
@@ -95,10 +74,8 @@ def check_here(grade_id: str, namespace: Mapping[str, Any]) -> None:
     When a submission is graded, the cell's source is never run: the grader probes the student's
     kernel and judges here (``vae_grader.judge.rulings``). This keeps the master runnable end to end.
     """
-    from course.selfcheck import judge_here
-
     spec = probe_spec(grade_id)
-    outcome = judge_here(spec, namespace)
+    outcome = selfcheck.judge_here(spec, namespace)
     if not outcome.full:
         raise AssertionError("\n".join(outcome.failures))
     print(

@@ -2,7 +2,7 @@
 
 The slips (``LOSS_SLIPS``) are measured, not guessed: tests/test_fair_grading.py writes each one as a
 student would and checks that the verdict names it. The inputs are salted like part 2's
-(``hidden_probes.loss_batches``), so the reference is computed here from the salt.
+(``inputs.loss_batches``), so the reference is computed here from the salt.
 """
 
 from __future__ import annotations
@@ -13,7 +13,19 @@ from typing import Any
 import numpy as np
 
 from course.checks import Check, expect, expect_close, expect_ran
-from vae_grader.judge import hidden_probes as hp
+from vae_grader.judge.hidden import inputs as hp
+from vae_grader.judge.hidden.inputs import loss_batches, loss_layer_result, probing, SALT
+from vae_grader.judge.hidden.part import HiddenPart
+
+
+# --- the probes, sent into the kernel one at a time (after ``inputs``) ------------------------------
+
+
+def probe_loss_layer_hidden(CustomVariationalLayer: Any) -> dict[str, Any]:
+    rec = probing.Recorder()
+    for index, inputs in enumerate(loss_batches(SALT)):
+        loss_layer_result(rec, f"batch{index}", CustomVariationalLayer, inputs)
+    return rec.data
 
 
 # --- part 4 -----------------------------------------------------------------------------------------
@@ -174,3 +186,11 @@ def verdict_loss_layer(data: dict[str, Any], salt: int = 0) -> list[Check]:
             )
 
     return [(1, "the layer passes x through", output), (3, "the loss value", value)]
+
+
+PARTS = (
+    HiddenPart(
+        4, ("CustomVariationalLayer",), probe_loss_layer_hidden, verdict_loss_layer, salted=True
+    ),
+)
+"""The hidden test cells judged here."""

@@ -1,6 +1,6 @@
 """Verdict of part 8, ``build_manifold``: the grid of codes, the layout of the tiles, one batched decoder call.
 
-The probe (``hidden_probes.probe_manifold_hidden``) hands the student's function stand-in decoders
+The probe (``probe_manifold_hidden``, below) hands the student's function stand-in decoders
 (``course.stand_ins``): one whose tiles reveal the code they decoded and that counts its calls, one
 whose images change smoothly with the code. So the layout is checked tile by tile without a trained model.
 
@@ -27,6 +27,8 @@ from course.selfcheck.part8_manifold import (
     readable_block,
     tiles_of,
 )
+from vae_grader.judge.hidden.inputs import probing
+from vae_grader.judge.hidden.part import HiddenPart
 
 SMOOTH_TOLERANCE = 1e-4
 """A tile of the smooth decoder against its output for the code fitted to it: measured below 2e-6 (float32)."""
@@ -78,6 +80,28 @@ def read_smooth_tiles(image: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray
     orientation = np.where(whole[0] & whole[1], -1, np.where(whole[0], 0, 1))
     orientation = np.where(readable, orientation, -1)
     return chosen.reshape(n, n, -1), orientation.reshape(n, n), problem
+
+
+# --- the probes, sent into the kernel one at a time (after ``inputs``) ------------------------------
+
+
+def probe_manifold_hidden(build_manifold: Any) -> dict[str, Any]:
+    from course.stand_ins import ProbeDecoder, smooth_decoder
+
+    rec = probing.Recorder()
+    probe = ProbeDecoder()
+    image = rec.attempt(
+        "build_manifold(decoder, n=5)", lambda: np.asarray(build_manifold(probe, n=5))
+    )
+    if image is not None and image.dtype != object:
+        rec["probe_image"] = image.astype(np.float64)
+    rec["probe_calls.json"] = list(probe.calls)
+    smooth = rec.attempt(
+        "build_manifold(decoder, n=15)", lambda: np.asarray(build_manifold(smooth_decoder(), n=15))
+    )
+    if smooth is not None and smooth.dtype != object:
+        rec["smooth_image"] = smooth.astype(np.float32)
+    return rec.data
 
 
 # --- part 8 -----------------------------------------------------------------------------------------
@@ -222,3 +246,7 @@ def verdict_manifold(data: dict[str, Any]) -> list[Check]:
         (0.5, "one batched decoder call", batched),
         (0.5, "tiles in one piece", not_scrambled),
     ]
+
+
+PARTS = (HiddenPart(8, ("build_manifold",), probe_manifold_hidden, verdict_manifold),)
+"""The hidden test cells judged here."""

@@ -26,15 +26,68 @@ from course.checks import (
     expect_ran,
     expect_shape,
 )
-from course.selfcheck import _load, _numpy
+from course.selfcheck.probe import load_saved, to_numpy
 from course.selfcheck.part1_encoder import latent_hint
 from course.selfcheck.part5_vae_model import compile_config, load_vae, vae_problem
-from vae_grader.judge import hidden_probes as hp
+from vae_grader.judge.hidden import inputs as hp
+from vae_grader.judge.hidden.inputs import model_step, probing, VAE_SEED
+from vae_grader.judge.hidden.part import HiddenPart
 
 
 def _model(data: dict[str, Any], key: str, what: str) -> Callable[[], Any]:
     """Load a probed model once, on first use (a failure to load fails every check that needs it)."""
-    return functools.cache(lambda: _load(data, key, what))
+    return functools.cache(lambda: load_saved(data, key, what))
+
+
+# --- the probes, sent into the kernel one at a time (after ``inputs``) ------------------------------
+
+
+def probe_encoder_hidden(build_encoder: Any) -> dict[str, Any]:
+    import keras
+
+    rec = probing.Recorder()
+    keras.utils.set_random_seed(101)
+    model_step(rec, "encoder", "build_encoder(2)", lambda: build_encoder(2))
+    return rec.data
+
+
+def probe_decoder_hidden(build_decoder: Any) -> dict[str, Any]:
+    import keras
+
+    rec = probing.Recorder()
+    keras.utils.set_random_seed(103)
+    model_step(
+        rec, "decoder", "build_decoder(2, (14, 14, 64))", lambda: build_decoder(2, (14, 14, 64))
+    )
+    model_step(
+        rec, "decoder_small", "build_decoder(3, (7, 7, 8))", lambda: build_decoder(3, (7, 7, 8))
+    )
+    return rec.data
+
+
+def probe_vae_model_hidden(build_vae: Any) -> dict[str, Any]:
+    from course.selfcheck.part5_vae_model import given_stand_ins, with_checker_layers
+
+    rec = probing.Recorder()
+    enc, dec = given_stand_ins(VAE_SEED)
+    # Saved before the training step below, so the file holds the given weights: the grader rebuilds the
+    # graph from it, runs it on its own images and reads the compile settings from it.
+    model = model_step(
+        rec, "vae", "build_vae", lambda: build_vae(enc, dec, seed=0, learning_rate=3e-3)
+    )
+    if model is None:
+        return rec.data
+    images = (np.random.default_rng(5).uniform(0, 1, (8, 28, 28, 1)) > 0.6).astype("float32")
+    # Only whether it raised is used (a VAE that cannot train fails); nothing about the step earns points. It
+    # trains the graph rebuilt with the checker's sampler and loss layer and the student's compile settings, so
+    # a loss layer that adds no loss costs part 4, not this part.
+    rec.attempt(
+        "vae.fit(images, None, epochs=1, batch_size=8)",
+        lambda: with_checker_layers(rec.data.get("vae.keras")).fit(
+            images, None, epochs=1, batch_size=8, verbose=0
+        ),
+    )
+    return rec.data
 
 
 # --- part 1 -----------------------------------------------------------------------------------------
@@ -71,9 +124,9 @@ def verdict_encoder(data: dict[str, Any]) -> list[Check]:
         z_mean, _ = encoder()(np.zeros((3, 28, 28, 1), "float32"))
         expect_shape(
             "z_mean for a batch of 3 images",
-            _numpy(z_mean).shape,
+            to_numpy(z_mean).shape,
             (3, 2),
-            latent_hint(_numpy(z_mean).shape),
+            latent_hint(to_numpy(z_mean).shape),
         )
 
     return [
@@ -152,7 +205,7 @@ def _learning_rate(config: dict[str, Any]) -> float | None:
         rebuilt = keras.optimizers.deserialize(optimizer)
     except Exception:  # a name, a class Keras does not have: no rate to read
         return None
-    rate = _numpy(rebuilt.learning_rate)
+    rate = to_numpy(rebuilt.learning_rate)
     return float(rate) if rate.shape == () else None
 
 
@@ -184,3 +237,11 @@ def verdict_vae_model(data: dict[str, Any]) -> list[Check]:
         expect_ran(data, "vae.fit(images, None, epochs=1, batch_size=8)")
 
     return [(2, "the VAE's wiring and one training step", check)]
+
+
+PARTS = (
+    HiddenPart(1, ("build_encoder",), probe_encoder_hidden, verdict_encoder),
+    HiddenPart(3, ("build_decoder",), probe_decoder_hidden, verdict_decoder),
+    HiddenPart(5, ("build_vae",), probe_vae_model_hidden, verdict_vae_model),
+)
+"""The hidden test cells judged here."""

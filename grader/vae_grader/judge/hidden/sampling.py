@@ -1,6 +1,6 @@
 """Verdict of part 2, the ``Sampling`` layer: statistics of many draws, reproducibility, gradients, serialisation.
 
-Its inputs are salted (drawn afresh by the grader for every probe, ``hidden_probes.sampler_inputs``),
+Its inputs are salted (drawn afresh by the grader for every probe, ``inputs.sampler_inputs``),
 so every reference value is computed here from the salt: data a kernel fabricated or replayed from an
 earlier probe does not match.
 """
@@ -12,7 +12,70 @@ from typing import Any
 import numpy as np
 
 from course.checks import Check, expect, expect_close, expect_ran, expect_shape
-from vae_grader.judge import hidden_probes as hp
+from vae_grader.judge.hidden import inputs as hp
+from vae_grader.judge.hidden.inputs import (
+    N_DRAWS,
+    N_SEEDED,
+    probing,
+    SALT,
+    sampler_inputs,
+    to_numpy,
+)
+from vae_grader.judge.hidden.part import HiddenPart
+
+
+# --- the probes, sent into the kernel one at a time (after ``inputs``) ------------------------------
+
+
+def _restore(Sampling: Any, mean: np.ndarray, log_var: np.ndarray) -> dict[str, Any]:
+    """A layer rebuilt from its serialised config, and whether it draws what the original draws."""
+    import keras
+
+    original = Sampling(seed=9, name="s")
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(original))
+    return {
+        "same_class": isinstance(restored, Sampling),
+        "seed": getattr(restored, "seed", None),
+        "original": to_numpy(original([mean, log_var])).tolist(),
+        "restored": to_numpy(restored([mean, log_var])).tolist(),
+    }
+
+
+def probe_sampling_hidden(Sampling: Any) -> dict[str, Any]:
+    import course.autodiff
+
+    rec = probing.Recorder()
+    given = sampler_inputs(SALT)
+    mean = np.tile(given["mean"].astype("float32"), (N_DRAWS, 1))
+    log_var = np.tile(np.log(given["variance"]).astype("float32"), (N_DRAWS, 1))
+    draws = rec.attempt(
+        "Sampling(seed=7)([z_mean, z_log_var])", lambda: to_numpy(Sampling(seed=7)([mean, log_var]))
+    )
+    if draws is not None:
+        rec["draws"] = draws
+    for key in ("first", "second"):
+        again = rec.attempt(
+            "Sampling(seed=3)",
+            lambda: to_numpy(Sampling(seed=3)([mean[:N_SEEDED], log_var[:N_SEEDED]])),
+        )
+        if again is not None:
+            rec[f"seeded.{key}"] = again
+    m0 = np.tile(given["grad_mean"].astype("float32"), (N_SEEDED, 1))
+    lv0 = np.tile(given["grad_log_var"].astype("float32"), (N_SEEDED, 1))
+    # The draws come back with their gradients: under JAX they are traced inside the call and can
+    # only be read once the gradient computation hands them out.
+    drawn = rec.attempt(
+        "gradients of Sampling",
+        lambda: course.autodiff.value_and_gradients(
+            lambda m, lv: Sampling(seed=5)([m, lv]), [m0, lv0]
+        ),
+    )
+    if drawn is not None:
+        rec["grad.z"], (rec["grad.mean"], rec["grad.log_var"]) = drawn
+    restored = rec.attempt("serialising Sampling(seed=9)", lambda: _restore(Sampling, m0, lv0))
+    if restored is not None:
+        rec["restored.json"] = restored
+    return rec.data
 
 
 # --- part 2 -----------------------------------------------------------------------------------------
@@ -131,3 +194,11 @@ def verdict_sampling(data: dict[str, Any], salt: int = 0) -> list[Check]:
         (0.5, "gradients", gradients),
         (0.5, "serialisation", serialisable),
     ]
+
+
+PARTS = (
+    HiddenPart(
+        2, ("Sampling",), probe_sampling_hidden, verdict_sampling, salted=True, helpers=(_restore,)
+    ),
+)
+"""The hidden test cells judged here."""

@@ -15,8 +15,32 @@ from typing import Any
 import numpy as np
 
 from course.checks import Check, expect, expect_close, expect_ran, expect_shape
-from course.selfcheck import _load, _numpy
-from vae_grader.judge import hidden_probes as hp
+from course.selfcheck.probe import load_saved, to_numpy
+from vae_grader.judge.hidden import inputs as hp
+from vae_grader.judge.hidden.inputs import model_step, preprocess_input, probing
+from vae_grader.judge.hidden.part import HiddenPart
+
+
+# --- the probes, sent into the kernel one at a time (after ``inputs``) ------------------------------
+
+
+def probe_data_hidden(preprocess: Any, x_train: Any, x_test: Any) -> dict[str, Any]:
+    rec = probing.Recorder()
+    out = rec.attempt("preprocess(images)", lambda: np.asarray(preprocess(preprocess_input())))
+    if out is not None and out.dtype != object:
+        rec["preprocessed"] = out
+    for name, value in (("x_train", x_train), ("x_test", x_test)):
+        head = np.asarray(value)[:100]
+        if head.dtype != object:
+            rec[f"{name}.head"] = head
+    return rec.data
+
+
+def probe_training_hidden(encoder: Any, decoder: Any) -> dict[str, Any]:
+    rec = probing.Recorder()
+    model_step(rec, "encoder", "the trained encoder", lambda: encoder)
+    model_step(rec, "decoder", "the trained decoder", lambda: decoder)
+    return rec.data
 
 
 # --- part 6 -----------------------------------------------------------------------------------------
@@ -184,12 +208,12 @@ def sampled_reconstruction(encoder: Any, decoder: Any, images: np.ndarray) -> fl
     from the encoder's own z_mean and z_log_var, averaged over ``RECONSTRUCTION_DRAWS`` draws of the grader's noise."""
     from vae_grader.judge.hidden.loss import loss_terms
 
-    z_mean, z_log_var = (np.asarray(_numpy(t), np.float64) for t in encoder(images)[:2])
+    z_mean, z_log_var = (np.asarray(to_numpy(t), np.float64) for t in encoder(images)[:2])
     rng = np.random.default_rng(RECONSTRUCTION_SEED)
     total = 0.0
     for _ in range(RECONSTRUCTION_DRAWS):
         z = z_mean + np.exp(0.5 * z_log_var) * rng.standard_normal(z_mean.shape)
-        decoded = _numpy(decoder(z.astype("float32")))
+        decoded = to_numpy(decoder(z.astype("float32")))
         total += loss_terms(images, decoded, z_mean, z_log_var)["reconstruction"]
     return total / RECONSTRUCTION_DRAWS
 
@@ -202,8 +226,8 @@ def verdict_training(data: dict[str, Any]) -> list[Check]:
     from course.selfcheck.part7_training import TRAINED_RECONSTRUCTION
 
     def check() -> None:
-        encoder = _load(data, "encoder", "the trained encoder")
-        decoder = _load(data, "decoder", "the trained decoder")
+        encoder = load_saved(data, "encoder", "the trained encoder")
+        decoder = load_saved(data, "decoder", "the trained decoder")
         expect(len(encoder.outputs) == 2, "the trained encoder should output [z_mean, z_log_var]")
         # The reconstructions must pass through the 2-number code: an encoder that hands the image itself to the
         # decoder would "reconstruct" perfectly without learning anything.
@@ -244,7 +268,7 @@ def verdict_training(data: dict[str, Any]) -> list[Check]:
         _, reference_test = mnist()
         quality_x = (reference_test[:200] / 255.0).astype("float32")[..., None]
         z_mean, _ = encoder(quality_x)
-        decoded = _numpy(decoder(z_mean))
+        decoded = to_numpy(decoder(z_mean))
         report = reconstruction_report(quality_x, decoded)
         # Error ratio = mean cross-entropy of each reconstruction against its own input / against the other 199
         # inputs (1.00 = reconstructions carry no information about their input).
@@ -269,3 +293,14 @@ def verdict_training(data: dict[str, Any]) -> list[Check]:
         )
 
     return [(5, "reconstruction quality of the trained encoder and decoder", check)]
+
+
+PARTS = (
+    HiddenPart(
+        6, ("preprocess", "x_train", "x_test"), probe_data_hidden, verdict_data, reads_mnist=True
+    ),
+    HiddenPart(
+        7, ("encoder", "decoder"), probe_training_hidden, verdict_training, reads_mnist=True
+    ),
+)
+"""The hidden test cells judged here."""
