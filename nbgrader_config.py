@@ -163,12 +163,10 @@ c.ConfinedJudge.wall_seconds = 600  # past it with CPU to spare: flagged, never 
 # release_feedback refuse an exchange where that is possible.
 # Autograde copies no file of source/<assignment>/ that the release lacks (an instructor's notes
 # would otherwise land in every student's autograded/ and feedback/ folders).
-from vae_grader.exchange import (  # noqa: E402
-    PrivateReleaseFeedback,
-    SecureCollect,
-    StickyReleaseAssignment,
-    private_source_files,
-)
+from vae_grader.exchange.collect import SecureCollect  # noqa: E402
+from vae_grader.exchange.private_files import private_source_files  # noqa: E402
+from vae_grader.exchange.release_assignment import StickyReleaseAssignment  # noqa: E402
+from vae_grader.exchange.release_feedback import PrivateReleaseFeedback  # noqa: E402
 
 c.ExchangeFactory.collect = SecureCollect
 c.ExchangeFactory.release_feedback = PrivateReleaseFeedback

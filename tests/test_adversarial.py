@@ -27,11 +27,12 @@ import pytest
 from vae_grader.paths import COURSE_ROOT, MASTER, RELEASE
 from vae_grader.pipeline.cluster import grading_workers
 from vae_grader.notes import notes_of
-from vae_grader.preprocessors.restructure import Canonical, repair
+from vae_grader.preprocessors.restructure import repair
 from vae_grader.preprocessors.scan import scan_source
-from vae_grader.submissions import PARTS, points_by_cell
+from vae_grader.submissions import PARTS
 from vae_grader.submissions import test_cells as cells_of_part
 from vae_samples import adversarial
+from vae_samples.kit import canonical
 
 CASES = {s.student: s for s in adversarial.SUBMISSIONS}
 
@@ -421,36 +422,6 @@ def test_secrets_are_not_passed_to_the_kernel():
 # --- notebook repairs and the static scan (milliseconds, no kernel) ------------------------------------------
 
 
-def _canonical() -> list[Canonical]:
-    """The gradebook's view of the assignment, built from the master and the release."""
-    master, release = nbformat.read(MASTER, as_version=4), nbformat.read(RELEASE, as_version=4)
-    released = {
-        c.metadata["nbgrader"]["grade_id"]: c.source
-        for c in release.cells
-        if "nbgrader" in c.metadata
-    }
-    points = points_by_cell(master)
-    out = []
-    for cell in master.cells:
-        meta = cell.metadata.get("nbgrader")
-        if not meta:
-            continue
-        name = meta["grade_id"]
-        out.append(
-            Canonical(
-                name=name,
-                cell_type=cell.cell_type,
-                locked=bool(meta.get("locked")),
-                grade=bool(meta.get("grade")),
-                solution=bool(meta.get("solution")),
-                points=points.get(name),
-                checksum=None,
-                source=cell.source if meta.get("locked") else released[name],
-            )
-        )
-    return out
-
-
 @pytest.mark.parametrize(
     "student",
     [
@@ -465,7 +436,7 @@ def _canonical() -> list[Canonical]:
     ],
 )
 def test_repair_restores_the_graded_structure(student):
-    canon = _canonical()
+    canon = canonical()
     master, release = nbformat.read(MASTER, as_version=4), nbformat.read(RELEASE, as_version=4)
     submission = CASES[student]
     nb = submission.build(master, release)
@@ -600,7 +571,7 @@ def test_executor_survives_crashes_timeouts_and_forks_and_never_runs_test_cells(
     assert notes.cell_type == "markdown" and "Notes from the autograder" in notes.source
     for phrase in ("KernelDied", "CellTimeoutError", "StrayProcesses"):
         assert phrase in notes.source, phrase
-    assert executor._state.restarts == 3 and list(flags_of(nb)) == ["test_unknown"]
+    assert executor.session.state.restarts == 3 and list(flags_of(nb)) == ["test_unknown"]
     assert seconds < 300, f"the executor test took {seconds:.0f} s"
 
 
@@ -635,6 +606,6 @@ def test_exit_in_a_cell_costs_only_that_cell(tmp_path):
         assert any("f() = 42" in o.get("text", "") for o in cells[index].outputs), (
             f"cell {index}: the state was not restored: {cells[index].outputs}"
         )
-    assert executor._state.restarts == 3 and executor._state.given_up is None
+    assert executor.session.state.restarts == 3 and executor.session.state.given_up is None
     keep = {"content": {"payload": [{"source": "ask_exit", "keepkernel": True}]}}
     assert not asked_to_exit(keep) and not asked_to_exit(None)

@@ -221,7 +221,7 @@ def test_a_starved_cell_is_flagged_not_zeroed(tmp_path) -> None:
     cells = _code(out)
     first = _errors(cells[0])
     assert "the grading machine was too busy" in first, first
-    assert executor.last_clock.cpu_used < 3
+    assert executor.session.last_clock.cpu_used < 3
     assert "the grading machine was too busy" in _errors(cells[1])  # not run: flagged
     assert flags_of(out).get("*"), flags_of(out)
 
@@ -232,9 +232,9 @@ def test_warm_up_imports_are_not_charged_to_the_set_up_cell(tmp_path) -> None:
     nb = _notebook("import course\nimport keras\nprint(keras.__version__)")
     out, executor = _grade(tmp_path, nb, warm_imports=["course", "keras"], timeout=60)
     assert not _errors(_code(out)[0]), _errors(_code(out)[0])
-    ((wall, _, cpu),) = executor._state.slowest
+    ((wall, _, cpu),) = executor.session.state.slowest
     assert cpu < 1.0, f"the set-up cell was charged {cpu:.1f} CPU s"
-    assert executor._state.seconds["kernel start"] > wall
+    assert executor.session.state.seconds["kernel start"] > wall
 
 
 @pytest.mark.sandbox
@@ -273,7 +273,7 @@ def test_a_kernel_cannot_take_more_cpu_than_its_share(tmp_path, monkeypatch) -> 
     config = Config()
     config.Sandbox.cpu_share = 0.05
     out, executor = _grade(tmp_path, _notebook(code), timeout=60, config=config)
-    clock = executor.last_clock
+    clock = executor.session.last_clock
     assert "affinity [0, 1" in _code(out)[0].outputs[0]["text"] or os.cpu_count() < 2
     rate = clock.cpu_used / clock.wall
     periods = max(p for p, _ in throttled)

@@ -134,3 +134,19 @@ def test_installed_backends_match_their_pins():
             if installed not in req.specifier:
                 mismatches.append(f"{req.name} {installed} (pinned {req.specifier})")
     assert not mismatches, "the backends drifted from their files: " + ", ".join(mismatches)
+
+
+def test_nbformat_starts_without_compiling_the_iri_grammars():
+    """jsonschema prefers rfc3987 when installed; without it every nbgrader command and every student's
+    autograde imports rfc3987-syntax, which compiles its grammars at import (docs/measurements.md,
+    "Start-up of a Python process"). Checked in a fresh interpreter: this process may have imported it."""
+    import subprocess
+    import sys
+
+    found = subprocess.run(
+        [sys.executable, "-c", "import sys, nbformat; print('rfc3987_syntax' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert found == "False"

@@ -418,7 +418,7 @@ def test_file_swapped_for_a_link_while_copying(tmp_path: Path, monkeypatch: pyte
 
 
 def test_private_source_files_are_those_the_release_lacks(tmp_path: Path):
-    from vae_grader.exchange import private_source_files
+    from vae_grader.exchange.private_files import private_source_files
 
     for folder, names in {
         "source/vae": ["vae.ipynb", "digits.npz", "notes.md", "answers/part7.txt"],

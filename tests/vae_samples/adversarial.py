@@ -1516,7 +1516,7 @@ PROBE_OUTPUT_FLOOD = """
 import sys, time
 
 def _flood(g):
-    # While the probe runs, its outputs are not capped (OutputLimits lets a probe's output through):
+    # While the probe runs, its outputs are not capped (OutputCap lets a probe's output through):
     # print 1 MB lines for 45 s of the 60 s the probe may take, then hand back no answer. Each line is
     # flushed, so the kernel sends at the pace the grader reads and never holds more than a line.
     line = "x" * (2**20 - 1) + "\\n"

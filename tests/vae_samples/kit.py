@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 import nbformat
 
 from vae_grader.cells import require_cell, solution_markers
+from vae_grader.preprocessors.restructure import Canonical
 from vae_grader.paths import MASTER, RELEASE
 from vae_grader.submissions import PARTS, points_by_cell, test_cells
 
@@ -89,3 +90,34 @@ def full_points(
 
 def load_master_and_release() -> tuple[nbformat.NotebookNode, nbformat.NotebookNode]:
     return nbformat.read(MASTER, as_version=4), nbformat.read(RELEASE, as_version=4)
+
+
+def canonical() -> list[Canonical]:
+    """The gradebook's view of the assignment (what ``RepairSubmission`` restores), built from the master
+    and the release without a gradebook."""
+    master, release = load_master_and_release()
+    released = {
+        c.metadata["nbgrader"]["grade_id"]: c.source
+        for c in release.cells
+        if "nbgrader" in c.metadata
+    }
+    points = points_by_cell(master)
+    out = []
+    for cell in master.cells:
+        meta = cell.metadata.get("nbgrader")
+        if not meta:
+            continue
+        name = meta["grade_id"]
+        out.append(
+            Canonical(
+                name=name,
+                cell_type=cell.cell_type,
+                locked=bool(meta.get("locked")),
+                grade=bool(meta.get("grade")),
+                solution=bool(meta.get("solution")),
+                points=points.get(name),
+                checksum=None,
+                source=cell.source if meta.get("locked") else released[name],
+            )
+        )
+    return out

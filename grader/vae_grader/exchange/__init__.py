@@ -19,15 +19,3 @@ The student side (``submit`` refusing ``--student`` for someone else, ``submit``
 refusing a course folder anyone could have replaced) is ``student_config/nbgrader_config.py``, since
 students do not install this package.
 """
-
-from vae_grader.exchange.collect import SecureCollect
-from vae_grader.exchange.private_files import private_source_files
-from vae_grader.exchange.release_assignment import StickyReleaseAssignment
-from vae_grader.exchange.release_feedback import PrivateReleaseFeedback
-
-__all__ = [
-    "PrivateReleaseFeedback",
-    "SecureCollect",
-    "StickyReleaseAssignment",
-    "private_source_files",
-]

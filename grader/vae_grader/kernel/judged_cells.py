@@ -4,7 +4,7 @@ For each visible or hidden test cell the kernel gets a probe instead (``vae_grad
 computes data from the student's code, and the verdict is reached outside the kernel, in the
 confined verdict process (``vae_grader.judge.confined``). So the kernel cannot fake a pass, and a
 test's source never reaches it. A test cell the judge has no check for is flagged, never run
-(``RobustExecute._async_run_cell`` fails closed), and a cell scores no more than its verdict gave
+(``RobustExecute`` fails closed), and a cell scores no more than its verdict gave
 (``vae_grader.preprocessors.require_verdicts``).
 """
 
@@ -16,52 +16,57 @@ import time
 from nbformat.notebooknode import NotebookNode, from_dict
 
 from vae_grader.judge import rulings as judge
+from vae_grader.judge.confined import ConfinedJudge
+from vae_grader.kernel.output_limits import OutputCap
+from vae_grader.kernel.session import KernelSession
 from vae_grader.notes import add_note
 
 
-class JudgedCells:
-    """Mixed into ``RobustExecute``: uses its ``_async_execute`` (``vae_grader.kernel.calls``),
-    ``cell_limit``, ``_spent``, ``verdicts`` (the submission's ``vae_grader.judge.confined.ConfinedJudge``)
-    and nbclient's public ``clear_display_id_mapping``."""
-
-    async def _async_judge(self, index: int, cell: NotebookNode, test: judge.Judged) -> str:
-        """Score a test cell without running its source: probe the kernel for data, judge it here."""
-        salt = judge.new_salt()
-        probe = from_dict(
-            {
-                "cell_type": "code",
-                "source": judge.probe_code(test, salt),
-                "metadata": {},
-                "outputs": [],
-            }
-        )
-        self._probing = True
+async def judge_cell(
+    session: KernelSession,
+    verdicts: ConfinedJudge,
+    cap: OutputCap,
+    resources: dict,
+    index: int,
+    cell: NotebookNode,
+    test: judge.Judged,
+) -> str:
+    """Score a test cell without running its source: probe the kernel for data, judge it in ``verdicts``."""
+    client = session.client
+    salt = judge.new_salt()
+    probe = from_dict(
+        {
+            "cell_type": "code",
+            "source": judge.probe_code(test, salt),
+            "metadata": {},
+            "outputs": [],
+        }
+    )
+    cap.probing = True
+    try:
+        outcome, _ = await session.execute(index, probe, silent=True, limit=client.cell_limit(cell))
+    finally:
+        cap.probing = False
+        # A display_id the probe's outputs registered must not let a later cell rewrite this cell's
+        # outputs (nbclient updates every output that shares a display_id): that would set the score.
+        client.clear_display_id_mapping(index)
+    cell.outputs = []
+    cell.execution_count = client.code_cells_executed
+    if outcome == "ok":
+        blob, problem = judge.answer_bytes(probe.outputs)
+        verdict_started = time.monotonic()
         try:
-            outcome, _ = await self._async_execute(
-                index, probe, silent=True, limit=self.cell_limit(cell)
+            ruling = (
+                await asyncio.to_thread(verdicts.judge, test, blob, salt)
+                if blob is not None
+                else judge.Ruling(judge.failed(test, problem or "no answer"))
             )
         finally:
-            self._probing = False
-            # A display_id the probe's outputs registered must not let a later cell rewrite this cell's
-            # outputs (nbclient updates every output that shares a display_id): that would set the score.
-            self.clear_display_id_mapping(index)
-        cell.outputs = []
-        cell.execution_count = self.code_cells_executed
-        if outcome == "ok":
-            blob, problem = judge.answer_bytes(probe.outputs)
-            verdict_started = time.monotonic()
-            try:
-                ruling = (
-                    await asyncio.to_thread(self.verdicts.judge, test, blob, salt)
-                    if blob is not None
-                    else judge.Ruling(judge.failed(test, problem or "no answer"))
-                )
-            finally:
-                self._spent("verdicts", time.monotonic() - verdict_started)
-            record_verdict(self.nb, self.resources, cell, test, ruling)
-            if ruling.flag:
-                self.log.error("Could not judge %s: %s", test.grade_id, ruling.flag)
-        return outcome
+            session.state.spend("verdicts", time.monotonic() - verdict_started)
+        record_verdict(client.nb, resources, cell, test, ruling)
+        if ruling.flag:
+            client.log.error("Could not judge %s: %s", test.grade_id, ruling.flag)
+    return outcome
 
 
 VERDICTS = "vae_verdicts"

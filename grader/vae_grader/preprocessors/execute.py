@@ -43,45 +43,41 @@ interrupt times out every following cell. :class:`RobustExecute` replaces it in
 
 The kernel itself is the sandboxed one from ``vae_grader.sandbox.kernels`` unless ``VAE_SANDBOX=off``.
 
-This module runs the notebook and decides what each cell's outcome means; each part with a job of
-its own lives beside it, one module each: ``vae_grader.kernel.calls`` (send a cell, wait,
-interrupt), ``vae_grader.kernel.recovery`` (a new kernel, the state replayed), ``vae_grader.kernel.judged_cells``
-(test cells), ``vae_grader.kernel.time_limits``, ``vae_grader.kernel.processes`` (stray processes, why a kernel
-died), ``vae_grader.kernel.output_limits`` and ``vae_grader.kernel.cell_messages`` (what a cell is told). The
-options stay ``RobustExecute``'s traits, since ``nbgrader_config.py`` sets them by its name.
+This module runs the notebook and decides what each cell's outcome means. It drives the kernel through
+one collaborator, ``vae_grader.kernel.session.KernelSession`` (send a cell, wait, interrupt, a new kernel
+with the state replayed, the submission's run state), asks ``vae_grader.kernel.output_limits.OutputCap``
+what output to keep, and scores test cells with ``vae_grader.kernel.judged_cells.judge_cell``;
+``vae_grader.kernel.time_limits``, ``vae_grader.kernel.processes`` (stray processes, why a kernel died)
+and ``vae_grader.kernel.cell_messages`` (what a cell is told) are plain functions. The options stay
+``RobustExecute``'s traits, since ``nbgrader_config.py`` sets them by its name.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 
-from jupyter_core.utils import ensure_async, run_sync
+from jupyter_core.utils import run_sync
 from nbclient.client import NotebookClient
 from nbformat.notebooknode import NotebookNode
 from nbgrader import utils
 from nbgrader.preprocessors import Execute
 from traitlets import Enum, Float, Integer, List, Unicode
 
+from vae_grader.cells import grade_id
 from vae_grader.judge import rulings as judge
-
+from vae_grader.judge.confined import ConfinedJudge
 from vae_grader.kernel import time_limits
 from vae_grader.kernel.cell_messages import add_error, drop_interrupt_errors, flag_not_run, label
-from vae_grader.cells import grade_id
-from vae_grader.judge.confined import ConfinedJudge
-from vae_grader.sandbox.environment import grading_kernel_environment
-from vae_grader.kernel.judged_cells import JudgedCells
-from vae_grader.kernel.calls import DEAD, TIMEOUT, KernelCalls
 from vae_grader.kernel.clock import SLEPT
-from vae_grader.notes import add_note, render_notes
-from vae_grader.kernel.output_limits import OutputLimits
+from vae_grader.kernel.judged_cells import judge_cell
+from vae_grader.kernel.output_limits import OutputCap
 from vae_grader.kernel.processes import death_reason, stray_processes
-from vae_grader.kernel.recovery import KernelRecovery
+from vae_grader.kernel.session import DEAD, TIMEOUT, KernelSession, RunState
+from vae_grader.notes import add_note, render_notes
+from vae_grader.sandbox.environment import SANDBOX_ENV, grading_kernel_environment, sandbox_disabled
 from vae_grader.sandbox.kernels import kernel_manager_class
-from vae_grader.sandbox.environment import SANDBOX_ENV, sandbox_disabled
-from vae_grader.kernel.time_limits import calls_fit
 
-__all__ = ["RobustExecute", "calls_fit", "stray_processes"]  # the helpers' old home still works
+__all__ = ["RobustExecute"]
 
 _RESTARTED = "the grader started a new kernel, re-ran the cells above and went on without this cell"
 _STOPPED = f"ended the kernel (exit(), quit() or os._exit() stop the Python process); {_RESTARTED}"
@@ -101,25 +97,7 @@ def asked_to_exit(reply: dict | None) -> bool:
     )
 
 
-@dataclass
-class _RunState:
-    timeline: list[int] = field(default_factory=list)
-    """Cells that completed normally, in order: replayed after a new kernel starts."""
-    restarts: int = 0
-    given_up: str | None = None
-    started: float = field(default_factory=time.monotonic)
-    charged: float = 0.0
-    """What the cells (and their replays) cost the budget: CPU seconds of the kernel's tree."""
-    notebook_bytes: int = 0
-    seconds: dict[str, float] = field(default_factory=dict)
-    """Where the time went: kernel start, cells, checks, restarts (logged at the end)."""
-    slowest: list[tuple[float, int, float]] = field(default_factory=list)
-    """(wall seconds, cell index, CPU seconds) of each cell."""
-    attempted: set[int] = field(default_factory=set)
-    """Cells sent to a kernel (whatever happened): the others were never run."""
-
-
-class RobustExecute(JudgedCells, KernelRecovery, OutputLimits, KernelCalls, Execute):
+class RobustExecute(Execute):
     """nbgrader's ``Execute`` that survives crashes, timeouts and tampering (see the module docstring)."""
 
     max_restarts = Integer(
@@ -224,10 +202,13 @@ class RobustExecute(JudgedCells, KernelRecovery, OutputLimits, KernelCalls, Exec
         NotebookClient.__init__(self, nb, km)
         self.reset_execution_trackers()
         self._check_assign_resources(resources)
-        self._state = _RunState()
+        self.session = KernelSession(self, RunState())
+        self.output_cap = OutputCap(
+            self.nb, self.session.state, self.max_output_bytes, self.max_notebook_output_bytes
+        )
         started = time.monotonic()
         try:
-            run_sync(self._async_preprocess)()
+            run_sync(self._run_notebook)()
         finally:
             self.verdicts.stop()
         render_notes(self.nb)
@@ -236,7 +217,7 @@ class RobustExecute(JudgedCells, KernelRecovery, OutputLimits, KernelCalls, Exec
 
     def _log_timings(self, seconds: float) -> None:
         """One log line on where the time went, so a slow submission can be told from a slow grader."""
-        spent = ", ".join(f"{k} {v:.1f} s" for k, v in self._state.seconds.items())
+        spent = ", ".join(f"{k} {v:.1f} s" for k, v in self.session.state.seconds.items())
         verdicts = self.verdicts
         self.log.info(
             "Verdict process: %.1f CPU s (longest verdict %.1f s), peak %.0f MB resident",
@@ -246,27 +227,27 @@ class RobustExecute(JudgedCells, KernelRecovery, OutputLimits, KernelCalls, Exec
         )
         slowest = ", ".join(
             f"cell {i} {t:.1f} s ({c:.1f} CPU s)"
-            for t, i, c in sorted(self._state.slowest, reverse=True)[:3]
+            for t, i, c in sorted(self.session.state.slowest, reverse=True)[:3]
         )
         self.log.info(
             "Executed %d cells in %.1f s (%s; cells and probes %.1f CPU s; slowest: %s; %d new kernel(s))",
             self.code_cells_executed,
             seconds,
             spent,
-            self._state.charged,
+            self.session.state.charged,
             slowest,
-            self._state.restarts,
+            self.session.state.restarts,
         )
 
-    async def _async_preprocess(self) -> None:
+    async def _run_notebook(self) -> None:
         """Start the kernel and run the cells; a failure of the grader's own flags what was not run."""
-        self._kernel_started = time.monotonic()
+        self.session.kernel_started = time.monotonic()
         try:
             async with self.async_setup_kernel():
-                await self._async_kernel_ready()
+                await self.session.ready()
                 for index, cell in enumerate(self.nb.cells):
                     if cell.cell_type == "code" and cell.source.strip():
-                        await self._async_run_cell(index, cell)
+                        await self._run_cell(index, cell)
                 self.set_widgets_metadata()
         except Exception as exc:  # e.g. no kernel could be started: nothing the student did
             reason = (
@@ -281,55 +262,26 @@ class RobustExecute(JudgedCells, KernelRecovery, OutputLimits, KernelCalls, Exec
             if (
                 cell.cell_type == "code"
                 and cell.source.strip()
-                and index not in self._state.attempted
+                and index not in self.session.state.attempted
             ):
                 flag_not_run(self.nb, cell, reason)
 
-    async def _async_kernel_ready(self) -> None:
-        """A kernel just started: record its language in the notebook, import ``warm_imports``, and
-        count it all as start-up time (never a cell's)."""
-        assert self.kc is not None
-        info = await self._async_wait_reply(
-            await ensure_async(self.kc.kernel_info()), self.startup_timeout
-        )
-        if isinstance(info, dict) and "language_info" in info["content"]:
-            self.nb.metadata["language_info"] = info["content"]["language_info"]
-        await self._async_warm_up()
-        self._spent(
-            "kernel start", time.monotonic() - getattr(self, "_kernel_started", time.monotonic())
-        )
+    def new_cell_output(self) -> None:
+        """A cell starts (``KernelSession.execute``): its output count begins at zero."""
+        self.output_cap.new_cell()
 
-    async def _async_warm_up(self) -> None:
-        """Import ``warm_imports`` in the new kernel, silently and binding no name, before any student code."""
-        if not self.warm_imports:
-            return
-        assert self.kc is not None
-        code = (
-            "import importlib as _vae_importlib\n"
-            f"for _vae_module in {list(self.warm_imports)!r}:\n"
-            "    _vae_importlib.import_module(_vae_module)\n"
-            "del _vae_importlib, _vae_module\n"
-        )
-        msg_id = await ensure_async(
-            self.kc.execute(
-                code, silent=True, store_history=False, allow_stdin=False, stop_on_error=False
-            )
-        )
-        reply = await self._async_wait_reply(msg_id, self.warm_timeout)
-        status = reply.get("content", {}).get("status") if isinstance(reply, dict) else reply
-        if status != "ok":  # the set-up cell will then import them itself, and say what failed
-            self.log.warning("Warm-up imports of the new kernel: %s", status)
-            if reply == TIMEOUT:
-                await self._async_interrupt(msg_id)
-
-    def _spent(self, what: str, seconds: float) -> None:
-        self._state.seconds[what] = self._state.seconds.get(what, 0.0) + seconds
+    def output(self, outs, msg, display_id, cell_index):
+        """nbclient's public output hook: an output message is recorded only if ``OutputCap`` keeps it."""
+        cap = getattr(self, "output_cap", None)  # set per notebook by preprocess
+        if cap is not None and not cap.admit(outs, msg):
+            return None
+        return super().output(outs, msg, display_id, cell_index)
 
     # --- one cell -----------------------------------------------------------------------------------------
 
-    async def _async_run_cell(self, index: int, cell: NotebookNode) -> None:
+    async def _run_cell(self, index: int, cell: NotebookNode) -> None:
         """Run one code cell (judge it, if a test cell), then check what it did to the kernel."""
-        state = self._state
+        state = self.session.state
         if state.given_up is None:
             state.given_up = time_limits.out_of_time(
                 state.charged, state.started, self.submission_seconds, self.submission_wall_seconds
@@ -350,26 +302,28 @@ class RobustExecute(JudgedCells, KernelRecovery, OutputLimits, KernelCalls, Exec
         started = time.monotonic()
         reply = None
         if test is not None:
-            outcome = await self._async_judge(index, cell, test)
+            outcome = await judge_cell(
+                self.session, self.verdicts, self.output_cap, self.resources, index, cell, test
+            )
         else:
-            outcome, reply = await self._async_execute(index, cell)
+            outcome, reply = await self.session.execute(index, cell)
         took = time.monotonic() - started
-        cpu = self.last_clock.charged if self.last_clock is not None else took
+        cpu = self.session.last_clock.charged if self.session.last_clock is not None else took
         state.charged += cpu
-        self._spent("tests" if test is not None else "cells", took)
+        state.spend("tests" if test is not None else "cells", took)
         state.slowest.append((took, index, cpu))
-        if outcome in ("ok", "timeout") and await self._async_left_processes(index, cell, outcome):
+        if outcome in ("ok", "timeout") and await self._left_processes(index, cell, outcome):
             return
         if outcome == "ok" and asked_to_exit(reply):
             await self._incident(index, cell, "KernelStopped", _STOPPED, restart=True)
             return
         if outcome == "ok":
-            if await self._async_kernel_answers(index, cell) and test is None:
+            if await self._kernel_answers(index, cell) and test is None:
                 state.timeline.append(index)
             return
-        await self._async_report_failure(index, cell, outcome)
+        await self._report_failure(index, cell, outcome)
 
-    async def _async_left_processes(self, index: int, cell: NotebookNode, outcome: str) -> bool:
+    async def _left_processes(self, index: int, cell: NotebookNode, outcome: str) -> bool:
         """Whether the cell left processes running; if so the kernel (and its sandbox) is replaced."""
         strays = stray_processes(self.km)
         if not strays:
@@ -386,12 +340,10 @@ class RobustExecute(JudgedCells, KernelRecovery, OutputLimits, KernelCalls, Exec
         )
         return True
 
-    async def _async_kernel_answers(self, index: int, cell: NotebookNode) -> bool:
+    async def _kernel_answers(self, index: int, cell: NotebookNode) -> bool:
         """Whether the kernel still answers after a cell that completed; if not, it is replaced."""
         assert self.kc is not None
-        alive = await self._async_wait_reply(
-            await ensure_async(self.kc.kernel_info()), self.alive_timeout
-        )
+        alive = await self.session.answers(self.alive_timeout)
         if alive == DEAD:
             await self._incident(index, cell, "KernelStopped", _STOPPED, restart=True)
             return False
@@ -406,7 +358,7 @@ class RobustExecute(JudgedCells, KernelRecovery, OutputLimits, KernelCalls, Exec
             return False
         return True
 
-    async def _async_report_failure(self, index: int, cell: NotebookNode, outcome: str) -> None:
+    async def _report_failure(self, index: int, cell: NotebookNode, outcome: str) -> None:
         """A cell that timed out, got stuck or killed its kernel: say so; replace the kernel unless it stopped."""
         if outcome == "starved":
             drop_interrupt_errors(cell)
@@ -440,7 +392,7 @@ class RobustExecute(JudgedCells, KernelRecovery, OutputLimits, KernelCalls, Exec
     def _past_limit(self, cell: NotebookNode) -> str:
         """Which of the cell's limits it ran past, in words for the student."""
         limit = self.cell_limit(cell)
-        clock = self.last_clock
+        clock = self.session.last_clock
         if self.limit_clock == "wall":
             return f"ran longer than the grader's limit of {limit} s"
         if clock is not None and clock.verdict == SLEPT:
@@ -454,7 +406,7 @@ class RobustExecute(JudgedCells, KernelRecovery, OutputLimits, KernelCalls, Exec
     def _starved(self, index: int, cell: NotebookNode) -> None:
         """The machine gave the cell too little CPU to finish within the backstop: nothing the
         student did, so the submission is flagged for the instructor and the rest is not run."""
-        clock = self.last_clock
+        clock = self.session.last_clock
         got = (
             f"{clock.cpu_used:.1f} s of computing in {clock.wall:.0f} s" if clock else "too little"
         )
@@ -466,7 +418,7 @@ class RobustExecute(JudgedCells, KernelRecovery, OutputLimits, KernelCalls, Exec
             cell, "NotGraded", f"this cell was stopped: {reason}; your instructor will grade it"
         )
         add_note(self.nb, f"{reason}; your instructor will grade this submission.", flag=reason)
-        self._state.given_up = reason
+        self.session.state.given_up = reason
 
     async def _incident(
         self, index: int, cell: NotebookNode, ename: str, what: str, *, restart: bool
@@ -475,4 +427,4 @@ class RobustExecute(JudgedCells, KernelRecovery, OutputLimits, KernelCalls, Exec
         add_error(cell, ename, f"this cell {what}")
         add_note(self.nb, f"{ename}: {label(index, cell)} {what}.", cell=grade_id(cell))
         if restart:
-            await self._async_recover(f"{ename} in cell {index}")
+            await self.session.recover(f"{ename} in cell {index}")
