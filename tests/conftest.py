@@ -60,6 +60,10 @@ TOOLS_IN_PROCESS_LAYER = frozenset({"ruff", "git", "python -c"})
 sandbox, no server."""
 
 
+collect_ignore = ["files"]
+"""tests/files/ holds notebooks that tests read as input (``test_plugin_files.py``): nbval must not run them."""
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--in-process",

@@ -25,7 +25,13 @@ import pytest
 
 from vae_grader.paths import COURSE_ROOT
 
-pytestmark = [pytest.mark.slow, pytest.mark.nbgrader, pytest.mark.kernel, pytest.mark.sandbox]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.nbgrader,
+    pytest.mark.kernel,
+    pytest.mark.sandbox,
+    pytest.mark.judge,
+]
 
 STUDENT_SIDE = '''\
 """Part 9's self-check: brightest(images) returns the index of the image with the largest mean pixel."""
