@@ -32,7 +32,7 @@ from vae_grader.preprocessors.scan import scan_source
 from vae_grader.submissions import PARTS
 from vae_grader.submissions import test_cells as cells_of_part
 from vae_samples import adversarial
-from vae_samples.kit import canonical
+from vae_samples.kit import canonical, restored_cells
 
 CASES = {s.student: s for s in adversarial.SUBMISSIONS}
 
@@ -441,14 +441,7 @@ def test_repair_restores_the_graded_structure(student):
     submission = CASES[student]
     nb = submission.build(master, release)
     repaired = repair(nb, canon)
-    tagged = [c for c in repaired.cells if "nbgrader" in c.metadata]
-    assert [c.metadata["nbgrader"]["grade_id"] for c in tagged] == [c.name for c in canon]
-    by_name = {c.name: c for c in canon}
-    for cell in tagged:
-        want = by_name[cell.metadata["nbgrader"]["grade_id"]]
-        assert cell.metadata["nbgrader"] == want.metadata()
-        if want.locked:
-            assert cell.source == want.source
+    tagged = restored_cells(repaired, canon)
     if student in ("duplicated_cells", "retyped_cells", "tampered_metadata", "wrong_filename"):
         # every answer the student wrote is graded as the cell it answers
         for part in adversarial.FAST:

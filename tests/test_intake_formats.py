@@ -18,19 +18,17 @@ import warnings
 from pathlib import Path
 
 import nbformat
-import nbgrader
 import pytest
-from nbconvert.exporters import HTMLExporter
 
 from vae_grader.preprocessors import intake
-from vae_grader.preprocessors.feedback import StudentFeedback
 from vae_grader.preprocessors.intake import (
     SubmittedNotebook,
     TolerantNotebookExporter,
     load_submission,
 )
-from vae_grader.notes import flags_of, notes_of, render_notes
+from vae_grader.notes import flags_of, notes_of
 from vae_grader.paths import MASTER
+from vae_samples.kit import feedback_page
 
 NOT_READABLE = "the submitted file is not a readable notebook"
 
@@ -61,23 +59,6 @@ def _write(path: Path, text: str) -> str:
 
 def _texts(nb: nbformat.NotebookNode) -> list[str]:
     return [note["text"] for note in notes_of(nb)]
-
-
-def _feedback_page(nb: nbformat.NotebookNode) -> str:
-    """The page ``nbgrader generate_feedback`` makes of a graded notebook (notes rendered as the executor does)."""
-    nb = copy.deepcopy(nb)
-    render_notes(nb)
-    nb, _ = StudentFeedback().preprocess(nb, {})
-    base = Path(nbgrader.__file__).parent / "server_extensions" / "formgrader"
-    exporter = HTMLExporter(
-        template_name="feedback",
-        extra_template_basedirs=[str(base / "templates")],
-        extra_template_paths=[str(base / "static" / "node_modules" / "bootstrap" / "dist" / "css")],
-    )
-    page, _ = exporter.from_notebook_node(
-        nb, resources={"nbgrader": {"score": 0, "max_score": 40, "late_penalty": 0}}
-    )
-    return page
 
 
 @pytest.mark.parametrize("version", [3, 2])
@@ -118,7 +99,7 @@ def test_a_broken_old_notebook_is_graded_as_unreadable_with_a_note(tmp_path: Pat
     assert "(it is in nbformat 3, and nbformat could not convert it: " in _texts(nb)[0]
 
 
-def test_a_notebook_nested_200000_levels_deep_is_refused_before_parsing_with_a_feedback_page(
+def test_a_notebook_nested_200000_levels_deep_is_refused_before_parsing_with_afeedback_page(
     tmp_path: Path, master
 ) -> None:
     """The red team's file: the master with notebook metadata nested 200,000 levels deep (1.4 MB)."""
@@ -135,7 +116,7 @@ def test_a_notebook_nested_200000_levels_deep_is_refused_before_parsing_with_a_f
     assert nb.cells == [] and flags_of(nb) == {"*": [NOT_READABLE]}
     (text,) = _texts(nb)
     assert "could not be read as a notebook (it is nested 200,002 levels deep" in text
-    page = _feedback_page(nb)
+    page = feedback_page(nb)
     assert "could not be read as a notebook" in page and "200,002 levels deep" in page
 
 

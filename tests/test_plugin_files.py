@@ -15,17 +15,14 @@ import re
 from pathlib import Path
 
 import nbformat
-import nbgrader
 import pytest
 from nbgrader import utils
-from nbconvert.exporters import HTMLExporter
 
-from vae_grader.notes import notes_of, render_notes
+from vae_grader.notes import notes_of
 from vae_grader.paths import MASTER
-from vae_grader.preprocessors.feedback import StudentFeedback
 from vae_grader.preprocessors.restructure import repair
 from vae_grader.submissions import points_by_cell
-from vae_samples.kit import canonical
+from vae_samples.kit import canonical, feedback_page, restored_cells
 
 FILES = Path(__file__).parent / "files"
 REFRESH = (
@@ -68,14 +65,7 @@ def test_repair_puts_back_the_graded_cells_of_a_file(name: str) -> None:
         "the file's graded cells are not disturbed"
     )
     repaired = repair(copy.deepcopy(submitted), canon)
-    tagged = [c for c in repaired.cells if "nbgrader" in c.metadata]
-    assert [c.metadata["nbgrader"]["grade_id"] for c in tagged] == [c.name for c in canon]
-    by_name = {c.name: c for c in canon}
-    for cell in tagged:
-        want = by_name[cell.metadata["nbgrader"]["grade_id"]]
-        assert cell.metadata["nbgrader"] == want.metadata()
-        if want.locked:
-            assert cell.source == want.source
+    restored_cells(repaired, canon)
     notes = " ".join(note["text"] for note in notes_of(repaired))
     assert notes, "the student is told what was put back"
 
@@ -123,8 +113,8 @@ def test_the_autograded_file_scores_what_the_manifest_says() -> None:
 
 
 def _feedback_page(nb: nbformat.NotebookNode) -> str:
-    """The page ``nbgrader generate_feedback`` makes of an autograded notebook (``GetGrades`` emulated from
-    the cells themselves: the score nbgrader reads from each graded cell, no comments)."""
+    """The feedback page of an autograded notebook, ``GetGrades`` emulated from the cells themselves: the
+    score nbgrader reads from each graded cell, no comments."""
     nb = copy.deepcopy(nb)
     scores = _scores(nb)
     for cell in nb.cells:
@@ -133,19 +123,7 @@ def _feedback_page(nb: nbformat.NotebookNode) -> str:
             meta["score"] = scores[meta["grade_id"]]
         if meta.get("solution") or meta.get("task"):
             meta["comment"] = None
-    render_notes(nb)
-    nb, _ = StudentFeedback().preprocess(nb, {})
-    base = Path(nbgrader.__file__).parent / "server_extensions" / "formgrader"
-    exporter = HTMLExporter(
-        template_name="feedback",
-        extra_template_basedirs=[str(base / "templates")],
-        extra_template_paths=[str(base / "static" / "node_modules" / "bootstrap" / "dist" / "css")],
-    )
-    page, _ = exporter.from_notebook_node(
-        nb,
-        resources={"nbgrader": {"score": sum(scores.values()), "max_score": 40, "late_penalty": 0}},
-    )
-    return page
+    return feedback_page(nb, sum(scores.values()))
 
 
 def test_the_feedback_page_of_an_autograded_file_shows_every_verdict_and_no_hidden_test() -> None:

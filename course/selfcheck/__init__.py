@@ -137,13 +137,14 @@ def _notebook_call(grade_id: str, probe: Probe) -> Callable[..., None]:
     """The notebook's ``selfcheck.<name>(...)``: its parameters are the names the probe reads, its
     docstring the first line of the part module's."""
 
+    signature = inspect.Signature(
+        [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in probe.names]
+    )
+
     def call(*args: Any, **kwargs: Any) -> None:
         _check(grade_id, signature.bind(*args, **kwargs).arguments)
 
     name = grade_id.removeprefix("test_")
-    signature = inspect.Signature(
-        [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in probe.names]
-    )
     module = inspect.getmodule(probe.probe)
     call.__name__ = call.__qualname__ = name
     call.__signature__ = signature  # type: ignore[attr-defined]

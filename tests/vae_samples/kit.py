@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 
 import nbformat
 
@@ -121,3 +122,42 @@ def canonical() -> list[Canonical]:
             )
         )
     return out
+
+
+def restored_cells(repaired: nbformat.NotebookNode, canon: list[Canonical]) -> list:
+    """The nbgrader cells of a repaired notebook, after checking that they are the gradebook's: same ids in
+    the same order, the same metadata, and each locked cell's source as released."""
+    tagged = [c for c in repaired.cells if "nbgrader" in c.metadata]
+    assert [c.metadata["nbgrader"]["grade_id"] for c in tagged] == [c.name for c in canon]
+    by_name = {c.name: c for c in canon}
+    for cell in tagged:
+        want = by_name[cell.metadata["nbgrader"]["grade_id"]]
+        assert cell.metadata["nbgrader"] == want.metadata()
+        if want.locked:
+            assert cell.source == want.source
+    return tagged
+
+
+def feedback_page(nb: nbformat.NotebookNode, score: float = 0.0) -> str:
+    """The page ``nbgrader generate_feedback`` makes of a graded notebook: the grader's notes rendered as the
+    executor does, then ``StudentFeedback`` and nbgrader's feedback template (``GetGrades``, which reads
+    the gradebook, is left to the caller)."""
+    from nbconvert.exporters import HTMLExporter
+    import nbgrader
+
+    from vae_grader.notes import render_notes
+    from vae_grader.preprocessors.feedback import StudentFeedback
+
+    nb = copy.deepcopy(nb)
+    render_notes(nb)
+    nb, _ = StudentFeedback().preprocess(nb, {})
+    base = Path(nbgrader.__file__).parent / "server_extensions" / "formgrader"
+    exporter = HTMLExporter(
+        template_name="feedback",
+        extra_template_basedirs=[str(base / "templates")],
+        extra_template_paths=[str(base / "static" / "node_modules" / "bootstrap" / "dist" / "css")],
+    )
+    page, _ = exporter.from_notebook_node(
+        nb, resources={"nbgrader": {"score": score, "max_score": 40, "late_penalty": 0}}
+    )
+    return page

@@ -24,7 +24,6 @@ ends in a flagged zero, never in points (:class:`vae_grader.judge.rulings.Ruling
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import select
@@ -43,6 +42,7 @@ from traitlets.config import LoggingConfigurable
 from vae_grader.judge import rulings as judge
 from vae_grader.sandbox.confine import Allowed, GiB, MiB, Sandbox
 from vae_grader.sandbox.environment import (
+    package_folder,
     sandbox_disabled,
     student_package,
     verdict_environment,
@@ -72,9 +72,9 @@ def read_frame(stream) -> bytes | None:
 
 def grader_package() -> Path:
     """The folder of the grader package this process imports (its real path, as lent)."""
-    spec = importlib.util.find_spec("vae_grader")
-    assert spec is not None and spec.submodule_search_locations
-    return Path(os.path.realpath(list(spec.submodule_search_locations)[0]))
+    package = package_folder("vae_grader")
+    assert package is not None  # this module is part of it
+    return Path(os.path.realpath(package))
 
 
 _WORKER = (

@@ -58,13 +58,19 @@ def kernel_backend(env: Mapping[str, str] | None = None) -> str:
     return name
 
 
-def student_package() -> Path | None:
-    """The folder of the student package (``course``) this process imports, found without importing it
-    (importing it sets environment defaults); None where it is not importable."""
-    spec = importlib.util.find_spec("course")
+def package_folder(name: str) -> Path | None:
+    """The folder of the package ``name`` this process imports, found without importing it; None where
+    it is not importable."""
+    spec = importlib.util.find_spec(name)
     if spec is None or not spec.submodule_search_locations:
         return None
     return Path(list(spec.submodule_search_locations)[0])
+
+
+def student_package() -> Path | None:
+    """The folder of the student package (``course``) this process imports (found, not imported:
+    importing it sets environment defaults)."""
+    return package_folder("course")
 
 
 def grading_kernel_environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
